@@ -1,0 +1,3 @@
+//! Benchmark program for inger (filled in below).
+
+fn main() {}

@@ -1,0 +1,10 @@
+//! Processor-specific code: the context switch, the layout of a fresh stack, and all access
+//! to the registers saved in a signal's `ucontext`. Nothing outside this module touches them.
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+mod x86_64;
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+pub(crate) use x86_64::*;
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+compile_error!("inger supports x86-64 Linux with glibc only");

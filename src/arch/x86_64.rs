@@ -1,0 +1,150 @@
+//! x86-64 System V: context switch, fresh-stack layout, and `ucontext` register access.
+//!
+//! A suspended context is represented by one value, its saved stack pointer. Below it, the
+//! switch routine left (addresses grow upward in this picture):
+//!
+//! ```text
+//!   saved sp ->  +0   MXCSR (4 bytes) | x87 control word (2 bytes) | padding
+//!                +8   r15
+//!                +16  r14
+//!                +24  r13
+//!                +32  r12
+//!                +40  rbx
+//!                +48  rbp
+//!                +56  return address (where `switch` returns to when resumed)
+//! ```
+//!
+//! These are exactly the registers the SysV ABI calls callee-saved, plus the two floating-point
+//! control words that it also makes callee-saved; every other register is dead across the
+//! `call` into [`switch`]. A fresh stack is prepared with the same picture, its return address
+//! pointing at [`trampoline`] and r12/r13 holding the entry argument and function.
+//!
+//! A context paused by the timer signal additionally has, higher on its stack, the kernel's
+//! signal frame: the `ucontext` with every general-purpose register, the flags and the XSAVE
+//! area. The signal handler's frame sits between the two; resuming returns into the handler,
+//! which returns, and `sigreturn` restores the rest.
+
+use core::arch::naked_asm;
+use core::ffi::c_void;
+
+/// Saves the current context's callee-saved state on its stack, stores its stack pointer in
+/// `*save`, and continues the context whose saved stack pointer is `to`.
+///
+/// Returns when some later `switch` names the saved pointer as its `to`.
+///
+/// # Safety
+/// `to` must be a stack pointer saved by `switch` (or prepared by [`prepare_stack`]) whose
+/// context has not been continued since; `save` must be valid for a write. The memory of
+/// both stacks must stay mapped for as long as their contexts may be continued.
+#[unsafe(naked)]
+pub(crate) unsafe extern "C" fn switch(save: *mut *mut u8, to: *mut u8) {
+    naked_asm!(
+        // rdi = save, rsi = to. On entry rsp = 8 (mod 16): the return address was just pushed.
+        "push rbp",              // callee-saved frame pointer
+        "push rbx",              // callee-saved
+        "push r12",              // callee-saved
+        "push r13",              // callee-saved
+        "push r14",              // callee-saved
+        "push r15",              // callee-saved
+        "sub rsp, 8",            // one slot for the FP control words; rsp = 0 (mod 16) now
+        "stmxcsr [rsp]",         // SSE control/status (rounding, exception masks, FTZ/DAZ)
+        "fnstcw [rsp + 4]",      // x87 control word (precision, rounding)
+        "mov [rdi], rsp",        // publish where this context can be continued
+        "mov rsp, rsi",          // adopt the other context's stack
+        "ldmxcsr [rsp]",         // its SSE control/status
+        "fldcw [rsp + 4]",       // its x87 control word
+        "add rsp, 8",            // drop the control-word slot
+        "pop r15",               // its callee-saved registers, in reverse order
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbx",
+        "pop rbp",
+        "ret",                   // continue where it called `switch` (or enter the trampoline)
+    )
+}
+
+/// First code run on a fresh stack: calls `r13(r12)`, which never returns.
+#[unsafe(naked)]
+unsafe extern "C" fn trampoline() {
+    naked_asm!(
+        // Entered by `ret` from `switch` with rsp = 0 (mod 16), as a call requires.
+        "mov rdi, r12",          // the entry's argument
+        "call r13",              // the entry function; it switches away and never returns
+        "ud2",                   // unreachable: trap loudly rather than run off the end
+    )
+}
+
+/// Size of the picture [`switch`] expects below a saved stack pointer.
+const SWITCH_FRAME: usize = 64;
+
+/// Writes, just below `top`, a context that starts by calling `entry(arg)`, and returns its
+/// saved stack pointer for [`switch`].
+///
+/// # Safety
+/// `top` must be 16-byte aligned, and the `SWITCH_FRAME` bytes below it writable memory of a
+/// stack that nothing else uses. `entry` must never return.
+pub(crate) unsafe fn prepare_stack(
+    top: *mut u8,
+    entry: unsafe extern "C" fn(*mut c_void) -> !,
+    arg: *mut c_void,
+) -> *mut u8 {
+    debug_assert_eq!(top as usize % 16, 0);
+    // SAFETY: the caller guarantees SWITCH_FRAME writable bytes below `top`.
+    unsafe {
+        let sp = top.sub(SWITCH_FRAME);
+        let slots = sp.cast::<u64>();
+        slots.write(control_words());
+        slots.add(1).write(0); // r15
+        slots.add(2).write(0); // r14
+        slots.add(3).write(entry as *const () as usize as u64); // r13: entry function
+        slots.add(4).write(arg as u64); // r12: its argument
+        slots.add(5).write(0); // rbx
+        slots.add(6).write(0); // rbp: 0 ends frame-pointer chains
+        slots.add(7).write(trampoline as *const () as usize as u64); // return address
+        sp
+    }
+}
+
+/// The current MXCSR (low 32 bits) and x87 control word (bits 32..48), as `switch` stores them.
+pub(crate) fn control_words() -> u64 {
+    let mut slot: u64 = 0;
+    // SAFETY: stores the two control registers into a local; no other effect.
+    unsafe {
+        core::arch::asm!(
+            "stmxcsr [{p}]",
+            "fnstcw [{p} + 4]",
+            p = in(reg) &mut slot,
+            options(nostack, preserves_flags)
+        );
+    }
+    slot
+}
+
+/// The interrupted context's instruction pointer, from a signal handler's `ucontext`.
+///
+/// # Safety
+/// `ucontext` must be the third argument of an `SA_SIGINFO` handler that is still running.
+pub(crate) unsafe fn interrupted_ip(ucontext: *mut c_void) -> usize {
+    // SAFETY: per the contract, the kernel-written ucontext_t is valid for reads.
+    unsafe { (*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RIP as usize] as usize }
+}
+
+/// The interrupted context's stack pointer, from a signal handler's `ucontext`.
+///
+/// # Safety
+/// As for [`interrupted_ip`].
+pub(crate) unsafe fn interrupted_sp(ucontext: *mut c_void) -> usize {
+    // SAFETY: per the contract, the kernel-written ucontext_t is valid for reads.
+    unsafe { (*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RSP as usize] as usize }
+}
+
+/// The interrupted context's frame pointer, from a signal handler's `ucontext`.
+///
+/// # Safety
+/// As for [`interrupted_ip`].
+#[allow(dead_code, reason = "used by the stack walk of the whole-stack safe-point rule")]
+pub(crate) unsafe fn interrupted_fp(ucontext: *mut c_void) -> usize {
+    // SAFETY: per the contract, the kernel-written ucontext_t is valid for reads.
+    unsafe { (*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RBP as usize] as usize }
+}

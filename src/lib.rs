@@ -1,0 +1,61 @@
+//! # inger: lightweight preemptible functions
+//!
+//! [`launch`]`(f, budget)` calls `f` on its own stack, on the calling thread. If `f` is still
+//! running when its budget expires, a timer signal pauses it at a safe point and `launch`
+//! returns a [`Continuation`]: [`resume`] it later for more budget, or drop it to cancel it.
+//! Inside `f`, [`pause`] yields cooperatively.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! // Completes within its budget.
+//! let linger = inger::launch(|| 2 + 2, Duration::from_millis(10))?;
+//! assert_eq!(linger.completion(), Some(4));
+//!
+//! // Runs out of budget, is paused, and is resumed until it finishes.
+//! let mut count = 0u64;
+//! let mut linger = inger::launch(|| {
+//!     for _ in 0..50_000_000u64 { count = std::hint::black_box(count + 1); }
+//!     count
+//! }, Duration::from_micros(100))?;
+//! while linger.is_continuation() {
+//!     inger::resume(&mut linger, Duration::from_millis(1))?;
+//! }
+//! assert_eq!(linger.completion(), Some(50_000_000));
+//! # Ok::<(), inger::Error>(())
+//! ```
+//!
+//! This is a new implementation of the abstraction of libinger (Boucher et al., "Lightweight
+//! Preemptible Functions", USENIX ATC 2020) for current stable Rust and stock glibc, with no
+//! limit on the number of concurrent functions. See `DESIGN.md` for the architecture and the
+//! safety model; the module docs of the preemption code explain the mechanism.
+//!
+//! ## What "same thread" means here
+//!
+//! A preemptible function runs on its caller's kernel thread, so it deadlocks if it waits for
+//! a lock its caller holds (and vice versa). Until per-function thread-local storage lands,
+//! it also shares the caller's thread-locals, which is why a [`Continuation`] is not `Send`.
+//!
+//! ## Platform
+//!
+//! x86-64 Linux with glibc only. Settings: see [`Config`].
+
+mod arch;
+mod config;
+mod error;
+mod linger;
+mod preempt;
+mod runtime;
+mod stack;
+mod sys;
+
+pub use config::{Config, MIN_STACK_SIZE, preemption_enabled};
+pub use error::Error;
+pub use linger::{Continuation, Linger, launch, resume};
+pub use preempt::{NoPreempt, Stats, in_preemptible, nopreempt, pause, stats};
+
+/// Whether inger's signal handler still owns the preemption signal (someone calling
+/// `sigaction` on it after inger started would silently disable preemption).
+pub fn preemption_handler_intact() -> bool {
+    preempt::handler_intact()
+}

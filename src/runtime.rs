@@ -1,0 +1,421 @@
+//! The per-thread runtime and the state machine of one preemptible function (LPF).
+//!
+//! # Contexts and who may touch what
+//!
+//! A kernel thread runs one *context* at a time: its own (the "root"), or one LPF. The
+//! runtime's `current` names the innermost LPF running (null for the root). Every field
+//! below is touched only by code on the owning thread: ordinary code, or the preemption
+//! signal handler interrupting it. Fields the handler reads or writes are atomics used with
+//! `Relaxed` ordering (the handler and the code it interrupts are on the same thread; the
+//! atomics only stop the compiler from caching or tearing them).
+//!
+//! # The `nopreempt` counter and its hand-over rule
+//!
+//! Each LPF has a counter; while it is non-zero the handler never pauses that LPF, it only
+//! marks the preemption *pending*. Users raise it with [`nopreempt`](crate::nopreempt); the
+//! runtime raises it around its own bookkeeping. The rule that makes switching safe:
+//!
+//! 1. A suspended LPF always holds one unit of its counter, taken by the code that
+//!    suspended it (the handler, [`pause`](crate::pause), or `launch` for a fresh one).
+//! 2. The code that continues running in that LPF after a switch ("landing") releases it.
+//! 3. A resumer that is itself an LPF raises its own counter for the whole of `resume`, so
+//!    it is never paused half-way through runtime code on its own stack.
+//!
+//! So from the instant `current` names an LPF until it lands, the handler sees a non-zero
+//! counter and defers; when the counter drops to zero with a preemption pending, the LPF
+//! checks its deadline and pauses itself.
+//!
+//! # Nesting
+//!
+//! An LPF that launches another is its `parent` while the child runs. The handler pauses the
+//! *outermost* LPF of the running chain whose deadline has passed: control goes to that one's
+//! resumer, and the chain below it stays exactly as it was (the intermediate LPFs are
+//! suspended inside their `resume` calls). The paused LPF remembers the innermost context
+//! (`leaf`), and resuming it continues that one.
+
+use core::cell::{Cell, UnsafeCell};
+use core::ffi::c_void;
+use core::ptr::{self, null_mut};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::cell::OnceCell;
+use std::time::Duration;
+
+use crate::arch;
+use crate::config::settings;
+use crate::error::Error;
+use crate::preempt;
+use crate::stack::Stack;
+use crate::sys::clock::{deadline_after, now_ns};
+use crate::sys::signal::AltStack;
+use crate::sys::timer::ThreadTimer;
+
+/// No deadline: the timer is not armed / the function may run forever.
+pub(crate) const NEVER: u64 = u64::MAX;
+
+/// Lifecycle of one LPF.
+pub(crate) mod state {
+    /// Prepared, never run.
+    pub(crate) const READY: u8 = 0;
+    /// Running (possibly suspended inside a `resume` of a nested LPF).
+    pub(crate) const RUNNING: u8 = 1;
+    /// Paused by its timer or by `pause`; may be resumed.
+    pub(crate) const PAUSED: u8 = 2;
+    /// Returned; its result waits in the slot.
+    pub(crate) const COMPLETED: u8 = 3;
+    /// Panicked; the payload waits in the slot.
+    pub(crate) const PANICKED: u8 = 4;
+}
+
+/// The control block of one LPF. It lives at the top of the LPF's own stack, so launching
+/// allocates nothing.
+#[repr(C)]
+pub(crate) struct Lpf {
+    /// Where the resumer was suspended; switching there returns control to it.
+    caller_sp: UnsafeCell<*mut u8>,
+    /// Where this LPF was suspended (meaningful while it is suspended as a leaf).
+    saved_sp: UnsafeCell<*mut u8>,
+    /// The context to continue when this LPF is resumed: itself, or a nested LPF if the
+    /// whole chain was paused at its deadline.
+    leaf: Cell<*mut Lpf>,
+    /// The LPF that resumed this one, or null when the root context did.
+    pub(crate) parent: AtomicPtr<Lpf>,
+    /// Absolute monotonic deadline in nanoseconds, or [`NEVER`].
+    pub(crate) deadline: AtomicU64,
+    /// Preemption is deferred while non-zero (see the module docs).
+    pub(crate) nopreempt: AtomicU32,
+    /// A deadline passed while `nopreempt` was non-zero.
+    pub(crate) pending: AtomicBool,
+    /// The preemption handler is running on this LPF's stack.
+    pub(crate) in_handler: AtomicBool,
+    /// One of [`state`].
+    pub(crate) state: AtomicU8,
+    /// The last pause came from [`pause`](crate::pause), not the timer.
+    yielded: Cell<bool>,
+    /// Consecutive retries while the deadline has passed (for back-off).
+    pub(crate) retries: Cell<u32>,
+    /// Runs the closure and stores its outcome in the slot (monomorphised per closure).
+    run: unsafe fn(*mut Lpf),
+    /// Bounds of the stack, for the handler's sanity checks and overflow reports.
+    pub(crate) stack_low: usize,
+    pub(crate) stack_high: usize,
+}
+
+impl Lpf {
+    /// A control block for a fresh function whose stack is `stack`.
+    pub(crate) fn new(run: unsafe fn(*mut Lpf), stack: &Stack) -> Lpf {
+        Lpf {
+            caller_sp: UnsafeCell::new(null_mut()),
+            saved_sp: UnsafeCell::new(null_mut()),
+            leaf: Cell::new(null_mut()),
+            parent: AtomicPtr::new(null_mut()),
+            deadline: AtomicU64::new(NEVER),
+            // Rule 1: a suspended LPF holds one unit; the entry trampoline releases it.
+            nopreempt: AtomicU32::new(1),
+            pending: AtomicBool::new(false),
+            in_handler: AtomicBool::new(false),
+            state: AtomicU8::new(state::READY),
+            yielded: Cell::new(false),
+            retries: Cell::new(0),
+            run,
+            stack_low: stack.base(),
+            stack_high: stack.top() as usize,
+        }
+    }
+
+    /// Prepares the first switch into this LPF, whose control block sits at `top`.
+    ///
+    /// # Safety
+    /// `this` must point to a control block at the top of its stack, below which the stack
+    /// is unused; `top` must be 16-byte aligned and at or below `this`.
+    pub(crate) unsafe fn prepare(this: *mut Lpf, top: *mut u8) {
+        // SAFETY: per the contract, the stack below `top` is ours to write.
+        unsafe {
+            (*this).leaf.set(this);
+            *(*this).saved_sp.get() = arch::prepare_stack(top, lpf_entry, this.cast());
+        }
+    }
+
+    /// Whether the last pause came from `pause()`.
+    pub(crate) fn yielded(&self) -> bool {
+        self.yielded.get()
+    }
+}
+
+/// What a `resume` ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Paused; `yielded` tells `pause()` from the timer.
+    Paused,
+    /// Finished: returned or panicked. The slot holds the outcome.
+    Finished,
+}
+
+/// Per-thread runtime state, reachable from the handler through the timer's `si_value`.
+pub(crate) struct Runtime {
+    /// Innermost running LPF, or null when the root context runs.
+    pub(crate) current: AtomicPtr<Lpf>,
+    /// Deadline the timer is armed for, or [`NEVER`].
+    pub(crate) armed: AtomicU64,
+    /// The thread's preemption timer; `None` when preemption is off.
+    pub(crate) timer: Option<ThreadTimer>,
+    /// First retry interval (ns) after a deferred preemption.
+    pub(crate) retry_ns: u64,
+    _altstack: Option<AltStack>,
+}
+
+impl Runtime {
+    /// Arms the timer for `deadline` unless it already fires at or before it.
+    /// Async-signal-safe.
+    pub(crate) fn arm(&self, deadline: u64) {
+        if let Some(timer) = &self.timer
+            && deadline < self.armed.load(Relaxed)
+        {
+            // Publish first: if an earlier expiry lands between these two lines, the handler
+            // resets `armed` and the next launch merely re-arms once more.
+            self.armed.store(deadline, Relaxed);
+            timer.arm_at(deadline);
+        }
+    }
+
+    /// Arms the timer `delay_ns` from `now`, even if it was armed later. Async-signal-safe.
+    pub(crate) fn arm_retry(&self, now: u64, delay_ns: u64) {
+        if let Some(timer) = &self.timer {
+            let at = now.saturating_add(delay_ns);
+            self.armed.store(at, Relaxed);
+            timer.arm_at(at);
+        }
+    }
+}
+
+/// Owns the thread's runtime; dropped at thread exit.
+struct RuntimeOwner(*mut Runtime);
+
+impl Drop for RuntimeOwner {
+    fn drop(&mut self) {
+        RUNTIME.with(|cell| cell.set(ptr::null()));
+        // SAFETY: a sigset filled with one signal; blocking it on this exiting thread makes
+        // sure no expiry can reach the handler with the pointer we are about to free.
+        unsafe {
+            let mut set: libc::sigset_t = core::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if let Ok(s) = settings() {
+                libc::sigaddset(&mut set, s.signal);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, null_mut());
+        }
+        // SAFETY: created by Box::into_raw in `runtime()` and freed only here; dropping it
+        // deletes the timer.
+        drop(unsafe { Box::from_raw(self.0) });
+    }
+}
+
+thread_local! {
+    /// The thread's runtime, or null before first use. Constant-initialised with no
+    /// destructor, so reading it is a plain TLS load (usable from signal handlers).
+    static RUNTIME: Cell<*const Runtime> = const { Cell::new(ptr::null()) };
+    static OWNER: OnceCell<RuntimeOwner> = const { OnceCell::new() };
+}
+
+/// The thread's runtime if it exists; async-signal-safe.
+pub(crate) fn runtime_if_started() -> Option<&'static Runtime> {
+    let raw = RUNTIME.try_with(Cell::get).unwrap_or(ptr::null());
+    // SAFETY: a non-null pointer in RUNTIME is live until the owner clears it at thread exit.
+    unsafe { raw.as_ref() }
+}
+
+/// The thread's runtime, starting it (and the process-wide handlers) on first use.
+pub(crate) fn runtime() -> Result<&'static Runtime, Error> {
+    if let Some(rt) = runtime_if_started() {
+        return Ok(rt);
+    }
+    start_runtime()
+}
+
+#[cold]
+fn start_runtime() -> Result<&'static Runtime, Error> {
+    let settings = settings()?;
+    preempt::install_process_handlers()?;
+    let boxed = Box::into_raw(Box::new(Runtime {
+        current: AtomicPtr::new(null_mut()),
+        armed: AtomicU64::new(NEVER),
+        timer: None,
+        retry_ns: settings.retry_ns,
+        _altstack: AltStack::ensure(),
+    }));
+    if settings.preemption {
+        match ThreadTimer::new(settings.signal, boxed.cast::<c_void>()) {
+            // SAFETY: `boxed` is live and not yet shared with anyone.
+            Ok(timer) => unsafe { (*boxed).timer = Some(timer) },
+            Err(error) => {
+                // SAFETY: not shared yet; freeing what we just allocated.
+                drop(unsafe { Box::from_raw(boxed) });
+                return Err(error);
+            }
+        }
+    }
+    let owned = OWNER
+        .try_with(|owner| owner.set(RuntimeOwner(boxed)).is_ok())
+        .unwrap_or(false);
+    if !owned {
+        // The thread is exiting (its TLS is being torn down): refuse rather than leak a timer.
+        // SAFETY: not shared yet.
+        drop(unsafe { Box::from_raw(boxed) });
+        return Err(Error::System { call: "thread-local runtime (thread is exiting)", errno: 0 });
+    }
+    RUNTIME.with(|cell| cell.set(boxed));
+    // SAFETY: just published; lives until thread exit.
+    Ok(unsafe { &*boxed })
+}
+
+/// The innermost LPF running on this thread, or null.
+pub(crate) fn current_lpf() -> *mut Lpf {
+    runtime_if_started().map_or(null_mut(), |rt| rt.current.load(Relaxed))
+}
+
+/// Runs `lpf` (fresh or paused) for `budget`, on the calling context's behalf.
+///
+/// # Safety
+/// `lpf` must point to a live control block in state READY or PAUSED whose stack stays
+/// mapped until it finishes or is discarded, and whose closure may run on this thread.
+pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, Error> {
+    let rt = runtime()?;
+    // SAFETY: per the contract `lpf` is live; all access is on this thread.
+    let this = unsafe { &*lpf };
+    match this.state.load(Relaxed) {
+        state::READY | state::PAUSED => {}
+        state::RUNNING => return Err(Error::AlreadyRunning),
+        _ => return Err(Error::Finished),
+    }
+    let parent = rt.current.load(Relaxed);
+    // SAFETY: a non-null `current` is the live LPF we are running in.
+    let parent_ref = unsafe { parent.as_ref() };
+    if let Some(parent) = parent_ref {
+        if parent.in_handler.load(Relaxed) {
+            return Err(Error::InSignalHandler);
+        }
+        // Rule 3: no pausing the resumer half-way through this function.
+        parent.nopreempt.fetch_add(1, Relaxed);
+    }
+    let leaf = this.leaf.get();
+    let preemptible = rt.timer.is_some();
+    let now = now_ns();
+    let deadline = if preemptible && budget != Duration::MAX { deadline_after(now, budget) } else { NEVER };
+    this.parent.store(parent, Relaxed);
+    this.deadline.store(deadline, Relaxed);
+    this.yielded.set(false);
+    this.leaf.set(lpf);
+    this.state.store(state::RUNNING, Relaxed);
+    // SAFETY: the leaf is live (it is this LPF or a nested one suspended on its stacks).
+    let leaf_ref = unsafe { &*leaf };
+    leaf_ref.pending.store(false, Relaxed);
+    leaf_ref.retries.set(0);
+    rt.current.store(leaf, Relaxed);
+    // Armed only after `current` names the leaf, so an early expiry is never lost.
+    rt.arm(effective_deadline(leaf));
+    // SAFETY: `leaf.saved_sp` was saved by `switch` when the leaf was suspended (or prepared
+    // for a fresh LPF), and nothing has continued it since: its state was READY or PAUSED.
+    unsafe { arch::switch(this.caller_sp.get(), *leaf_ref.saved_sp.get()) };
+    // Back on our stack: the LPF set `current` to `parent` before switching here.
+    let outcome = match this.state.load(Relaxed) {
+        state::PAUSED => Outcome::Paused,
+        _ => Outcome::Finished,
+    };
+    if let Some(parent) = parent_ref {
+        release_nopreempt(parent);
+    }
+    Ok(outcome)
+}
+
+/// The earliest deadline along the chain from `lpf` to the root.
+pub(crate) fn effective_deadline(lpf: *mut Lpf) -> u64 {
+    let mut earliest = NEVER;
+    let mut at = lpf;
+    // SAFETY: every LPF on the running chain is live while it runs or waits in `resume`.
+    while let Some(node) = unsafe { at.as_ref() } {
+        earliest = earliest.min(node.deadline.load(Relaxed));
+        at = node.parent.load(Relaxed);
+    }
+    earliest
+}
+
+/// The outermost LPF on the chain from `lpf` whose deadline is at or before `now`.
+pub(crate) fn outermost_expired(lpf: *mut Lpf, now: u64) -> *mut Lpf {
+    let mut expired = null_mut();
+    let mut at = lpf;
+    // SAFETY: as in `effective_deadline`.
+    while let Some(node) = unsafe { at.as_ref() } {
+        if node.deadline.load(Relaxed) <= now {
+            expired = at;
+        }
+        at = node.parent.load(Relaxed);
+    }
+    expired
+}
+
+/// Suspends the running `leaf` and returns control to the resumer of `outer` (the leaf
+/// itself or an LPF enclosing it), leaving `outer` in `new_state`. Returns when resumed.
+///
+/// # Safety
+/// Runs on `leaf`'s stack, with `leaf` the innermost running LPF of `rt`, `outer` on its
+/// chain, and the caller already holding one unit of `leaf.nopreempt` (rule 1).
+pub(crate) unsafe fn leave(rt: &Runtime, leaf: *mut Lpf, outer: *mut Lpf, new_state: u8, yielded: bool) {
+    // SAFETY: per the contract both are live.
+    let (leaf_ref, outer_ref) = unsafe { (&*leaf, &*outer) };
+    debug_assert!(leaf_ref.nopreempt.load(Relaxed) > 0);
+    outer_ref.leaf.set(leaf);
+    outer_ref.yielded.set(yielded);
+    outer_ref.state.store(new_state, Relaxed);
+    rt.current.store(outer_ref.parent.load(Relaxed), Relaxed);
+    // SAFETY: `outer.caller_sp` was saved by the `switch` in `resume`, whose context waits
+    // for exactly this.
+    unsafe { arch::switch(leaf_ref.saved_sp.get(), *outer_ref.caller_sp.get()) };
+}
+
+/// Releases one unit of `lpf`'s counter; at zero, acts on a pending preemption.
+/// Runs on `lpf`'s stack, with `lpf` running.
+pub(crate) fn release_nopreempt(lpf: &Lpf) {
+    if lpf.nopreempt.fetch_sub(1, Relaxed) == 1 && lpf.pending.load(Relaxed) {
+        preempt::pending_preemption(lpf as *const Lpf as *mut Lpf);
+    }
+}
+
+/// First code on a fresh LPF's stack.
+///
+/// # Safety
+/// Entered only through the trampoline with the LPF's control block as `arg`.
+unsafe extern "C" fn lpf_entry(arg: *mut c_void) -> ! {
+    let lpf = arg.cast::<Lpf>();
+    // SAFETY: `lpf` is the live control block at the top of this very stack.
+    let this = unsafe { &*lpf };
+    release_nopreempt(this);
+    // SAFETY: `run` is the monomorphised runner matching the closure stored in the slot.
+    unsafe { (this.run)(lpf) };
+    finish(lpf)
+}
+
+/// Leaves a finished LPF for good; its stack may be reused once the resumer sees the state.
+fn finish(lpf: *mut Lpf) -> ! {
+    // SAFETY: `lpf` is the running leaf, on its own stack.
+    let this = unsafe { &*lpf };
+    this.nopreempt.fetch_add(1, Relaxed);
+    let final_state = this.state.load(Relaxed);
+    debug_assert!(final_state == state::COMPLETED || final_state == state::PANICKED);
+    let rt = runtime_if_started().unwrap_or_else(|| abort_with(b"inger: runtime vanished under a running function\n"));
+    // SAFETY: we hold a unit of our counter; `lpf` is the innermost running LPF.
+    unsafe { leave(rt, lpf, lpf, final_state, false) };
+    abort_with(b"inger: a finished preemptible function was resumed\n")
+}
+
+/// Sets the outcome state from the runner (called on the LPF's stack).
+pub(crate) fn set_finished(lpf: *mut Lpf, panicked: bool) {
+    // SAFETY: `lpf` is live and running.
+    let this = unsafe { &*lpf };
+    this.state.store(if panicked { state::PANICKED } else { state::COMPLETED }, Relaxed);
+}
+
+/// Writes `message` to stderr and aborts. Async-signal-safe.
+pub(crate) fn abort_with(message: &[u8]) -> ! {
+    crate::sys::signal::write_stderr(&[message]);
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}

@@ -1,0 +1,63 @@
+//! Address-space operations for stacks: mapping, guard regions, discarding and quarantine.
+//!
+//! Guard regions use `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+) when the kernel has it: the
+//! guard lives in the page tables, so a chunk of many stacks stays one VMA and a process can
+//! keep hundreds of thousands of stacks below `vm.max_map_count` (65530 by default). Older
+//! kernels get `mprotect(PROT_NONE)` guards, which split VMAs and cap the number of live
+//! stacks near 30,000.
+
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use crate::error::{Error, last_errno};
+
+/// `MADV_GUARD_INSTALL` from `<linux/mman.h>` (not yet in the `libc` crate).
+const MADV_GUARD_INSTALL: i32 = 102;
+
+const UNKNOWN: u8 = 0;
+const LIGHTWEIGHT: u8 = 1;
+const MPROTECT: u8 = 2;
+static GUARD_KIND: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+/// Reserves `len` bytes of readable, writable, lazily committed memory.
+pub(crate) fn map(len: usize) -> Result<*mut u8, Error> {
+    // SAFETY: an anonymous private mapping at a kernel-chosen address has no preconditions.
+    let base = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(Error::StackAllocation { errno: last_errno() });
+    }
+    Ok(base.cast())
+}
+
+/// Makes `[addr, addr + len)` fault on any access. Frees the pages it covered.
+pub(crate) fn guard(addr: *mut u8, len: usize) -> Result<(), Error> {
+    if GUARD_KIND.load(Ordering::Relaxed) != MPROTECT {
+        // SAFETY: the range belongs to a mapping of ours; guarding it is what we intend.
+        if unsafe { libc::madvise(addr.cast(), len, MADV_GUARD_INSTALL) } == 0 {
+            GUARD_KIND.store(LIGHTWEIGHT, Ordering::Relaxed);
+            return Ok(());
+        }
+        GUARD_KIND.store(MPROTECT, Ordering::Relaxed);
+    }
+    // SAFETY: as above.
+    if unsafe { libc::mprotect(addr.cast(), len, libc::PROT_NONE) } != 0 {
+        return Err(Error::StackAllocation { errno: last_errno() });
+    }
+    Ok(())
+}
+
+/// Returns the pages of `[addr, addr + len)` to the kernel; they read as zero afterwards.
+pub(crate) fn discard(addr: *mut u8, len: usize) {
+    // SAFETY: the range belongs to a mapping of ours whose contents are no longer needed.
+    // Failure only leaves the memory committed, so it is ignored.
+    unsafe { libc::madvise(addr.cast::<c_void>(), len, libc::MADV_DONTNEED) };
+}

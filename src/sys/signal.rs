@@ -1,0 +1,244 @@
+//! Signal plumbing: installing inger's handlers, the kernel's `siginfo_t` fields we read,
+//! alternate signal stacks, and async-signal-safe output.
+
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::error::{Error, last_errno};
+
+/// Signature of an `SA_SIGINFO` handler.
+pub(crate) type Handler = unsafe extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void);
+
+/// Installs `handler` for the preemption signal.
+///
+/// Flags, each for a reason:
+/// - `SA_SIGINFO`: the handler needs `si_value` (the thread's runtime) and the `ucontext`
+///   (the interrupted instruction).
+/// - `SA_NODEFER`: the handler may leave by switching stacks rather than returning, and a
+///   signal left blocked that way would never preempt the thread again. Re-entry is instead
+///   guarded by a per-function "in handler" flag.
+/// - `SA_RESTART`: when the handler returns without preempting, a system call it interrupted
+///   restarts instead of failing with `EINTR` where the kernel allows it.
+/// - no `SA_ONSTACK`: the signal frame must land on the function's own stack, since that
+///   frame *is* the paused function's saved state.
+///
+/// # Errors
+/// [`Error::SignalInUse`] when some other handler (not the default action, not ignored)
+/// already owns the signal.
+pub(crate) fn install_preemption_handler(signal: i32, handler: Handler) -> Result<(), Error> {
+    // SAFETY: a zeroed sigaction is a valid out-parameter.
+    let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
+    // SAFETY: querying with a null new action changes nothing.
+    if unsafe { libc::sigaction(signal, core::ptr::null(), &mut old) } != 0 {
+        return Err(Error::System { call: "sigaction", errno: last_errno() });
+    }
+    let ours = handler as usize;
+    if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN && old.sa_sigaction != ours {
+        return Err(Error::SignalInUse { signal });
+    }
+    set_action(signal, ours, libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_RESTART)
+}
+
+/// Whether the preemption signal still runs `handler` (someone may have replaced it).
+pub(crate) fn handler_is_installed(signal: i32, handler: Handler) -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-parameter.
+    let mut current: libc::sigaction = unsafe { core::mem::zeroed() };
+    // SAFETY: querying with a null new action changes nothing.
+    let queried = unsafe { libc::sigaction(signal, core::ptr::null(), &mut current) } == 0;
+    queried && current.sa_sigaction == handler as usize
+}
+
+/// The handlers for SIGSEGV and SIGBUS that were in place before ours, for chaining.
+static PREVIOUS_SEGV: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+static PREVIOUS_SEGV_FLAGS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+fn fault_index(signal: i32) -> usize {
+    if signal == libc::SIGSEGV { 0 } else { 1 }
+}
+
+/// Installs `handler` for SIGSEGV and SIGBUS (stack-overflow reporting), remembering the
+/// previous handlers for [`chain_fault`].
+///
+/// Flags: `SA_SIGINFO` for the fault address; `SA_ONSTACK` because the faulting stack is
+/// exhausted; `SA_NODEFER` so that chaining to the default action by re-raising works.
+pub(crate) fn install_fault_handler(handler: Handler) -> Result<(), Error> {
+    for signal in [libc::SIGSEGV, libc::SIGBUS] {
+        // SAFETY: a zeroed sigaction is a valid out-parameter.
+        let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
+        // SAFETY: querying changes nothing.
+        if unsafe { libc::sigaction(signal, core::ptr::null(), &mut old) } != 0 {
+            return Err(Error::System { call: "sigaction", errno: last_errno() });
+        }
+        if old.sa_sigaction == handler as usize {
+            continue;
+        }
+        PREVIOUS_SEGV[fault_index(signal)].store(old.sa_sigaction, Ordering::Relaxed);
+        PREVIOUS_SEGV_FLAGS[fault_index(signal)].store(old.sa_flags as usize, Ordering::Relaxed);
+        set_action(signal, handler as usize, libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER)?;
+    }
+    Ok(())
+}
+
+/// Hands a fault that is not ours to whoever handled it before us. Async-signal-safe.
+///
+/// # Safety
+/// Must be called from the fault handler with its own arguments.
+pub(crate) unsafe fn chain_fault(signal: i32, info: *mut libc::siginfo_t, ucontext: *mut c_void) {
+    let previous = PREVIOUS_SEGV[fault_index(signal)].load(Ordering::Relaxed);
+    let flags = PREVIOUS_SEGV_FLAGS[fault_index(signal)].load(Ordering::Relaxed) as i32;
+    if previous == libc::SIG_DFL || previous == libc::SIG_IGN {
+        // Restore the default action and return: the faulting instruction runs again and the
+        // kernel then applies the default action (a core dump) to the original fault.
+        // A failure here cannot be reported; the fault then simply repeats into our handler.
+        let _ = set_action(signal, libc::SIG_DFL, 0);
+    } else if flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the previous owner installed this as an SA_SIGINFO handler.
+        let previous: Handler = unsafe { core::mem::transmute::<usize, Handler>(previous) };
+        // SAFETY: we forward the kernel's own arguments.
+        unsafe { previous(signal, info, ucontext) };
+    } else {
+        // SAFETY: the previous owner installed this as a plain handler.
+        let previous: extern "C" fn(i32) = unsafe { core::mem::transmute::<usize, extern "C" fn(i32)>(previous) };
+        previous(signal);
+    }
+}
+
+fn set_action(signal: i32, action: usize, flags: i32) -> Result<(), Error> {
+    // SAFETY: a zeroed sigaction is valid; we fill in the fields we need.
+    let mut new: libc::sigaction = unsafe { core::mem::zeroed() };
+    new.sa_sigaction = action;
+    new.sa_flags = flags;
+    // SAFETY: `new.sa_mask` is a valid sigset to empty.
+    unsafe { libc::sigemptyset(&mut new.sa_mask) };
+    // SAFETY: `new` is fully initialised; installing a handler is what we intend.
+    if unsafe { libc::sigaction(signal, &new, core::ptr::null_mut()) } != 0 {
+        return Err(Error::System { call: "sigaction", errno: last_errno() });
+    }
+    Ok(())
+}
+
+/// `si_code` of a signal. Async-signal-safe.
+///
+/// # Safety
+/// `info` must be the kernel-written `siginfo_t` of a running handler.
+pub(crate) unsafe fn si_code(info: *const libc::siginfo_t) -> i32 {
+    // SAFETY: per the contract, `info` is readable.
+    unsafe { (*info).si_code }
+}
+
+/// `si_value.sival_ptr` of a timer signal (`si_code == SI_TIMER`). Async-signal-safe.
+///
+/// # Safety
+/// `info` must be the `siginfo_t` of a running handler for a POSIX timer expiry.
+pub(crate) unsafe fn timer_value(info: *const libc::siginfo_t) -> *mut c_void {
+    // The kernel's x86-64 layout: three ints and padding (16 bytes), then for timers
+    // `si_tid: i32`, `si_overrun: i32`, then `si_value` at byte 24.
+    // SAFETY: siginfo_t is 128 bytes; offset 24 holds the sigval for SI_TIMER.
+    unsafe { info.cast::<u8>().add(24).cast::<*mut c_void>().read_unaligned() }
+}
+
+/// `si_addr` of a fault signal. Async-signal-safe.
+///
+/// # Safety
+/// `info` must be the `siginfo_t` of a running SIGSEGV/SIGBUS handler.
+pub(crate) unsafe fn fault_address(info: *const libc::siginfo_t) -> usize {
+    // For faults the union at byte 16 starts with `si_addr`.
+    // SAFETY: siginfo_t is 128 bytes; offset 16 holds si_addr for fault signals.
+    unsafe { info.cast::<u8>().add(16).cast::<usize>().read_unaligned() }
+}
+
+/// Writes to standard error with `write(2)`, ignoring failures. Async-signal-safe.
+pub(crate) fn write_stderr(parts: &[&[u8]]) {
+    for part in parts {
+        let mut rest = *part;
+        while !rest.is_empty() {
+            // SAFETY: `rest` is a valid buffer of the given length.
+            let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+            if n <= 0 {
+                break;
+            }
+            rest = &rest[n as usize..];
+        }
+    }
+}
+
+/// Formats `value` in decimal into `buffer` without allocating; returns the digits.
+pub(crate) fn decimal(mut value: u64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    &buffer[at..]
+}
+
+/// The calling thread's `errno`. Async-signal-safe.
+pub(crate) fn errno() -> i32 {
+    // SAFETY: __errno_location always returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets the calling thread's `errno`. Async-signal-safe.
+pub(crate) fn set_errno(value: i32) {
+    // SAFETY: __errno_location always returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = value };
+}
+
+/// An alternate signal stack installed by inger for a thread that had none, so that a
+/// stack overflow inside a preemptible function can still be reported. Removed on drop.
+pub(crate) struct AltStack {
+    base: *mut c_void,
+    size: usize,
+}
+
+impl AltStack {
+    /// Installs one if the calling thread has no alternate signal stack; `None` if it had one.
+    pub(crate) fn ensure() -> Option<AltStack> {
+        // SAFETY: a zeroed stack_t is a valid out-parameter.
+        let mut current: libc::stack_t = unsafe { core::mem::zeroed() };
+        // SAFETY: querying with a null new stack changes nothing.
+        if unsafe { libc::sigaltstack(core::ptr::null(), &mut current) } != 0
+            || current.ss_flags & libc::SS_DISABLE == 0
+        {
+            return None;
+        }
+        let size = 64 * 1024;
+        // SAFETY: an anonymous private mapping has no preconditions.
+        let base = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let stack = libc::stack_t { ss_sp: base, ss_flags: 0, ss_size: size };
+        // SAFETY: `stack` describes a live mapping owned by the returned value.
+        if unsafe { libc::sigaltstack(&stack, core::ptr::null_mut()) } != 0 {
+            // SAFETY: unmapping the mapping we just made.
+            unsafe { libc::munmap(base, size) };
+            return None;
+        }
+        Some(AltStack { base, size })
+    }
+}
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        let disable = libc::stack_t { ss_sp: core::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
+        // SAFETY: disabling first, so the kernel no longer refers to the mapping we unmap.
+        unsafe {
+            libc::sigaltstack(&disable, core::ptr::null_mut());
+            libc::munmap(self.base, self.size);
+        }
+    }
+}
