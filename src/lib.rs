@@ -41,6 +41,8 @@
 //! x86-64 Linux with glibc only. Settings: see [`Config`].
 
 mod arch;
+#[doc(hidden)]
+pub mod bench_hooks;
 mod config;
 mod error;
 mod linger;

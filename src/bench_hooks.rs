@@ -1,0 +1,41 @@
+//! Entry points for inger's own benchmark program; not part of the supported API.
+
+use core::ffi::c_void;
+use core::ptr::null_mut;
+
+use crate::arch;
+use crate::error::Error;
+use crate::stack;
+
+struct PingPong {
+    main_sp: *mut u8,
+    side_sp: *mut u8,
+}
+
+unsafe extern "C" fn side(arg: *mut c_void) -> ! {
+    let state = arg.cast::<PingPong>();
+    loop {
+        // SAFETY: `state` outlives the loop; `main_sp` was saved by the switch that entered us.
+        unsafe { arch::switch(&raw mut (*state).side_sp, (*state).main_sp) };
+    }
+}
+
+/// Performs `round_trips` bare context switches into a side stack and back (the baseline
+/// cost under every pause/resume), returning the number performed.
+///
+/// # Errors
+/// [`Error::StackAllocation`] if no stack could be mapped.
+pub fn context_switch_round_trips(round_trips: u64) -> Result<u64, Error> {
+    let stack = stack::take()?;
+    let mut state = PingPong { main_sp: null_mut(), side_sp: null_mut() };
+    let top = ((stack.top() as usize - 64) & !15) as *mut u8;
+    // SAFETY: the stack is ours and unused; `side` never returns.
+    state.side_sp = unsafe { arch::prepare_stack(top, side, (&raw mut state).cast()) };
+    for _ in 0..round_trips {
+        // SAFETY: `side_sp` is the side context's saved pointer, continued only here.
+        unsafe { arch::switch(&raw mut state.main_sp, state.side_sp) };
+    }
+    // The side context stays suspended forever; its stack is discarded, not reused.
+    stack::retire(stack);
+    Ok(round_trips)
+}
