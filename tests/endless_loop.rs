@@ -1,0 +1,70 @@
+//! An endless loop is paused when its budget runs out: `launch` returns a continuation.
+
+mod support;
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+#[test]
+fn an_endless_loop_comes_back_as_a_continuation() {
+    let before = support::preemptions();
+    let linger = inger::launch(
+        || -> u64 {
+            let mut n = 0u64;
+            loop {
+                n = black_box(n.wrapping_add(1));
+            }
+        },
+        Duration::from_micros(500),
+    )
+    .expect("launch");
+    assert!(linger.is_continuation());
+    assert!(!linger.is_completion());
+    assert!(!linger.yielded(), "a timeout is not a yield");
+    assert!(support::preemptions() > before, "the pause must have been a preemption");
+    assert!(!inger::in_preemptible(), "control is back in the caller");
+    // Dropping it cancels the loop.
+}
+
+#[test]
+fn the_loop_made_progress_before_the_pause_and_none_after() {
+    let progress = AtomicU64::new(0);
+    let mut linger = inger::launch(
+        || loop {
+            progress.fetch_add(1, Relaxed);
+        },
+        Duration::from_millis(1),
+    )
+    .expect("launch");
+    assert!(linger.is_continuation());
+    let seen = progress.load(Relaxed);
+    assert!(seen > 0, "the loop ran before its budget ran out");
+    // While paused, nothing runs.
+    for _ in 0..1_000_000 {
+        black_box(0);
+    }
+    assert_eq!(progress.load(Relaxed), seen, "a paused function does not run");
+    // Another budget: it runs again and is paused again.
+    inger::resume(&mut linger, Duration::from_micros(300)).expect("resume");
+    assert!(linger.is_continuation());
+    assert!(!linger.yielded());
+    assert!(progress.load(Relaxed) > seen, "resuming continues the loop");
+}
+
+#[test]
+fn endless_loops_are_paused_every_time() {
+    let before = support::preemptions();
+    for budget_us in [100u64, 250, 1000, 2000] {
+        let linger = inger::launch(
+            || loop {
+                std::hint::spin_loop();
+            },
+            Duration::from_micros(budget_us),
+        )
+        .expect("launch");
+        assert!(linger.is_continuation(), "budget {budget_us} us");
+        drop(linger);
+    }
+    assert!(support::preemptions() >= before + 4);
+}
