@@ -20,7 +20,10 @@ fn a_zero_budget_prepares_without_running() {
         inger::Linger::Continuation(c) => assert!(c.is_unstarted()),
         inger::Linger::Completion(_) => unreachable!(),
     }
-    assert!(!ran.load(Relaxed), "the closure must not run before a resume");
+    assert!(
+        !ran.load(Relaxed),
+        "the closure must not run before a resume"
+    );
 
     inger::resume(&mut linger, Duration::MAX).expect("resume");
     assert!(ran.load(Relaxed));
@@ -29,7 +32,13 @@ fn a_zero_budget_prepares_without_running() {
 
 #[test]
 fn a_prepared_call_runs_on_resume_with_a_budget_and_can_be_preempted() {
-    let mut linger = inger::launch(|| loop { std::hint::spin_loop() }, Duration::ZERO).expect("launch");
+    let mut linger = inger::launch(
+        || loop {
+            std::hint::spin_loop()
+        },
+        Duration::ZERO,
+    )
+    .expect("launch");
     let before = inger::stats().preemptions;
     inger::resume(&mut linger, Duration::from_micros(300)).expect("resume");
     assert!(linger.is_continuation());
@@ -43,8 +52,12 @@ fn a_prepared_call_runs_on_resume_with_a_budget_and_can_be_preempted() {
 #[test]
 fn the_continuation_api_starts_a_prepared_call() {
     let linger = inger::launch(|| 5u8, Duration::ZERO).expect("launch");
-    let inger::Linger::Continuation(continuation) = linger else { panic!("prepared call completed") };
-    let linger = continuation.resume(Duration::from_millis(100)).expect("resume");
+    let inger::Linger::Continuation(continuation) = linger else {
+        panic!("prepared call completed")
+    };
+    let linger = continuation
+        .resume(Duration::from_millis(100))
+        .expect("resume");
     assert_eq!(linger.completion(), Some(5));
 }
 
@@ -73,7 +86,11 @@ fn dropping_a_prepared_call_drops_the_closure_without_running_it() {
     .expect("launch");
     assert_eq!(drops.load(Relaxed), 0);
     drop(linger);
-    assert_eq!(drops.load(Relaxed), 1, "the closure's captures are dropped exactly once");
+    assert_eq!(
+        drops.load(Relaxed),
+        1,
+        "the closure's captures are dropped exactly once"
+    );
     assert!(!ran.load(Relaxed));
 }
 

@@ -52,9 +52,12 @@ fn the_function_knows_it_is_preemptible_and_its_caller_does_not() {
 
 #[test]
 fn resuming_a_completion_is_a_no_op() {
-    let mut linger = inger::launch(|| String::from("done"), Duration::from_millis(50)).expect("launch");
+    let mut linger =
+        inger::launch(|| String::from("done"), Duration::from_millis(50)).expect("launch");
     inger::resume(&mut linger, Duration::from_millis(1)).expect("resume of a completion");
-    linger.resume(Duration::MAX).expect("resume of a completion");
+    linger
+        .resume(Duration::MAX)
+        .expect("resume of a completion");
     match linger {
         Linger::Completion(text) => assert_eq!(text, "done"),
         Linger::Continuation(_) => panic!("a completion turned into a continuation"),

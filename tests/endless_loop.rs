@@ -22,7 +22,10 @@ fn an_endless_loop_comes_back_as_a_continuation() {
     assert!(linger.is_continuation());
     assert!(!linger.is_completion());
     assert!(!linger.yielded(), "a timeout is not a yield");
-    assert!(support::preemptions() > before, "the pause must have been a preemption");
+    assert!(
+        support::preemptions() > before,
+        "the pause must have been a preemption"
+    );
     assert!(!inger::in_preemptible(), "control is back in the caller");
     // Dropping it cancels the loop.
 }
@@ -44,7 +47,11 @@ fn the_loop_made_progress_before_the_pause_and_none_after() {
     for _ in 0..1_000_000 {
         black_box(0);
     }
-    assert_eq!(progress.load(Relaxed), seen, "a paused function does not run");
+    assert_eq!(
+        progress.load(Relaxed),
+        seen,
+        "a paused function does not run"
+    );
     // Another budget: it runs again and is paused again.
     inger::resume(&mut linger, Duration::from_micros(300)).expect("resume");
     assert!(linger.is_continuation());

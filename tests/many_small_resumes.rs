@@ -19,7 +19,12 @@ fn workload(seed: u64) -> (u64, Vec<u64>, String) {
     }
     values.sort_unstable();
     values.dedup();
-    let summary = map.iter().take(5).map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(",");
+    let summary = map
+        .iter()
+        .take(5)
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect::<Vec<_>>()
+        .join(",");
     (black_box(x), values, summary)
 }
 
@@ -31,7 +36,10 @@ fn many_small_resumes_give_the_direct_result() {
     let (got, resumes) = support::finish(linger, Duration::from_micros(100), 10_000_000);
     assert_eq!(got, expected);
     let preempted = support::preemptions() - before;
-    assert!(resumes >= 100, "only {resumes} resumes: the workload is too short to test much");
+    assert!(
+        resumes >= 100,
+        "only {resumes} resumes: the workload is too short to test much"
+    );
     assert!(preempted >= 100, "only {preempted} preemptions");
 }
 
@@ -39,7 +47,8 @@ fn many_small_resumes_give_the_direct_result() {
 fn repeated_runs_with_different_slices_agree() {
     let expected = workload(9);
     for budget_us in [120u64, 370, 1500] {
-        let linger = inger::launch(|| workload(9), Duration::from_micros(budget_us)).expect("launch");
+        let linger =
+            inger::launch(|| workload(9), Duration::from_micros(budget_us)).expect("launch");
         let (got, _) = support::finish(linger, Duration::from_micros(budget_us), 10_000_000);
         assert_eq!(got, expected, "slice {budget_us} us");
     }

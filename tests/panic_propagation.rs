@@ -19,7 +19,8 @@ fn message(payload: &(dyn std::any::Any + Send)) -> String {
 
 #[test]
 fn a_panic_propagates_out_of_launch() {
-    let caught = catch_unwind(|| inger::launch(|| -> u32 { panic!("boom in launch") }, Duration::MAX));
+    let caught =
+        catch_unwind(|| inger::launch(|| -> u32 { panic!("boom in launch") }, Duration::MAX));
     let payload = caught.expect_err("the panic must propagate");
     assert_eq!(message(&*payload), "boom in launch");
     assert!(!inger::in_preemptible());
@@ -27,7 +28,8 @@ fn a_panic_propagates_out_of_launch() {
 
 #[test]
 fn the_payload_keeps_its_type() {
-    let caught = catch_unwind(|| inger::launch(|| panic_any(0xdead_u32), Duration::from_millis(100)));
+    let caught =
+        catch_unwind(|| inger::launch(|| panic_any(0xdead_u32), Duration::from_millis(100)));
     let payload = caught.expect_err("the panic must propagate");
     assert_eq!(payload.downcast_ref::<u32>(), Some(&0xdead));
 }
@@ -43,13 +45,24 @@ fn a_panic_after_a_pause_propagates_out_of_resume_and_leaves_a_finished_linger()
     )
     .expect("launch");
     assert!(linger.yielded());
-    let caught = catch_unwind(AssertUnwindSafe(|| inger::resume(&mut linger, Duration::MAX)));
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        inger::resume(&mut linger, Duration::MAX)
+    }));
     let payload = caught.expect_err("the panic must propagate out of resume");
     assert_eq!(message(&*payload), "boom in resume");
-    assert!(linger.is_continuation(), "the linger keeps a finished continuation");
+    assert!(
+        linger.is_continuation(),
+        "the linger keeps a finished continuation"
+    );
     assert!(!linger.yielded());
-    assert_eq!(inger::resume(&mut linger, Duration::MAX), Err(inger::Error::Finished));
-    assert_eq!(linger.resume(Duration::from_millis(1)), Err(inger::Error::Finished));
+    assert_eq!(
+        inger::resume(&mut linger, Duration::MAX),
+        Err(inger::Error::Finished)
+    );
+    assert_eq!(
+        linger.resume(Duration::from_millis(1)),
+        Err(inger::Error::Finished)
+    );
 }
 
 #[test]
@@ -72,9 +85,17 @@ fn a_panic_after_preemptions_propagates_out_of_resume() {
         assert!(linger.is_continuation());
     }
     stop.store(true, Relaxed);
-    let caught = catch_unwind(AssertUnwindSafe(|| inger::resume(&mut linger, Duration::from_millis(100))));
-    assert_eq!(message(&*caught.expect_err("must propagate")), "boom after 1 iterations");
-    assert_eq!(inger::resume(&mut linger, Duration::MAX), Err(inger::Error::Finished));
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        inger::resume(&mut linger, Duration::from_millis(100))
+    }));
+    assert_eq!(
+        message(&*caught.expect_err("must propagate")),
+        "boom after 1 iterations"
+    );
+    assert_eq!(
+        inger::resume(&mut linger, Duration::MAX),
+        Err(inger::Error::Finished)
+    );
 }
 
 #[test]
@@ -87,19 +108,27 @@ fn a_panic_propagates_out_of_continuation_resume() {
         Duration::MAX,
     )
     .expect("launch");
-    let inger::Linger::Continuation(continuation) = linger else { panic!("completed early") };
+    let inger::Linger::Continuation(continuation) = linger else {
+        panic!("completed early")
+    };
     let caught = catch_unwind(AssertUnwindSafe(move || continuation.resume(Duration::MAX)));
-    assert_eq!(message(&*caught.expect_err("must propagate")), "owned payload");
+    assert_eq!(
+        message(&*caught.expect_err("must propagate")),
+        "owned payload"
+    );
 }
 
 #[test]
 fn the_thread_keeps_working_after_panics() {
     for i in 0..200u64 {
-        let caught = catch_unwind(move || inger::launch(move || -> u64 { panic!("boom {i}") }, Duration::MAX));
+        let caught = catch_unwind(move || {
+            inger::launch(move || -> u64 { panic!("boom {i}") }, Duration::MAX)
+        });
         assert!(caught.is_err());
     }
     let expected = support::mix(3, 1_000_000);
-    let linger = inger::launch(|| support::mix(3, 1_000_000), Duration::from_micros(200)).expect("launch");
+    let linger =
+        inger::launch(|| support::mix(3, 1_000_000), Duration::from_micros(200)).expect("launch");
     let (value, _) = support::finish(linger, Duration::from_micros(200), 1_000_000);
     assert_eq!(value, expected);
     assert!(!inger::in_preemptible());
@@ -109,9 +138,13 @@ fn the_thread_keeps_working_after_panics() {
 fn a_nested_panic_can_be_caught_by_the_outer_function() {
     let linger = inger::launch(
         || {
-            let inner = catch_unwind(|| inger::launch(|| -> u8 { panic!("inner boom") }, Duration::MAX));
+            let inner =
+                catch_unwind(|| inger::launch(|| -> u8 { panic!("inner boom") }, Duration::MAX));
             let payload = inner.expect_err("inner panic propagates to the outer function");
-            assert!(inger::in_preemptible(), "the outer function is still running");
+            assert!(
+                inger::in_preemptible(),
+                "the outer function is still running"
+            );
             message(&*payload)
         },
         Duration::MAX,

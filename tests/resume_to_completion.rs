@@ -11,8 +11,12 @@ const ROUNDS: u64 = 3_000_000;
 fn a_long_function_is_resumed_to_completion() {
     let expected = support::mix(11, ROUNDS);
     let before = support::preemptions();
-    let mut linger = inger::launch(|| support::mix(11, ROUNDS), Duration::from_micros(200)).expect("launch");
-    assert!(linger.is_continuation(), "the workload takes far longer than 200 us");
+    let mut linger =
+        inger::launch(|| support::mix(11, ROUNDS), Duration::from_micros(200)).expect("launch");
+    assert!(
+        linger.is_continuation(),
+        "the workload takes far longer than 200 us"
+    );
     let mut resumes = 0u64;
     while linger.is_continuation() {
         assert!(!linger.yielded());
@@ -28,14 +32,17 @@ fn a_long_function_is_resumed_to_completion() {
 #[test]
 fn the_continuation_api_also_resumes_to_completion() {
     let expected = support::mix(12, ROUNDS);
-    let mut linger = inger::launch(|| support::mix(12, ROUNDS), Duration::from_micros(200)).expect("launch");
+    let mut linger =
+        inger::launch(|| support::mix(12, ROUNDS), Duration::from_micros(200)).expect("launch");
     let mut resumes = 0u64;
     let value = loop {
         match linger {
             inger::Linger::Completion(value) => break value,
             inger::Linger::Continuation(continuation) => {
                 assert!(!continuation.is_unstarted());
-                linger = continuation.resume(Duration::from_micros(500)).expect("resume");
+                linger = continuation
+                    .resume(Duration::from_micros(500))
+                    .expect("resume");
                 resumes += 1;
             }
         }
@@ -47,7 +54,8 @@ fn the_continuation_api_also_resumes_to_completion() {
 #[test]
 fn a_final_unlimited_resume_finishes_the_function() {
     let expected = support::mix(13, ROUNDS);
-    let mut linger = inger::launch(|| support::mix(13, ROUNDS), Duration::from_micros(200)).expect("launch");
+    let mut linger =
+        inger::launch(|| support::mix(13, ROUNDS), Duration::from_micros(200)).expect("launch");
     assert!(linger.is_continuation());
     inger::resume(&mut linger, Duration::MAX).expect("resume");
     assert_eq!(linger.completion(), Some(expected));

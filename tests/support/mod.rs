@@ -2,7 +2,10 @@
 //! CPU-bound workload, and re-running the test binary as a child process for scenarios that
 //! change process-wide state (environment settings, signal handlers, aborts).
 
-#![allow(dead_code, reason = "each test binary uses a different subset of these helpers")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of these helpers"
+)]
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -45,10 +48,17 @@ pub(crate) fn describe(output: &Output) -> String {
 
 /// Resumes `linger` with `budget` until it completes; returns the value and how many resumes
 /// it took. Panics after `max_resumes` (a runaway function is a test failure, not a hang).
-pub(crate) fn finish<T>(mut linger: inger::Linger<'_, T>, budget: Duration, max_resumes: u64) -> (T, u64) {
+pub(crate) fn finish<T>(
+    mut linger: inger::Linger<'_, T>,
+    budget: Duration,
+    max_resumes: u64,
+) -> (T, u64) {
     let mut resumes = 0;
     while linger.is_continuation() {
-        assert!(resumes < max_resumes, "still not finished after {resumes} resumes");
+        assert!(
+            resumes < max_resumes,
+            "still not finished after {resumes} resumes"
+        );
         inger::resume(&mut linger, budget).expect("resume");
         resumes += 1;
     }
@@ -58,7 +68,12 @@ pub(crate) fn finish<T>(mut linger: inger::Linger<'_, T>, budget: Duration, max_
 /// A deterministic CPU-bound workload: `rounds` steps of a 64-bit mixing function over a small
 /// array, returning a checksum. Same input, same output, on any stack.
 pub(crate) fn mix(seed: u64, rounds: u64) -> u64 {
-    let mut state = [seed, seed ^ 0x9e37_79b9_7f4a_7c15, seed.rotate_left(17), !seed];
+    let mut state = [
+        seed,
+        seed ^ 0x9e37_79b9_7f4a_7c15,
+        seed.rotate_left(17),
+        !seed,
+    ];
     for round in 0..rounds {
         let i = (round % 4) as usize;
         let x = std::hint::black_box(state[i]);
