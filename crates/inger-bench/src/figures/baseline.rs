@@ -1,0 +1,90 @@
+//! Baselines measured in the same run as inger's figures: a plain indirect call, a bare
+//! context switch, a thread spawn+join and a fork+wait.
+
+use std::hint::black_box;
+
+use super::{BenchResult, Scale, broken};
+use crate::report::{Figure, Unit};
+use crate::timing::{Plan, time_batches};
+
+/// `direct_call`: an empty closure called through a `black_box`ed function pointer, so the
+/// call can be neither inlined nor removed.
+pub(super) fn direct_call(scale: Scale) -> BenchResult<Vec<Figure>> {
+    let empty: fn() = || {};
+    let plan = Plan::new(scale.pick(2_000, 20_000), 1_000);
+    let samples = time_batches(plan, || -> BenchResult<()> {
+        black_box(empty)();
+        Ok(())
+    })?;
+    Ok(vec![Figure::new("direct_call", samples, Unit::Nanoseconds)])
+}
+
+/// Round trips per `context_switch` sample: enough that the stack taken and retired by each
+/// call of the hook costs well under 1% of the sample.
+const SWITCHES_PER_SAMPLE: u64 = 20_000;
+
+/// `context_switch`: one round trip (switch into a side stack and back) of inger's bare
+/// context switch, through its benchmark hook.
+pub(super) fn context_switch(scale: Scale) -> BenchResult<Vec<Figure>> {
+    let plan = Plan::new(scale.pick(100, 1_000), 1);
+    let samples = time_batches(plan, || -> BenchResult<()> {
+        inger::bench_hooks::context_switch_round_trips(SWITCHES_PER_SAMPLE)?;
+        Ok(())
+    })?;
+    let per_trip = samples
+        .values()
+        .iter()
+        .map(|ns| ns / SWITCHES_PER_SAMPLE as f64)
+        .collect();
+    Ok(vec![Figure::new(
+        "context_switch",
+        per_trip,
+        Unit::Nanoseconds,
+    )])
+}
+
+/// `thread_spawn_join`: `std::thread::spawn` of an empty closure, then `join`.
+pub(super) fn thread_spawn_join(scale: Scale) -> BenchResult<Vec<Figure>> {
+    let plan = Plan::new(scale.pick(500, 5_000), 1);
+    let samples = time_batches(plan, || -> BenchResult<()> {
+        std::thread::spawn(|| {})
+            .join()
+            .map_err(|_| broken("an empty thread panicked"))
+    })?;
+    Ok(vec![Figure::new(
+        "thread_spawn_join",
+        samples,
+        Unit::Nanoseconds,
+    )])
+}
+
+/// `fork_wait`: `fork`, the child calls `_exit(0)`, the parent `waitpid`s for it.
+pub(super) fn fork_wait(scale: Scale) -> BenchResult<Vec<Figure>> {
+    let plan = Plan::new(scale.pick(200, 2_000), 1);
+    let samples = time_batches(plan, fork_and_wait)?;
+    Ok(vec![Figure::new("fork_wait", samples, Unit::Nanoseconds)])
+}
+
+fn fork_and_wait() -> BenchResult<()> {
+    // SAFETY: the child calls only `_exit`, which is async-signal-safe, so forking a process
+    // that may have other threads is sound.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: `_exit` ends the child at once, without running the parent's handlers.
+        unsafe { libc::_exit(0) };
+    }
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is a valid out-parameter.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(broken(format!(
+            "forked child ended with status {status:#x}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! inger's cooperative operations: launching a function that completes, pausing and
+//! resuming, and cancelling a paused function.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use super::{BenchResult, Scale, broken};
+use crate::report::{Figure, Unit};
+use crate::timing::{Plan, collect, nanos, time_batches};
+
+/// A budget no measured operation comes near: the timer is armed (lazily, once) but never
+/// interrupts anything.
+pub(super) const GENEROUS: Duration = Duration::from_secs(1);
+
+/// `launch_complete`: `inger::launch` of an empty closure with a generous budget, which
+/// completes; per launch (including dropping the completed `Linger`).
+pub(super) fn launch_complete(scale: Scale) -> BenchResult<Vec<Figure>> {
+    let plan = Plan::new(scale.pick(2_000, 20_000), 100);
+    let samples = time_batches(plan, || -> BenchResult<()> {
+        let linger = inger::launch(|| {}, GENEROUS)?;
+        if !black_box(&linger).is_completion() {
+            return Err(broken("an empty closure did not complete"));
+        }
+        Ok(())
+    })?;
+    Ok(vec![Figure::new(
+        "launch_complete",
+        samples,
+        Unit::Nanoseconds,
+    )])
+}
+
+/// `pause_resume`: one round trip into a function that loops calling `inger::pause()`:
+/// `resume` (generous budget) switches in, `pause` switches back out.
+pub(super) fn pause_resume(scale: Scale) -> BenchResult<Vec<Figure>> {
+    let stop = AtomicBool::new(false);
+    let mut linger = inger::launch(
+        || {
+            while !stop.load(Relaxed) {
+                inger::pause();
+            }
+        },
+        Duration::MAX,
+    )?;
+    if !linger.yielded() {
+        return Err(broken("the pausing function did not pause"));
+    }
+    let plan = Plan::new(scale.pick(2_000, 20_000), 100);
+    let samples = time_batches(plan, || linger.resume(GENEROUS))?;
+    if !linger.yielded() {
+        return Err(broken("the pausing function stopped pausing"));
+    }
+    // Let it return, so its stack goes back to the pool instead of being retired.
+    stop.store(true, Relaxed);
+    linger.resume(Duration::MAX)?;
+    if !linger.is_completion() {
+        return Err(broken("the pausing function did not finish when told to"));
+    }
+    Ok(vec![Figure::new(
+        "pause_resume",
+        samples,
+        Unit::Nanoseconds,
+    )])
+}
+
+/// Paused continuations dropped per `cancel_paused` sample.
+const CANCELS_PER_SAMPLE: usize = 100;
+
+/// `cancel_paused`: dropping a continuation paused inside its function (by `pause()`), which
+/// discards and retires its stack. Per sample, `CANCELS_PER_SAMPLE` functions are launched
+/// and paused untimed, then dropped back to back under the clock.
+pub(super) fn cancel_paused(scale: Scale) -> BenchResult<Vec<Figure>> {
+    let mut held = Vec::with_capacity(CANCELS_PER_SAMPLE);
+    let samples = collect(scale.pick(200, 1_000), 5, || -> BenchResult<f64> {
+        for _ in 0..CANCELS_PER_SAMPLE {
+            let linger = inger::launch(inger::pause, Duration::MAX)?;
+            if !linger.yielded() {
+                return Err(broken("a function that calls pause() did not pause"));
+            }
+            held.push(linger);
+        }
+        let start = Instant::now();
+        held.clear();
+        Ok(nanos(start.elapsed()) / CANCELS_PER_SAMPLE as f64)
+    })?;
+    Ok(vec![Figure::new(
+        "cancel_paused",
+        samples,
+        Unit::Nanoseconds,
+    )])
+}

@@ -1,0 +1,58 @@
+//! The ratios printed after the table and the targets checked against it (issue 2).
+
+use crate::report::{Ratio, Statistic, Target};
+
+const fn ratio(numerator: &'static str, denominator: &'static str) -> Ratio {
+    Ratio {
+        numerator,
+        denominator,
+    }
+}
+
+/// Ratios of medians printed after the table: each inger operation against its baseline.
+pub const RATIOS: &[Ratio] = &[
+    ratio("launch_complete", "direct_call"),
+    ratio("launch_complete", "context_switch"),
+    ratio("thread_spawn_join", "launch_complete"),
+    ratio("fork_wait", "launch_complete"),
+    ratio("pause_resume", "context_switch"),
+    ratio("cancel_paused", "launch_complete"),
+];
+
+/// Issue 2's targets for this 2-core VM (medians unless the statistic says otherwise).
+pub const TARGETS: &[Target] = &[
+    Target::AtMost {
+        figure: "launch_complete",
+        statistic: Statistic::Median,
+        limit: 100.0,
+    },
+    Target::RatioAtLeast {
+        ratio: ratio("thread_spawn_join", "launch_complete"),
+        minimum: 300.0,
+    },
+    Target::AtMost {
+        figure: "pause_resume",
+        statistic: Statistic::Median,
+        limit: 60.0,
+    },
+    Target::AtMost {
+        figure: "preempt_overshoot",
+        statistic: Statistic::Median,
+        limit: 8_000.0,
+    },
+    Target::AtMost {
+        figure: "preempt_overshoot",
+        statistic: Statistic::P99,
+        limit: 40_000.0,
+    },
+    Target::AtMost {
+        figure: "cancel_paused",
+        statistic: Statistic::Median,
+        limit: 2_000.0,
+    },
+    Target::AtMost {
+        figure: "rss_per_paused",
+        statistic: Statistic::Median,
+        limit: 16.0 * 1024.0,
+    },
+];
