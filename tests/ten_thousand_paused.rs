@@ -1,0 +1,67 @@
+//! 10,000 paused continuations alive at once on one thread, all resumed to completion with
+//! the right results: there is no fixed cap on concurrent preemptible functions.
+
+mod support;
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+
+const COUNT: u64 = 10_000;
+
+/// Each function keeps state in locals across its pause, then finishes from it.
+fn body(i: u64, release: &AtomicBool) -> u64 {
+    let first = support::mix(i, 16);
+    let local = [i, first, i.wrapping_mul(31)];
+    if i % 2 == 0 {
+        // Paused by the timer: spin until the caller releases everyone.
+        let mut spins = 0u64;
+        while !release.load(Relaxed) {
+            spins = black_box(spins + 1);
+        }
+    } else {
+        inger::pause();
+    }
+    local[0] ^ support::mix(local[1], 16) ^ local[2]
+}
+
+fn expected(i: u64) -> u64 {
+    i ^ support::mix(support::mix(i, 16), 16) ^ i.wrapping_mul(31)
+}
+
+#[test]
+fn ten_thousand_paused_functions_on_one_thread() {
+    let release = AtomicBool::new(false);
+    let before = inger::stats();
+    let mut lingers = Vec::with_capacity(COUNT as usize);
+    for i in 0..COUNT {
+        let release = &release;
+        let linger =
+            inger::launch(move || body(i, release), Duration::from_micros(100)).expect("launch");
+        assert!(linger.is_continuation(), "function {i} finished early");
+        assert_eq!(linger.yielded(), i % 2 == 1, "function {i}");
+        lingers.push(linger);
+    }
+    let after = inger::stats();
+    assert!(after.preemptions - before.preemptions >= COUNT / 2);
+    assert!(after.yields - before.yields >= COUNT / 2);
+
+    release.store(true, Relaxed);
+    // Resume in an interleaved order: odd ones first, from the back.
+    for i in (0..COUNT)
+        .rev()
+        .filter(|i| i % 2 == 1)
+        .chain((0..COUNT).filter(|i| i % 2 == 0))
+    {
+        let linger = &mut lingers[i as usize];
+        inger::resume(linger, Duration::MAX).expect("resume");
+        assert!(linger.is_completion(), "function {i} did not finish");
+    }
+    for (i, linger) in lingers.into_iter().enumerate() {
+        assert_eq!(
+            linger.completion(),
+            Some(expected(i as u64)),
+            "function {i}"
+        );
+    }
+}
