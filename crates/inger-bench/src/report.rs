@@ -12,6 +12,8 @@ pub enum Unit {
     Nanoseconds,
     /// Stored in nanoseconds, shown in microseconds.
     Microseconds,
+    /// Stored in nanoseconds, shown in milliseconds.
+    Milliseconds,
     /// Stored and shown in bytes.
     Bytes,
 }
@@ -22,6 +24,7 @@ impl Unit {
         match self {
             Unit::Nanoseconds => "ns",
             Unit::Microseconds => "us",
+            Unit::Milliseconds => "ms",
             Unit::Bytes => "bytes",
         }
     }
@@ -30,7 +33,8 @@ impl Unit {
     pub fn format(self, value: f64) -> String {
         match self {
             Unit::Nanoseconds => format!("{value:.1}"),
-            Unit::Microseconds => format!("{:.2}", value / 1000.0),
+            Unit::Microseconds => format!("{:.2}", value / 1e3),
+            Unit::Milliseconds => format!("{:.2}", value / 1e6),
             Unit::Bytes => format!("{value:.0}"),
         }
     }
@@ -270,6 +274,11 @@ mod tests {
         let row = report.get("slow").unwrap().to_string();
         let words: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(words, ["slow", "4.12", "8.90", "us"]);
+        let ms = figure("fork", &[1_500_000.0], Unit::Milliseconds).to_string();
+        assert_eq!(
+            ms.split_whitespace().collect::<Vec<_>>(),
+            ["fork", "1.50", "1.50", "ms"]
+        );
         let bytes = figure("rss", &[8192.0], Unit::Bytes).to_string();
         assert_eq!(
             bytes.split_whitespace().collect::<Vec<_>>(),

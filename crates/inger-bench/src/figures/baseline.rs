@@ -65,6 +65,20 @@ pub(super) fn fork_wait(scale: Scale) -> BenchResult<Vec<Figure>> {
     Ok(vec![Figure::new("fork_wait", samples, Unit::Nanoseconds)])
 }
 
+/// `fork_wait_after_cancels`: `fork_wait` again at the end of the run, after the earlier
+/// figures cancelled (and so retired) tens of thousands of paused functions' stacks. Fork
+/// copies the page tables of the stack mappings, guard markers included, so this shows what
+/// cancellations cost a process that forks later. Few samples: each fork is slow by then.
+pub(super) fn fork_wait_after_cancels(scale: Scale) -> BenchResult<Vec<Figure>> {
+    let plan = Plan::new(scale.pick(5, 10), 1);
+    let samples = time_batches(plan, fork_and_wait)?;
+    Ok(vec![Figure::new(
+        "fork_wait_after_cancels",
+        samples,
+        Unit::Milliseconds,
+    )])
+}
+
 fn fork_and_wait() -> BenchResult<()> {
     // SAFETY: the child calls only `_exit`, which is async-signal-safe, so forking a process
     // that may have other threads is sound.

@@ -72,7 +72,7 @@ const CANCELS_PER_SAMPLE: usize = 100;
 /// and paused untimed, then dropped back to back under the clock.
 pub(super) fn cancel_paused(scale: Scale) -> BenchResult<Vec<Figure>> {
     let mut held = Vec::with_capacity(CANCELS_PER_SAMPLE);
-    let samples = collect(scale.pick(200, 1_000), 5, || -> BenchResult<f64> {
+    let samples = collect(scale.pick(200, 500), 5, || -> BenchResult<f64> {
         for _ in 0..CANCELS_PER_SAMPLE {
             let linger = inger::launch(inger::pause, Duration::MAX)?;
             if !linger.yielded() {

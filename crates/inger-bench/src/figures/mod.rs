@@ -45,45 +45,25 @@ pub struct Entry {
     pub measure: fn(Scale) -> BenchResult<Vec<Figure>>,
 }
 
+const fn entry(name: &'static str, measure: fn(Scale) -> BenchResult<Vec<Figure>>) -> Entry {
+    Entry { name, measure }
+}
+
 /// Every figure, in the order they run: baselines first, then inger's operations, then the
-/// figures that leave memory behind.
+/// figures that leave memory behind, then the fork cost with that memory in place.
 pub const ALL: &[Entry] = &[
-    Entry {
-        name: "direct_call",
-        measure: baseline::direct_call,
-    },
-    Entry {
-        name: "context_switch",
-        measure: baseline::context_switch,
-    },
-    Entry {
-        name: "thread_spawn_join",
-        measure: baseline::thread_spawn_join,
-    },
-    Entry {
-        name: "fork_wait",
-        measure: baseline::fork_wait,
-    },
-    Entry {
-        name: "launch_complete",
-        measure: lifecycle::launch_complete,
-    },
-    Entry {
-        name: "pause_resume",
-        measure: lifecycle::pause_resume,
-    },
-    Entry {
-        name: "preempt_overshoot",
-        measure: preemption::preempt_overshoot,
-    },
-    Entry {
-        name: "cancel_paused",
-        measure: lifecycle::cancel_paused,
-    },
-    Entry {
-        name: "rss_per_paused",
-        measure: memory::rss_per_paused,
-    },
+    entry("direct_call", baseline::direct_call),
+    entry("thread_spawn_join", baseline::thread_spawn_join),
+    // Before inger maps or retires any stack: each retired stack makes every later fork
+    // slower (see `fork_wait_after_cancels`), so this is the fork cost of the process itself.
+    entry("fork_wait", baseline::fork_wait),
+    entry("context_switch", baseline::context_switch),
+    entry("launch_complete", lifecycle::launch_complete),
+    entry("pause_resume", lifecycle::pause_resume),
+    entry("preempt_overshoot", preemption::preempt_overshoot),
+    entry("cancel_paused", lifecycle::cancel_paused),
+    entry("rss_per_paused", memory::rss_per_paused),
+    entry("fork_wait_after_cancels", baseline::fork_wait_after_cancels),
 ];
 
 /// An error with a message, for a measurement whose premise broke (an endless loop that
