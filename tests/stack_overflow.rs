@@ -1,0 +1,143 @@
+//! A stack overflow inside a preemptible function prints a message naming the cause and the
+//! setting to raise, then aborts. Faults that are not inger's still reach their previous
+//! handlers. Each case runs in a child process (this test binary, re-run).
+
+mod support;
+
+use std::hint::black_box;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+const MESSAGE: &str = "stack overflow in a preemptible function";
+
+/// Recurses until the stack runs out (the condition is never true, but the compiler cannot
+/// know that, so it can turn neither the recursion into a loop nor the frame into nothing).
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 64]);
+    if black_box(depth) == u64::MAX {
+        return frame[0];
+    }
+    recurse(depth + 1).wrapping_add(frame[1])
+}
+
+/// Plays the child's part for `mode`; returns only if the expected crash did not happen.
+fn child(mode: &str) {
+    match mode {
+        "overflow" => {
+            let _ = inger::launch(|| recurse(0), Duration::MAX);
+        }
+        "overflow-preemptible" => {
+            let _ = inger::launch(|| recurse(0), Duration::from_micros(200));
+        }
+        "overflow-nested" => {
+            let _ = inger::launch(
+                || inger::launch(|| recurse(0), Duration::MAX).map(|l| l.completion()),
+                Duration::MAX,
+            );
+        }
+        "overflow-outside" => {
+            // inger's fault handler is installed by the first launch; an overflow of the
+            // thread's own stack afterwards must still get Rust's own report.
+            let _ = inger::launch(|| 1, Duration::MAX);
+            black_box(recurse(0));
+        }
+        "segfault-outside" => {
+            let _ = inger::launch(|| 1, Duration::MAX);
+            // SAFETY: deliberately not safe: writes to an unmapped address to check that a
+            // fault unrelated to inger keeps its default action (the process dies of SIGSEGV).
+            unsafe { core::ptr::write_volatile(black_box(16usize) as *mut u64, 1) };
+        }
+        other => panic!("unknown child mode {other}"),
+    }
+    println!("child survived: {mode}");
+}
+
+fn run(test: &str, mode: &str, env: &[(&str, &str)]) -> (std::process::Output, String) {
+    let output = support::run_child(test, mode, env);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stderr)
+}
+
+#[test]
+fn an_overflow_inside_a_function_is_reported_and_aborts() {
+    if let Some(mode) = support::child_mode() {
+        return child(&mode);
+    }
+    let (output, stderr) = run(
+        "an_overflow_inside_a_function_is_reported_and_aborts",
+        "overflow",
+        &[],
+    );
+    let why = support::describe(&output);
+    assert_eq!(output.status.signal(), Some(libc::SIGABRT), "{why}");
+    assert!(stderr.contains(MESSAGE), "{why}");
+    assert!(
+        stderr.contains("INGER_STACK_SIZE"),
+        "names the setting to raise: {why}"
+    );
+}
+
+#[test]
+fn an_overflow_with_a_budget_and_a_small_stack_is_reported() {
+    if let Some(mode) = support::child_mode() {
+        return child(&mode);
+    }
+    let (output, stderr) = run(
+        "an_overflow_with_a_budget_and_a_small_stack_is_reported",
+        "overflow-preemptible",
+        &[("INGER_STACK_SIZE", "128K")],
+    );
+    let why = support::describe(&output);
+    assert_eq!(output.status.signal(), Some(libc::SIGABRT), "{why}");
+    assert!(stderr.contains(MESSAGE), "{why}");
+    assert!(
+        stderr.contains("131072 bytes"),
+        "reports the stack size: {why}"
+    );
+}
+
+#[test]
+fn an_overflow_in_a_nested_function_is_reported() {
+    if let Some(mode) = support::child_mode() {
+        return child(&mode);
+    }
+    let (output, stderr) = run(
+        "an_overflow_in_a_nested_function_is_reported",
+        "overflow-nested",
+        &[],
+    );
+    let why = support::describe(&output);
+    assert_eq!(output.status.signal(), Some(libc::SIGABRT), "{why}");
+    assert!(stderr.contains(MESSAGE), "{why}");
+}
+
+#[test]
+fn an_overflow_outside_any_function_gets_rusts_own_report() {
+    if let Some(mode) = support::child_mode() {
+        return child(&mode);
+    }
+    let (output, stderr) = run(
+        "an_overflow_outside_any_function_gets_rusts_own_report",
+        "overflow-outside",
+        &[],
+    );
+    let why = support::describe(&output);
+    assert_eq!(output.status.signal(), Some(libc::SIGABRT), "{why}");
+    assert!(stderr.contains("has overflowed its stack"), "{why}");
+    assert!(!stderr.contains(MESSAGE), "{why}");
+}
+
+#[test]
+fn an_unrelated_segfault_keeps_its_default_action() {
+    if let Some(mode) = support::child_mode() {
+        return child(&mode);
+    }
+    let (output, stderr) = run(
+        "an_unrelated_segfault_keeps_its_default_action",
+        "segfault-outside",
+        &[],
+    );
+    let why = support::describe(&output);
+    assert_eq!(output.status.signal(), Some(libc::SIGSEGV), "{why}");
+    assert!(!stderr.contains(MESSAGE), "{why}");
+}
