@@ -5,6 +5,7 @@ use core::ptr::null_mut;
 
 use crate::arch;
 use crate::error::Error;
+use crate::runtime;
 use crate::stack;
 
 struct PingPong {
@@ -26,8 +27,11 @@ unsafe extern "C" fn side(arg: *mut c_void) -> ! {
 /// # Errors
 /// [`Error::StackAllocation`] if no stack could be mapped.
 pub fn context_switch_round_trips(round_trips: u64) -> Result<u64, Error> {
-    let stack = stack::take()?;
-    let mut state = PingPong { main_sp: null_mut(), side_sp: null_mut() };
+    let stack = runtime::runtime()?.take_stack()?;
+    let mut state = PingPong {
+        main_sp: null_mut(),
+        side_sp: null_mut(),
+    };
     let top = ((stack.top() as usize - 64) & !15) as *mut u8;
     // SAFETY: the stack is ours and unused; `side` never returns.
     state.side_sp = unsafe { arch::prepare_stack(top, side, (&raw mut state).cast()) };

@@ -38,6 +38,10 @@ pub enum Error {
     /// Preemptible functions cannot be launched or resumed from inside inger's own signal
     /// handler.
     InSignalHandler,
+    /// The continuation was paused on another thread, and this process runs with shared
+    /// thread-local storage (see [`capabilities`](crate::capabilities)), so it can only be
+    /// resumed on the thread that launched it.
+    WrongThread,
 }
 
 impl Error {
@@ -52,6 +56,7 @@ impl Error {
             Error::Finished => 6,
             Error::AlreadyRunning => 7,
             Error::InSignalHandler => 8,
+            Error::WrongThread => 9,
         }
     }
 }
@@ -84,11 +89,19 @@ impl fmt::Display for Error {
                 "the preemptible function already finished (completed, panicked or cancelled)"
             ),
             Error::AlreadyRunning => {
-                write!(f, "the preemptible function is running and cannot be resumed now")
+                write!(
+                    f,
+                    "the preemptible function is running and cannot be resumed now"
+                )
             }
             Error::InSignalHandler => write!(
                 f,
                 "preemptible functions cannot be launched or resumed from a signal handler"
+            ),
+            Error::WrongThread => write!(
+                f,
+                "this continuation can only be resumed on the thread that launched it: private \
+                 thread-local storage is unavailable (see inger::capabilities)"
             ),
         }
     }

@@ -56,6 +56,35 @@ pub use error::Error;
 pub use linger::{Continuation, Linger, launch, resume};
 pub use preempt::{NoPreempt, Stats, in_preemptible, nopreempt, pause, stats};
 
+/// What this process's inger can do (see [`capabilities`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Each function has its own thread-local storage, and continuations may be resumed on
+    /// any thread. False when glibc's TLS internals were not found (or `INGER_SHARED_TLS=1`):
+    /// functions then share their caller's thread-locals except errno, which is saved per
+    /// function, and continuations can only be resumed on their launching thread.
+    pub private_tls: bool,
+    /// The fs base is switched with `wrfsbase` (else the slower `arch_prctl` system call).
+    pub fast_tls_switch: bool,
+    /// Timer preemption is on (false under `INGER_PREEMPT=0`).
+    pub preemption: bool,
+}
+
+/// Reports what this process's inger can do.
+///
+/// ```
+/// let caps = inger::capabilities();
+/// println!("private TLS: {}", caps.private_tls);
+/// ```
+pub fn capabilities() -> Capabilities {
+    Capabilities {
+        private_tls: sys::tls::glibc().is_some(),
+        fast_tls_switch: arch::fsgsbase_available(),
+        preemption: config::preemption_enabled(),
+    }
+}
+
 /// Whether inger's signal handler still owns the preemption signal (someone calling
 /// `sigaction` on it after inger started would silently disable preemption).
 pub fn preemption_handler_intact() -> bool {

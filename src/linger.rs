@@ -88,8 +88,9 @@ impl<T> core::fmt::Debug for Linger<'_, T> {
 /// A paused preemptible function. Resume it with [`Continuation::resume`] or [`resume`];
 /// drop it (or call [`Continuation::cancel`]) to cancel it.
 ///
-/// A continuation is not `Send` (yet): the function shares its caller's thread-local
-/// storage, so it must be resumed on the thread that launched it.
+/// A continuation is `Send` when its result type is: it may be resumed on another thread,
+/// since the function has its own thread-local storage (see [`capabilities`](crate::capabilities);
+/// in the shared-TLS fallback, resuming elsewhere returns [`Error::WrongThread`]).
 pub struct Continuation<'a, T> {
     /// The control block at the top of `stack`; dangling once `stack` is `None`.
     lpf: NonNull<Lpf>,
@@ -99,9 +100,17 @@ pub struct Continuation<'a, T> {
     take_outcome: unsafe fn(NonNull<Lpf>) -> Result<T, Box<dyn Any + Send>>,
     /// Drops the closure of a function that never started.
     drop_unstarted: unsafe fn(NonNull<Lpf>),
-    /// Borrows of lifetime `'a` live in the closure; `*mut ()` keeps the type `!Send`/`!Sync`.
+    /// Borrows of lifetime `'a` live in the closure; `*mut ()` keeps the type `!Send`/`!Sync`
+    /// unless stated below.
     _marker: PhantomData<(&'a mut (), *mut (), fn() -> T)>,
 }
+
+// SAFETY: the closure is `Send` (required by `launch`), the result `T` is `Send`, and the
+// function's state (stack and private TLS block) moves with the continuation; `resume` fixes
+// up the thread identity (thread id, runtime, signal mask) on the new thread, and refuses with
+// `Error::WrongThread` when TLS is shared. Only `&mut self`/`self` methods touch the function,
+// so it is not `Sync`.
+unsafe impl<T: Send> Send for Continuation<'_, T> {}
 
 impl<T> core::fmt::Debug for Continuation<'_, T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -162,7 +171,7 @@ impl<'a, T> Continuation<'a, T> {
                 // SAFETY: the function finished, so its slot holds the outcome, taken once.
                 let outcome = unsafe { (self.take_outcome)(self.lpf) };
                 if let Some(stack) = self.stack.take() {
-                    stack::give_back(stack);
+                    give_back(stack);
                 }
                 match outcome {
                     Ok(value) => Ok(Some(value)),
@@ -175,18 +184,24 @@ impl<'a, T> Continuation<'a, T> {
 
 impl<T> Drop for Continuation<'_, T> {
     fn drop(&mut self) {
-        let Some(stack) = self.stack.take() else { return };
+        let Some(stack) = self.stack.take() else {
+            return;
+        };
         // SAFETY: the control block is live while we held the stack.
         match unsafe { self.lpf.as_ref() }.state.load(Relaxed) {
             state::READY => {
                 // SAFETY: never started: the slot still holds the closure.
                 unsafe { (self.drop_unstarted)(self.lpf) };
-                stack::give_back(stack);
+                give_back(stack);
             }
             state::RUNNING => runtime::abort_with(
                 b"inger: a running preemptible function's continuation was dropped from inside it\n",
             ),
-            _ => stack::retire(stack),
+            _ => match runtime::runtime_if_started() {
+                Some(rt) => rt.retire(stack),
+                // No runtime on this thread (it is exiting): the TLS block is abandoned.
+                None => drop(stack::retire(stack)),
+            },
         }
     }
 }
@@ -207,7 +222,9 @@ impl<T> Drop for Continuation<'_, T> {
 /// As for [`Continuation::resume`]. If the function panics, the panic propagates and
 /// `linger` keeps a finished continuation: resuming it again returns [`Error::Finished`].
 pub fn resume<T>(linger: &mut Linger<'_, T>, budget: Duration) -> Result<(), Error> {
-    let Linger::Continuation(continuation) = linger else { return Ok(()) };
+    let Linger::Continuation(continuation) = linger else {
+        return Ok(());
+    };
     if let Some(value) = continuation.run(budget)? {
         *linger = Linger::Completion(value);
     }
@@ -237,12 +254,21 @@ pub fn launch<'a, F, T>(f: F, budget: Duration) -> Result<Linger<'a, T>, Error>
 where
     F: FnOnce() -> T + Send + 'a,
 {
-    runtime::runtime()?;
-    let stack = stack::take()?;
-    let frame = place_frame::<F, T>(&stack)?;
+    let rt = runtime::runtime()?;
+    let stack = rt.take_stack()?;
+    let frame = match place_frame::<F, T>(&stack) {
+        Ok(frame) => frame,
+        Err(error) => {
+            rt.give_back(stack);
+            return Err(error);
+        }
+    };
     // SAFETY: `frame` is aligned, inside `stack`, and not used by anything else.
     unsafe {
-        frame.write(Frame { header: Lpf::new(run::<F, T>, &stack), slot: UnsafeCell::new(Slot::Ready(f)) });
+        frame.write(Frame {
+            header: Lpf::new(run::<F, T>, &stack, rt),
+            slot: UnsafeCell::new(Slot::Ready(f)),
+        });
         let top = (frame as usize & !15) as *mut u8;
         Lpf::prepare(frame.cast::<Lpf>(), top);
     }
@@ -260,6 +286,14 @@ where
     match continuation.run(budget)? {
         Some(value) => Ok(Linger::Completion(value)),
         None => Ok(Linger::Continuation(continuation)),
+    }
+}
+
+/// Returns a stack to the pool of the thread running this code (or the process-wide one).
+fn give_back(stack: Stack) {
+    match runtime::runtime_if_started() {
+        Some(rt) => rt.give_back(stack),
+        None => stack::give_back_global(stack),
     }
 }
 

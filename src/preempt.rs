@@ -57,8 +57,8 @@ use std::sync::OnceLock;
 use crate::config::settings;
 use crate::error::Error;
 use crate::runtime::{
-    self, Lpf, NEVER, Runtime, abort_with, effective_deadline, leave, outermost_expired, release_nopreempt,
-    runtime_if_started, state,
+    self, Lpf, NEVER, Runtime, abort_with, effective_deadline, leave, outermost_expired,
+    release_nopreempt, state,
 };
 use crate::sys::clock::now_ns;
 use crate::sys::modules;
@@ -101,7 +101,9 @@ unsafe extern "C" fn on_timer(_signal: i32, info: *mut libc::siginfo_t, ucontext
     // runtime outlives its timer.
     let rt = unsafe { signal::timer_value(info) }.cast::<Runtime>();
     // SAFETY: see above; null only if someone else's timer uses our signal.
-    let Some(rt) = (unsafe { rt.as_ref() }) else { return };
+    let Some(rt) = (unsafe { rt.as_ref() }) else {
+        return;
+    };
     let saved_errno = signal::errno();
     rt.armed.store(NEVER, Relaxed);
     // SAFETY: `ucontext` is the kernel's, valid while the handler runs.
@@ -116,7 +118,9 @@ unsafe extern "C" fn on_timer(_signal: i32, info: *mut libc::siginfo_t, ucontext
 unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
     let leaf = rt.current.load(Relaxed);
     // SAFETY: a non-null `current` is the live running LPF of this thread.
-    let Some(leaf_ref) = (unsafe { leaf.as_ref() }) else { return };
+    let Some(leaf_ref) = (unsafe { leaf.as_ref() }) else {
+        return;
+    };
     let now = now_ns();
     if leaf_ref.in_handler.load(Relaxed) {
         // The handler's own tail, after a resume: never pause here; look again shortly.
@@ -151,7 +155,13 @@ unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
         leaf_ref.nopreempt.fetch_add(1, Relaxed);
         // SAFETY: we run on the leaf's stack (checked above) and hold a unit of its counter.
         unsafe { leave(rt, leaf, expired, state::PAUSED, false) };
-        // Resumed: the resumer re-armed the timer for the new deadline. Land.
+        // Resumed: the resumer re-armed the timer for the new deadline. If that happened on
+        // another thread, sigreturn must install that thread's mask and alternate stack, not
+        // the ones saved in our frame.
+        if !core::ptr::eq(leaf_ref.runtime.load(Relaxed), rt) {
+            // SAFETY: our own handler frame's ucontext, on the thread now running us.
+            unsafe { crate::arch::adopt_thread_signal_state(ucontext) };
+        }
         leaf_ref.nopreempt.fetch_sub(1, Relaxed);
     }
     leaf_ref.in_handler.store(false, Relaxed);
@@ -183,7 +193,10 @@ pub(crate) fn pending_preemption(lpf: *mut Lpf) {
     // SAFETY: `lpf` is the running LPF calling us.
     let this = unsafe { &*lpf };
     this.pending.store(false, Relaxed);
-    let Some(rt) = runtime_if_started() else { return };
+    // SAFETY: the runtime of the thread running us outlives the run.
+    let Some(rt) = (unsafe { this.runtime.load(Relaxed).as_ref() }) else {
+        return;
+    };
     if rt.current.load(Relaxed) != lpf {
         return;
     }
@@ -218,10 +231,15 @@ pub(crate) fn pending_preemption(lpf: *mut Lpf) {
 /// # Ok::<(), inger::Error>(())
 /// ```
 pub fn pause() {
-    let Some(rt) = runtime_if_started() else { return };
-    let lpf = rt.current.load(Relaxed);
-    // SAFETY: a non-null `current` is the running LPF: us.
-    let Some(this) = (unsafe { lpf.as_ref() }) else { return };
+    let lpf = runtime::current_lpf();
+    // SAFETY: a non-null current LPF is the running one: us.
+    let Some(this) = (unsafe { lpf.as_ref() }) else {
+        return;
+    };
+    // SAFETY: the runtime of the thread running us outlives the run.
+    let Some(rt) = (unsafe { this.runtime.load(Relaxed).as_ref() }) else {
+        return;
+    };
     this.nopreempt.fetch_add(1, Relaxed);
     STATS.yields.fetch_add(1, Relaxed);
     // SAFETY: on our own stack, holding a unit of the counter (rule 1).
@@ -273,7 +291,9 @@ impl NoPreempt {
         if let Some(this) = unsafe { lpf.as_ref() } {
             this.nopreempt.fetch_add(1, Relaxed);
         }
-        NoPreempt { _not_send: core::marker::PhantomData }
+        NoPreempt {
+            _not_send: core::marker::PhantomData,
+        }
     }
 }
 

@@ -25,6 +25,18 @@
 //! counter and defers; when the counter drops to zero with a preemption pending, the LPF
 //! checks its deadline and pauses itself.
 //!
+//! # Thread-local storage
+//!
+//! With private TLS (the normal case, see `sys::tls`) every LPF has its own TLS block, and
+//! every switch installs the block of the context it continues: `resume` installs the leaf's
+//! before switching in, `leave` installs the resumer's before switching out. A context
+//! therefore never runs with another's block, except in the few instructions between the fs
+//! write and the switch, where no thread-local is touched. Code inside an LPF finds its own
+//! control block in the `CURRENT` thread-local of its block (written once at entry), and its
+//! thread's runtime through the control block (`runtime`, updated when it migrates).
+//! With shared TLS (glibc internals not found), `CURRENT` is rewritten at every switch and an
+//! LPF cannot move to another thread.
+//!
 //! # Nesting
 //!
 //! An LPF that launches another is its `parent` while the child runs. The handler pauses the
@@ -36,18 +48,21 @@
 use core::cell::{Cell, UnsafeCell};
 use core::ffi::c_void;
 use core::ptr::{self, null_mut};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::cell::OnceCell;
+use core::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed,
+};
+use std::cell::{OnceCell, RefCell};
 use std::time::Duration;
 
 use crate::arch;
 use crate::config::settings;
 use crate::error::Error;
 use crate::preempt;
-use crate::stack::Stack;
+use crate::stack::{Stack, StackPool};
 use crate::sys::clock::{deadline_after, now_ns};
 use crate::sys::signal::AltStack;
 use crate::sys::timer::ThreadTimer;
+use crate::sys::tls::{self, Glibc};
 
 /// No deadline: the timer is not armed / the function may run forever.
 pub(crate) const NEVER: u64 = u64::MAX;
@@ -98,11 +113,15 @@ pub(crate) struct Lpf {
     /// Bounds of the stack, for the handler's sanity checks and overflow reports.
     pub(crate) stack_low: usize,
     pub(crate) stack_high: usize,
+    /// Thread pointer of the private TLS block, or 0 with shared TLS.
+    pub(crate) tls: usize,
+    /// The runtime of the thread that last resumed this LPF.
+    pub(crate) runtime: AtomicPtr<Runtime>,
 }
 
 impl Lpf {
     /// A control block for a fresh function whose stack is `stack`.
-    pub(crate) fn new(run: unsafe fn(*mut Lpf), stack: &Stack) -> Lpf {
+    pub(crate) fn new(run: unsafe fn(*mut Lpf), stack: &Stack, runtime: &Runtime) -> Lpf {
         Lpf {
             caller_sp: UnsafeCell::new(null_mut()),
             saved_sp: UnsafeCell::new(null_mut()),
@@ -119,6 +138,8 @@ impl Lpf {
             run,
             stack_low: stack.base(),
             stack_high: stack.top() as usize,
+            tls: stack.tls,
+            runtime: AtomicPtr::new(runtime as *const Runtime as *mut Runtime),
         }
     }
 
@@ -160,10 +181,87 @@ pub(crate) struct Runtime {
     pub(crate) timer: Option<ThreadTimer>,
     /// First retry interval (ns) after a deferred preemption.
     pub(crate) retry_ns: u64,
+    /// glibc's TLS internals when functions get private TLS blocks.
+    pub(crate) glibc: Option<&'static Glibc>,
+    /// Write the fs base with `wrfsbase` (else `arch_prctl`).
+    fast_fs: bool,
+    /// The thread's own thread pointer.
+    pub(crate) thread_tp: usize,
+    /// The kernel thread id.
+    pub(crate) tid: i32,
+    /// Free stacks (with their TLS blocks). Touched only by this thread, with preemption
+    /// deferred; never by the signal handler.
+    pool: RefCell<StackPool>,
     _altstack: Option<AltStack>,
 }
 
 impl Runtime {
+    /// Takes a stack with an initialised private TLS block (if TLS is private).
+    pub(crate) fn take_stack(&self) -> Result<Stack, Error> {
+        let _guard = crate::preempt::NoPreempt::new();
+        let mut stack = self.pool.borrow_mut().take()?;
+        if let Some(glibc) = self.glibc {
+            if stack.tls == 0 {
+                match glibc.new_block(self.tid) {
+                    Ok(block) => stack.tls = block,
+                    Err(error) => {
+                        self.pool.borrow_mut().give_back(stack);
+                        return Err(error);
+                    }
+                }
+            } else {
+                glibc.reuse_block(stack.tls, self.tid);
+            }
+        }
+        Ok(stack)
+    }
+
+    /// Returns the stack of a function that finished (or never started).
+    pub(crate) fn give_back(&self, stack: Stack) {
+        let _guard = crate::preempt::NoPreempt::new();
+        self.pool.borrow_mut().give_back(stack);
+    }
+
+    /// Retires the stack of a function cancelled while paused; its TLS block is reset and
+    /// kept for reuse.
+    pub(crate) fn retire(&self, stack: Stack) {
+        let _guard = crate::preempt::NoPreempt::new();
+        let block = crate::stack::retire(stack);
+        if block != 0
+            && let Some(glibc) = self.glibc
+        {
+            glibc.reset_cancelled_block(block, self.tid);
+            self.pool.borrow_mut().keep_tls(block);
+        }
+    }
+
+    /// Installs `tp` as the fs base (no-op with shared TLS, where `tp` is 0).
+    #[inline]
+    fn install_tls(&self, tp: usize) {
+        if tp == 0 {
+            return;
+        }
+        if self.fast_fs {
+            // SAFETY: `fast_fs` was set only if wrfsbase is allowed; `tp` is a live block.
+            unsafe { arch::set_thread_pointer_fast(tp) }
+        } else {
+            // SAFETY: `tp` is a live block.
+            unsafe { arch::set_thread_pointer_slow(tp) }
+        }
+    }
+
+    /// Thread pointer of the context that resumed `lpf` (its parent LPF's or the thread's).
+    fn resumer_tls(&self, parent: *mut Lpf) -> usize {
+        if self.glibc.is_none() {
+            return 0;
+        }
+        // SAFETY: a non-null parent is live while its child runs.
+        match unsafe { parent.as_ref() } {
+            Some(parent) => parent.tls,
+            None => self.thread_tp,
+        }
+    }
+
     /// Arms the timer for `deadline` unless it already fires at or before it.
     /// Async-signal-safe.
     pub(crate) fn arm(&self, deadline: u64) {
@@ -214,10 +312,28 @@ thread_local! {
     /// destructor, so reading it is a plain TLS load (usable from signal handlers).
     static RUNTIME: Cell<*const Runtime> = const { Cell::new(ptr::null()) };
     static OWNER: OnceCell<RuntimeOwner> = const { OnceCell::new() };
+    /// The LPF whose context is running, or null in the thread's own context. With private
+    /// TLS each LPF's block holds its own pointer, written once at entry.
+    static CURRENT: Cell<*mut Lpf> = const { Cell::new(ptr::null_mut()) };
 }
 
-/// The thread's runtime if it exists; async-signal-safe.
+/// The control block of the LPF running this code, or null outside any.
+#[inline]
+pub(crate) fn current_lpf() -> *mut Lpf {
+    CURRENT.try_with(Cell::get).unwrap_or(ptr::null_mut())
+}
+
+fn set_current(lpf: *mut Lpf) {
+    let _ = CURRENT.try_with(|cell| cell.set(lpf));
+}
+
+/// The runtime of the thread running this code, if it exists.
 pub(crate) fn runtime_if_started() -> Option<&'static Runtime> {
+    // SAFETY: a non-null current LPF is live while it runs.
+    if let Some(lpf) = unsafe { current_lpf().as_ref() } {
+        // SAFETY: the runtime of the thread running an LPF outlives the run.
+        return unsafe { lpf.runtime.load(Relaxed).as_ref() };
+    }
     let raw = RUNTIME.try_with(Cell::get).unwrap_or(ptr::null());
     // SAFETY: a non-null pointer in RUNTIME is live until the owner clears it at thread exit.
     unsafe { raw.as_ref() }
@@ -240,6 +356,12 @@ fn start_runtime() -> Result<&'static Runtime, Error> {
         armed: AtomicU64::new(NEVER),
         timer: None,
         retry_ns: settings.retry_ns,
+        glibc: tls::glibc(),
+        fast_fs: arch::fsgsbase_available(),
+        thread_tp: arch::thread_pointer(),
+        // SAFETY: gettid has no preconditions.
+        tid: unsafe { libc::gettid() },
+        pool: RefCell::new(StackPool::default()),
         _altstack: AltStack::ensure(),
     }));
     if settings.preemption {
@@ -260,16 +382,14 @@ fn start_runtime() -> Result<&'static Runtime, Error> {
         // The thread is exiting (its TLS is being torn down): refuse rather than leak a timer.
         // SAFETY: not shared yet.
         drop(unsafe { Box::from_raw(boxed) });
-        return Err(Error::System { call: "thread-local runtime (thread is exiting)", errno: 0 });
+        return Err(Error::System {
+            call: "thread-local runtime (thread is exiting)",
+            errno: 0,
+        });
     }
     RUNTIME.with(|cell| cell.set(boxed));
     // SAFETY: just published; lives until thread exit.
     Ok(unsafe { &*boxed })
-}
-
-/// The innermost LPF running on this thread, or null.
-pub(crate) fn current_lpf() -> *mut Lpf {
-    runtime_if_started().map_or(null_mut(), |rt| rt.current.load(Relaxed))
 }
 
 /// Runs `lpf` (fresh or paused) for `budget`, on the calling context's behalf.
@@ -297,9 +417,21 @@ pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, 
         parent.nopreempt.fetch_add(1, Relaxed);
     }
     let leaf = this.leaf.get();
+    if this.runtime.load(Relaxed) != rt as *const Runtime as *mut Runtime {
+        if let Err(error) = migrate(rt, leaf, lpf) {
+            if let Some(parent) = parent_ref {
+                release_nopreempt(parent);
+            }
+            return Err(error);
+        }
+    }
     let preemptible = rt.timer.is_some();
     let now = now_ns();
-    let deadline = if preemptible && budget != Duration::MAX { deadline_after(now, budget) } else { NEVER };
+    let deadline = if preemptible && budget != Duration::MAX {
+        deadline_after(now, budget)
+    } else {
+        NEVER
+    };
     this.parent.store(parent, Relaxed);
     this.deadline.store(deadline, Relaxed);
     this.yielded.set(false);
@@ -312,10 +444,17 @@ pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, 
     rt.current.store(leaf, Relaxed);
     // Armed only after `current` names the leaf, so an early expiry is never lost.
     rt.arm(effective_deadline(leaf));
+    let own_tls = rt.resumer_tls(parent);
+    if own_tls != 0 {
+        Glibc::propagate_multiple_threads(own_tls, leaf_ref.tls);
+    } else {
+        set_current(leaf);
+    }
+    rt.install_tls(leaf_ref.tls);
     // SAFETY: `leaf.saved_sp` was saved by `switch` when the leaf was suspended (or prepared
     // for a fresh LPF), and nothing has continued it since: its state was READY or PAUSED.
     unsafe { arch::switch(this.caller_sp.get(), *leaf_ref.saved_sp.get()) };
-    // Back on our stack: the LPF set `current` to `parent` before switching here.
+    // Back on our stack: the LPF set `current` to `parent` and reinstalled our TLS block.
     let outcome = match this.state.load(Relaxed) {
         state::PAUSED => Outcome::Paused,
         _ => Outcome::Finished,
@@ -324,6 +463,25 @@ pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, 
         release_nopreempt(parent);
     }
     Ok(outcome)
+}
+
+/// Moves a paused chain (from `leaf` up to `outer`) to the calling thread.
+fn migrate(rt: &Runtime, leaf: *mut Lpf, outer: *mut Lpf) -> Result<(), Error> {
+    let Some(glibc) = rt.glibc else {
+        return Err(Error::WrongThread);
+    };
+    let mut at = leaf;
+    // SAFETY: the suspended chain from the leaf up to `outer` is live.
+    while let Some(node) = unsafe { at.as_ref() } {
+        node.runtime
+            .store(rt as *const Runtime as *mut Runtime, Relaxed);
+        glibc.set_tid(node.tls, rt.tid);
+        if at == outer {
+            break;
+        }
+        at = node.parent.load(Relaxed);
+    }
+    Ok(())
 }
 
 /// The earliest deadline along the chain from `lpf` to the root.
@@ -358,14 +516,28 @@ pub(crate) fn outermost_expired(lpf: *mut Lpf, now: u64) -> *mut Lpf {
 /// # Safety
 /// Runs on `leaf`'s stack, with `leaf` the innermost running LPF of `rt`, `outer` on its
 /// chain, and the caller already holding one unit of `leaf.nopreempt` (rule 1).
-pub(crate) unsafe fn leave(rt: &Runtime, leaf: *mut Lpf, outer: *mut Lpf, new_state: u8, yielded: bool) {
+pub(crate) unsafe fn leave(
+    rt: &Runtime,
+    leaf: *mut Lpf,
+    outer: *mut Lpf,
+    new_state: u8,
+    yielded: bool,
+) {
     // SAFETY: per the contract both are live.
     let (leaf_ref, outer_ref) = unsafe { (&*leaf, &*outer) };
     debug_assert!(leaf_ref.nopreempt.load(Relaxed) > 0);
     outer_ref.leaf.set(leaf);
     outer_ref.yielded.set(yielded);
     outer_ref.state.store(new_state, Relaxed);
-    rt.current.store(outer_ref.parent.load(Relaxed), Relaxed);
+    let resumer = outer_ref.parent.load(Relaxed);
+    rt.current.store(resumer, Relaxed);
+    let resumer_tls = rt.resumer_tls(resumer);
+    if resumer_tls != 0 {
+        Glibc::propagate_multiple_threads(leaf_ref.tls, resumer_tls);
+    } else {
+        set_current(resumer);
+    }
+    rt.install_tls(resumer_tls);
     // SAFETY: `outer.caller_sp` was saved by the `switch` in `resume`, whose context waits
     // for exactly this.
     unsafe { arch::switch(leaf_ref.saved_sp.get(), *outer_ref.caller_sp.get()) };
@@ -387,9 +559,22 @@ unsafe extern "C" fn lpf_entry(arg: *mut c_void) -> ! {
     let lpf = arg.cast::<Lpf>();
     // SAFETY: `lpf` is the live control block at the top of this very stack.
     let this = unsafe { &*lpf };
+    if this.tls != 0 {
+        // Our own block is installed: point its CURRENT at us, reset errno and the locale.
+        set_current(lpf);
+        tls::enter_block();
+    }
     release_nopreempt(this);
     // SAFETY: `run` is the monomorphised runner matching the closure stored in the slot.
     unsafe { (this.run)(lpf) };
+    if this.tls != 0 {
+        // Like a thread exit: destructors of the function's thread-locals run in its context.
+        // SAFETY: a non-null runtime pointer is live while we run on its thread.
+        if let Some(glibc) = unsafe { this.runtime.load(Relaxed).as_ref() }.and_then(|rt| rt.glibc)
+        {
+            glibc.run_tls_destructors();
+        }
+    }
     finish(lpf)
 }
 
@@ -400,7 +585,9 @@ fn finish(lpf: *mut Lpf) -> ! {
     this.nopreempt.fetch_add(1, Relaxed);
     let final_state = this.state.load(Relaxed);
     debug_assert!(final_state == state::COMPLETED || final_state == state::PANICKED);
-    let rt = runtime_if_started().unwrap_or_else(|| abort_with(b"inger: runtime vanished under a running function\n"));
+    // SAFETY: the runtime of the thread running us outlives the run.
+    let rt = unsafe { this.runtime.load(Relaxed).as_ref() }
+        .unwrap_or_else(|| abort_with(b"inger: runtime vanished under a running function\n"));
     // SAFETY: we hold a unit of our counter; `lpf` is the innermost running LPF.
     unsafe { leave(rt, lpf, lpf, final_state, false) };
     abort_with(b"inger: a finished preemptible function was resumed\n")
@@ -410,7 +597,14 @@ fn finish(lpf: *mut Lpf) -> ! {
 pub(crate) fn set_finished(lpf: *mut Lpf, panicked: bool) {
     // SAFETY: `lpf` is live and running.
     let this = unsafe { &*lpf };
-    this.state.store(if panicked { state::PANICKED } else { state::COMPLETED }, Relaxed);
+    this.state.store(
+        if panicked {
+            state::PANICKED
+        } else {
+            state::COMPLETED
+        },
+        Relaxed,
+    );
 }
 
 /// Writes `message` to stderr and aborts. Async-signal-safe.

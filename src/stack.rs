@@ -9,8 +9,9 @@
 //! Each stack grows down from its top towards the guard below it; touching the guard faults,
 //! and the fault handler reports the overflow. Pages cost memory only once touched.
 //!
-//! Pools: each thread keeps a free list of up to [`THREAD_POOL_CAP`] stacks, so a launch
-//! takes a stack without a system call or a lock. Stacks beyond the cap, and all of a thread's
+//! Pools: each thread's runtime keeps a free list of up to [`THREAD_POOL_CAP`] stacks, so a
+//! launch takes a stack without a system call or a lock. A stack carries the private TLS block
+//! of the functions that ran on it (see `sys::tls`), which is reused with it. Stacks beyond the cap, and all of a thread's
 //! stacks when it exits, have their pages discarded and go to a process-wide list that threads
 //! refill from before mapping a new chunk. Chunks are never unmapped: the address space of
 //! the peak number of live stacks stays reserved (not committed), as a memory allocator's.
@@ -20,7 +21,6 @@
 //! the cancellation (a scoped thread it spawned, a raw pointer it leaked) faults loudly
 //! instead of corrupting the next function's frames.
 
-use std::cell::RefCell;
 use std::sync::Mutex;
 
 use crate::config::settings;
@@ -33,11 +33,13 @@ pub(crate) const GUARD_SIZE: usize = 64 * 1024;
 const STACKS_PER_CHUNK: usize = 32;
 const THREAD_POOL_CAP: usize = 64;
 
-/// One stack: `[base, base + size)`, with the guard `[base - GUARD_SIZE, base)` below it.
+/// One stack: `[base, base + size)`, with the guard `[base - GUARD_SIZE, base)` below it,
+/// and the thread pointer of its private TLS block (0 until one is allocated).
 #[derive(Debug)]
 pub(crate) struct Stack {
     base: *mut u8,
     size: usize,
+    pub(crate) tls: usize,
 }
 
 // SAFETY: a Stack is a plain description of memory owned by whoever holds the value; moving
@@ -63,56 +65,89 @@ impl Stack {
     }
 }
 
-struct ThreadPool {
+/// A thread's free stacks, and TLS blocks saved from retired stacks. Only its own thread
+/// touches it, with preemption deferred.
+#[derive(Default)]
+pub(crate) struct StackPool {
     free: Vec<Stack>,
+    spare_tls: Vec<usize>,
 }
 
-impl Drop for ThreadPool {
-    fn drop(&mut self) {
-        let stacks: Vec<Stack> = self.free.drain(..).collect();
-        release_to_global(stacks);
+impl StackPool {
+    /// Takes a stack, refilling from the process-wide list or a new chunk if empty.
+    pub(crate) fn take(&mut self) -> Result<Stack, Error> {
+        let mut stack = match self.free.pop() {
+            Some(stack) => stack,
+            None => self.refill()?,
+        };
+        if stack.tls == 0
+            && let Some(block) = self.spare_tls.pop()
+        {
+            stack.tls = block;
+        }
+        Ok(stack)
+    }
+
+    /// Keeps a TLS block (already reset) for a later stack that has none.
+    pub(crate) fn keep_tls(&mut self, block: usize) {
+        self.spare_tls.push(block);
+    }
+
+    /// Returns a stack whose function finished normally, for reuse.
+    pub(crate) fn give_back(&mut self, stack: Stack) {
+        self.free.push(stack);
+        if self.free.len() > THREAD_POOL_CAP {
+            let extra = self.free.split_off(THREAD_POOL_CAP / 2);
+            release_to_global(extra);
+        }
+    }
+
+    /// Slow path: take from the process-wide list, or map a new chunk.
+    #[cold]
+    fn refill(&mut self) -> Result<Stack, Error> {
+        let mut batch: Vec<Stack> = {
+            let mut global = GLOBAL
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let keep = global.len().saturating_sub(STACKS_PER_CHUNK);
+            global.split_off(keep)
+        };
+        if batch.is_empty() {
+            batch = map_chunk()?;
+        }
+        let stack = batch.pop().ok_or(Error::StackAllocation {
+            errno: libc::ENOMEM,
+        })?;
+        self.free.extend(batch);
+        Ok(stack)
+    }
+
+    /// Stacks currently cached.
+    #[cfg(test)]
+    pub(crate) fn cached(&self) -> usize {
+        self.free.len()
     }
 }
 
-thread_local! {
-    static POOL: RefCell<ThreadPool> = const { RefCell::new(ThreadPool { free: Vec::new() }) };
+impl Drop for StackPool {
+    fn drop(&mut self) {
+        release_to_global(core::mem::take(&mut self.free));
+    }
 }
 
 static GLOBAL: Mutex<Vec<Stack>> = Mutex::new(Vec::new());
 
-/// Takes a stack from this thread's pool, refilling it if empty.
-pub(crate) fn take() -> Result<Stack, Error> {
-    let fast = POOL.try_with(|pool| pool.borrow_mut().free.pop()).ok().flatten();
-    if let Some(stack) = fast {
-        return Ok(stack);
-    }
-    refill()
+/// Hands a stack to the process-wide list (used when no thread pool is at hand).
+pub(crate) fn give_back_global(stack: Stack) {
+    release_to_global(vec![stack]);
 }
 
-/// Returns a stack whose function finished normally, for reuse.
-pub(crate) fn give_back(stack: Stack) {
-    let overflow = POOL.try_with(|pool| {
-        let mut pool = pool.borrow_mut();
-        pool.free.push(stack);
-        if pool.free.len() > THREAD_POOL_CAP {
-            let keep = THREAD_POOL_CAP / 2;
-            Some(pool.free.split_off(keep))
-        } else {
-            None
-        }
-    });
-    match overflow {
-        Ok(Some(extra)) => release_to_global(extra),
-        Ok(None) => {}
-        // The thread is exiting and its pool is gone: hand the stack to the process.
-        Err(_) => {}
-    }
-}
-
-/// Retires the stack of a function cancelled while paused (see the module docs).
-pub(crate) fn retire(stack: Stack) {
+/// Retires the stack of a function cancelled while paused (see the module docs), returning
+/// its TLS block (0 if none) for the caller to reset and reuse.
+pub(crate) fn retire(stack: Stack) -> usize {
     // A failure leaves the memory accessible but still never reused; nothing else to do.
     let _ = memory::guard(stack.base, stack.size);
+    stack.tls
 }
 
 fn release_to_global(stacks: Vec<Stack>) {
@@ -122,23 +157,10 @@ fn release_to_global(stacks: Vec<Stack>) {
     for stack in &stacks {
         memory::discard(stack.base, stack.size);
     }
-    let mut global = GLOBAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut global = GLOBAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     global.extend(stacks);
-}
-
-/// Slow path: take from the process-wide list, or map a new chunk.
-fn refill() -> Result<Stack, Error> {
-    let mut batch: Vec<Stack> = {
-        let mut global = GLOBAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let keep = global.len().saturating_sub(STACKS_PER_CHUNK);
-        global.split_off(keep)
-    };
-    if batch.is_empty() {
-        batch = map_chunk()?;
-    }
-    let stack = batch.pop().ok_or(Error::StackAllocation { errno: libc::ENOMEM })?;
-    let _ = POOL.try_with(|pool| pool.borrow_mut().free.extend(batch));
-    Ok(stack)
 }
 
 fn map_chunk() -> Result<Vec<Stack>, Error> {
@@ -149,15 +171,13 @@ fn map_chunk() -> Result<Vec<Stack>, Error> {
     for index in (0..STACKS_PER_CHUNK).rev() {
         let guard = base.wrapping_add(index * slot);
         memory::guard(guard, GUARD_SIZE)?;
-        stacks.push(Stack { base: guard.wrapping_add(GUARD_SIZE), size });
+        stacks.push(Stack {
+            base: guard.wrapping_add(GUARD_SIZE),
+            size,
+            tls: 0,
+        });
     }
     Ok(stacks)
-}
-
-/// Stacks currently cached by this thread (for tests and diagnostics).
-#[cfg(test)]
-pub(crate) fn cached_on_this_thread() -> usize {
-    POOL.with(|pool| pool.borrow().free.len())
 }
 
 #[cfg(test)]
@@ -165,20 +185,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stacks_are_reused_from_the_thread_pool() {
-        let first = take().unwrap();
+    fn stacks_are_reused_from_the_pool() {
+        let mut pool = StackPool::default();
+        let first = pool.take().unwrap();
         let top = first.top();
-        give_back(first);
-        let again = take().unwrap();
+        pool.give_back(first);
+        let again = pool.take().unwrap();
         assert_eq!(again.top(), top);
-        give_back(again);
-        assert!(cached_on_this_thread() >= 1);
+        pool.give_back(again);
+        assert!(pool.cached() >= 1);
     }
 
     #[test]
     fn stacks_are_writable_and_disjoint() {
-        let a = take().unwrap();
-        let b = take().unwrap();
+        let mut pool = StackPool::default();
+        let a = pool.take().unwrap();
+        let b = pool.take().unwrap();
         // SAFETY: the byte just below each top is inside its own stack.
         unsafe {
             a.top().sub(1).write(1);
@@ -187,7 +209,7 @@ mod tests {
         }
         assert!(!a.guard_contains(b.top() as usize - 1));
         assert!(a.guard_contains(a.base() - 1));
-        give_back(a);
-        give_back(b);
+        pool.give_back(a);
+        pool.give_back(b);
     }
 }

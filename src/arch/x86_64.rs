@@ -40,27 +40,27 @@ use core::ffi::c_void;
 pub(crate) unsafe extern "C" fn switch(save: *mut *mut u8, to: *mut u8) {
     naked_asm!(
         // rdi = save, rsi = to. On entry rsp = 8 (mod 16): the return address was just pushed.
-        "push rbp",              // callee-saved frame pointer
-        "push rbx",              // callee-saved
-        "push r12",              // callee-saved
-        "push r13",              // callee-saved
-        "push r14",              // callee-saved
-        "push r15",              // callee-saved
-        "sub rsp, 8",            // one slot for the FP control words; rsp = 0 (mod 16) now
-        "stmxcsr [rsp]",         // SSE control/status (rounding, exception masks, FTZ/DAZ)
-        "fnstcw [rsp + 4]",      // x87 control word (precision, rounding)
-        "mov [rdi], rsp",        // publish where this context can be continued
-        "mov rsp, rsi",          // adopt the other context's stack
-        "ldmxcsr [rsp]",         // its SSE control/status
-        "fldcw [rsp + 4]",       // its x87 control word
-        "add rsp, 8",            // drop the control-word slot
-        "pop r15",               // its callee-saved registers, in reverse order
+        "push rbp",         // callee-saved frame pointer
+        "push rbx",         // callee-saved
+        "push r12",         // callee-saved
+        "push r13",         // callee-saved
+        "push r14",         // callee-saved
+        "push r15",         // callee-saved
+        "sub rsp, 8",       // one slot for the FP control words; rsp = 0 (mod 16) now
+        "stmxcsr [rsp]",    // SSE control/status (rounding, exception masks, FTZ/DAZ)
+        "fnstcw [rsp + 4]", // x87 control word (precision, rounding)
+        "mov [rdi], rsp",   // publish where this context can be continued
+        "mov rsp, rsi",     // adopt the other context's stack
+        "ldmxcsr [rsp]",    // its SSE control/status
+        "fldcw [rsp + 4]",  // its x87 control word
+        "add rsp, 8",       // drop the control-word slot
+        "pop r15",          // its callee-saved registers, in reverse order
         "pop r14",
         "pop r13",
         "pop r12",
         "pop rbx",
         "pop rbp",
-        "ret",                   // continue where it called `switch` (or enter the trampoline)
+        "ret", // continue where it called `switch` (or enter the trampoline)
     )
 }
 
@@ -69,9 +69,9 @@ pub(crate) unsafe extern "C" fn switch(save: *mut *mut u8, to: *mut u8) {
 unsafe extern "C" fn trampoline() {
     naked_asm!(
         // Entered by `ret` from `switch` with rsp = 0 (mod 16), as a call requires.
-        "mov rdi, r12",          // the entry's argument
-        "call r13",              // the entry function; it switches away and never returns
-        "ud2",                   // unreachable: trap loudly rather than run off the end
+        "mov rdi, r12", // the entry's argument
+        "call r13",     // the entry function; it switches away and never returns
+        "ud2",          // unreachable: trap loudly rather than run off the end
     )
 }
 
@@ -127,7 +127,9 @@ pub(crate) fn control_words() -> u64 {
 /// `ucontext` must be the third argument of an `SA_SIGINFO` handler that is still running.
 pub(crate) unsafe fn interrupted_ip(ucontext: *mut c_void) -> usize {
     // SAFETY: per the contract, the kernel-written ucontext_t is valid for reads.
-    unsafe { (*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RIP as usize] as usize }
+    unsafe {
+        (*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RIP as usize] as usize
+    }
 }
 
 /// The interrupted context's stack pointer, from a signal handler's `ucontext`.
@@ -136,15 +138,91 @@ pub(crate) unsafe fn interrupted_ip(ucontext: *mut c_void) -> usize {
 /// As for [`interrupted_ip`].
 pub(crate) unsafe fn interrupted_sp(ucontext: *mut c_void) -> usize {
     // SAFETY: per the contract, the kernel-written ucontext_t is valid for reads.
-    unsafe { (*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RSP as usize] as usize }
+    unsafe {
+        (*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RSP as usize] as usize
+    }
 }
 
 /// The interrupted context's frame pointer, from a signal handler's `ucontext`.
 ///
 /// # Safety
 /// As for [`interrupted_ip`].
-#[allow(dead_code, reason = "used by the stack walk of the whole-stack safe-point rule")]
+#[allow(
+    dead_code,
+    reason = "used by the stack walk of the whole-stack safe-point rule"
+)]
 pub(crate) unsafe fn interrupted_fp(ucontext: *mut c_void) -> usize {
     // SAFETY: per the contract, the kernel-written ucontext_t is valid for reads.
-    unsafe { (*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RBP as usize] as usize }
+    unsafe {
+        (*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RBP as usize] as usize
+    }
+}
+
+/// The current thread pointer (the fs base), read from the TCB's self-pointer at `%fs:0`,
+/// which the x86-64 TLS ABI guarantees.
+#[inline]
+pub(crate) fn thread_pointer() -> usize {
+    let tp: usize;
+    // SAFETY: every thread (and every private block inger installs) has a TCB whose first
+    // word points to itself.
+    unsafe {
+        core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags))
+    };
+    tp
+}
+
+/// Whether the CPU and kernel let user code write the fs base directly (`AT_HWCAP2` bit 1).
+pub(crate) fn fsgsbase_available() -> bool {
+    const HWCAP2_FSGSBASE: u64 = 1 << 1;
+    // SAFETY: getauxval has no preconditions.
+    (unsafe { libc::getauxval(libc::AT_HWCAP2) }) & HWCAP2_FSGSBASE != 0
+}
+
+/// Installs `tp` as the fs base with `wrfsbase` (about 10 ns).
+///
+/// # Safety
+/// The CPU and kernel must allow `wrfsbase` ([`fsgsbase_available`]), and `tp` must point to
+/// a TCB that stays valid while installed: every thread-local access afterwards goes there.
+#[inline]
+pub(crate) unsafe fn set_thread_pointer_fast(tp: usize) {
+    // SAFETY: per the contract.
+    unsafe { core::arch::asm!("wrfsbase {}", in(reg) tp, options(nostack, preserves_flags)) };
+}
+
+/// Installs `tp` as the fs base with the `arch_prctl` system call (a few hundred ns).
+///
+/// # Safety
+/// As for [`set_thread_pointer_fast`], without the CPU requirement.
+pub(crate) unsafe fn set_thread_pointer_slow(tp: usize) {
+    /// `ARCH_SET_FS` from `<asm/prctl.h>`.
+    const ARCH_SET_FS: libc::c_long = 0x1002;
+    // SAFETY: per the contract; ARCH_SET_FS only changes this thread's fs base.
+    unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_FS, tp) };
+}
+
+/// Replaces the signal mask and alternate-stack settings that `sigreturn` will install from
+/// a suspended signal frame, with the calling thread's current ones (used when a function
+/// paused inside the handler is resumed on another thread). Async-signal-safe.
+///
+/// # Safety
+/// `ucontext` must be the `ucontext` of a handler frame that is still suspended or running
+/// on the calling thread.
+pub(crate) unsafe fn adopt_thread_signal_state(ucontext: *mut c_void) {
+    let uc = ucontext.cast::<libc::ucontext_t>();
+    // SAFETY: zeroed sigset/stack_t are valid out-parameters; both calls only query.
+    unsafe {
+        let mut mask: libc::sigset_t = core::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_SETMASK, core::ptr::null(), &mut mask);
+        // The kernel's frame holds only its own 8-byte signal set here (glibc's sigset_t is
+        // larger and the bytes after the first 8 belong to the kernel's siginfo): copy 8.
+        core::ptr::copy_nonoverlapping(
+            (&raw const mask).cast::<u8>(),
+            (&raw mut (*uc).uc_sigmask).cast::<u8>(),
+            8,
+        );
+        let mut stack: libc::stack_t = core::mem::zeroed();
+        if libc::sigaltstack(core::ptr::null(), &mut stack) == 0 {
+            (*uc).uc_stack = stack;
+        }
+    }
 }

@@ -33,7 +33,9 @@ pub(crate) fn map(len: usize) -> Result<*mut u8, Error> {
         )
     };
     if base == libc::MAP_FAILED {
-        return Err(Error::StackAllocation { errno: last_errno() });
+        return Err(Error::StackAllocation {
+            errno: last_errno(),
+        });
     }
     Ok(base.cast())
 }
@@ -50,7 +52,9 @@ pub(crate) fn guard(addr: *mut u8, len: usize) -> Result<(), Error> {
     }
     // SAFETY: as above.
     if unsafe { libc::mprotect(addr.cast(), len, libc::PROT_NONE) } != 0 {
-        return Err(Error::StackAllocation { errno: last_errno() });
+        return Err(Error::StackAllocation {
+            errno: last_errno(),
+        });
     }
     Ok(())
 }

@@ -6,3 +6,4 @@ pub(crate) mod memory;
 pub(crate) mod modules;
 pub(crate) mod signal;
 pub(crate) mod timer;
+pub(crate) mod tls;

@@ -16,7 +16,14 @@ pub(crate) struct ModuleTable {
 }
 
 /// File-name stems of modules never paused inside.
-const NON_PREEMPTIBLE: &[&str] = &["ld-linux", "libc.so", "libpthread", "libdl.so", "libgcc_s", "libstdc++"];
+const NON_PREEMPTIBLE: &[&str] = &[
+    "ld-linux",
+    "libc.so",
+    "libpthread",
+    "libdl.so",
+    "libgcc_s",
+    "libstdc++",
+];
 
 static TABLE: OnceLock<ModuleTable> = OnceLock::new();
 
@@ -34,7 +41,12 @@ impl ModuleTable {
     fn build() -> ModuleTable {
         let mut ranges: Vec<(usize, usize)> = Vec::new();
         // SAFETY: the callback matches dl_iterate_phdr's contract; `ranges` outlives the call.
-        unsafe { libc::dl_iterate_phdr(Some(visit), (&mut ranges as *mut Vec<(usize, usize)>).cast()) };
+        unsafe {
+            libc::dl_iterate_phdr(
+                Some(visit),
+                (&mut ranges as *mut Vec<(usize, usize)>).cast(),
+            )
+        };
         ranges.sort_unstable();
         ModuleTable { ranges }
     }
@@ -53,14 +65,20 @@ impl ModuleTable {
     }
 }
 
-unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+unsafe extern "C" fn visit(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
     // SAFETY: dl_iterate_phdr passes a valid info and our `data` pointer.
     let (info, ranges) = unsafe { (&*info, &mut *data.cast::<Vec<(usize, usize)>>()) };
     let name = if info.dlpi_name.is_null() {
         ""
     } else {
         // SAFETY: a non-null dlpi_name is a NUL-terminated string.
-        unsafe { CStr::from_ptr(info.dlpi_name) }.to_str().unwrap_or("")
+        unsafe { CStr::from_ptr(info.dlpi_name) }
+            .to_str()
+            .unwrap_or("")
     };
     let file = name.rsplit('/').next().unwrap_or(name);
     if !NON_PREEMPTIBLE.iter().any(|stem| file.starts_with(stem)) {

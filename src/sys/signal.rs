@@ -30,13 +30,23 @@ pub(crate) fn install_preemption_handler(signal: i32, handler: Handler) -> Resul
     let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
     // SAFETY: querying with a null new action changes nothing.
     if unsafe { libc::sigaction(signal, core::ptr::null(), &mut old) } != 0 {
-        return Err(Error::System { call: "sigaction", errno: last_errno() });
+        return Err(Error::System {
+            call: "sigaction",
+            errno: last_errno(),
+        });
     }
     let ours = handler as usize;
-    if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN && old.sa_sigaction != ours {
+    if old.sa_sigaction != libc::SIG_DFL
+        && old.sa_sigaction != libc::SIG_IGN
+        && old.sa_sigaction != ours
+    {
         return Err(Error::SignalInUse { signal });
     }
-    set_action(signal, ours, libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_RESTART)
+    set_action(
+        signal,
+        ours,
+        libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_RESTART,
+    )
 }
 
 /// Whether the preemption signal still runs `handler` (someone may have replaced it).
@@ -67,14 +77,21 @@ pub(crate) fn install_fault_handler(handler: Handler) -> Result<(), Error> {
         let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
         // SAFETY: querying changes nothing.
         if unsafe { libc::sigaction(signal, core::ptr::null(), &mut old) } != 0 {
-            return Err(Error::System { call: "sigaction", errno: last_errno() });
+            return Err(Error::System {
+                call: "sigaction",
+                errno: last_errno(),
+            });
         }
         if old.sa_sigaction == handler as usize {
             continue;
         }
         PREVIOUS_SEGV[fault_index(signal)].store(old.sa_sigaction, Ordering::Relaxed);
         PREVIOUS_SEGV_FLAGS[fault_index(signal)].store(old.sa_flags as usize, Ordering::Relaxed);
-        set_action(signal, handler as usize, libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER)?;
+        set_action(
+            signal,
+            handler as usize,
+            libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER,
+        )?;
     }
     Ok(())
 }
@@ -98,7 +115,8 @@ pub(crate) unsafe fn chain_fault(signal: i32, info: *mut libc::siginfo_t, uconte
         unsafe { previous(signal, info, ucontext) };
     } else {
         // SAFETY: the previous owner installed this as a plain handler.
-        let previous: extern "C" fn(i32) = unsafe { core::mem::transmute::<usize, extern "C" fn(i32)>(previous) };
+        let previous: extern "C" fn(i32) =
+            unsafe { core::mem::transmute::<usize, extern "C" fn(i32)>(previous) };
         previous(signal);
     }
 }
@@ -112,7 +130,10 @@ fn set_action(signal: i32, action: usize, flags: i32) -> Result<(), Error> {
     unsafe { libc::sigemptyset(&mut new.sa_mask) };
     // SAFETY: `new` is fully initialised; installing a handler is what we intend.
     if unsafe { libc::sigaction(signal, &new, core::ptr::null_mut()) } != 0 {
-        return Err(Error::System { call: "sigaction", errno: last_errno() });
+        return Err(Error::System {
+            call: "sigaction",
+            errno: last_errno(),
+        });
     }
     Ok(())
 }
@@ -134,7 +155,12 @@ pub(crate) unsafe fn timer_value(info: *const libc::siginfo_t) -> *mut c_void {
     // The kernel's x86-64 layout: three ints and padding (16 bytes), then for timers
     // `si_tid: i32`, `si_overrun: i32`, then `si_value` at byte 24.
     // SAFETY: siginfo_t is 128 bytes; offset 24 holds the sigval for SI_TIMER.
-    unsafe { info.cast::<u8>().add(24).cast::<*mut c_void>().read_unaligned() }
+    unsafe {
+        info.cast::<u8>()
+            .add(24)
+            .cast::<*mut c_void>()
+            .read_unaligned()
+    }
 }
 
 /// `si_addr` of a fault signal. Async-signal-safe.
@@ -221,7 +247,11 @@ impl AltStack {
         if base == libc::MAP_FAILED {
             return None;
         }
-        let stack = libc::stack_t { ss_sp: base, ss_flags: 0, ss_size: size };
+        let stack = libc::stack_t {
+            ss_sp: base,
+            ss_flags: 0,
+            ss_size: size,
+        };
         // SAFETY: `stack` describes a live mapping owned by the returned value.
         if unsafe { libc::sigaltstack(&stack, core::ptr::null_mut()) } != 0 {
             // SAFETY: unmapping the mapping we just made.
@@ -234,7 +264,11 @@ impl AltStack {
 
 impl Drop for AltStack {
     fn drop(&mut self) {
-        let disable = libc::stack_t { ss_sp: core::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
+        let disable = libc::stack_t {
+            ss_sp: core::ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
         // SAFETY: disabling first, so the kernel no longer refers to the mapping we unmap.
         unsafe {
             libc::sigaltstack(&disable, core::ptr::null_mut());

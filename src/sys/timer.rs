@@ -23,7 +23,10 @@ impl ThreadTimer {
         let mut id: libc::timer_t = core::ptr::null_mut();
         // SAFETY: `event` and `id` are valid for the call.
         if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut id) } != 0 {
-            return Err(Error::System { call: "timer_create", errno: last_errno() });
+            return Err(Error::System {
+                call: "timer_create",
+                errno: last_errno(),
+            });
         }
         Ok(ThreadTimer { id })
     }
@@ -32,7 +35,10 @@ impl ThreadTimer {
     /// (at once if that has passed). Async-signal-safe.
     pub(crate) fn arm_at(&self, deadline_ns: u64) {
         let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
             it_value: timespec(deadline_ns.max(1)),
         };
         // SAFETY: `self.id` is a live timer; `spec` is valid. The only possible failure is
