@@ -23,7 +23,7 @@ fn churn(seed: u64, rounds: u64) -> (u64, usize, String) {
         ring[(round % 64) as usize] = v; // frees the old vector
         let boxed: Box<[u8]> = vec![(x & 0xff) as u8; (x % 300) as usize].into_boxed_slice();
         checksum = checksum.wrapping_add(boxed.len() as u64);
-        if x % 3 == 0 {
+        if x.is_multiple_of(3) {
             map.insert(x % 1000, format!("{round}:{x:x}"));
         } else {
             map.remove(&(x % 1000));

@@ -13,7 +13,7 @@ const COUNT: u64 = 10_000;
 fn body(i: u64, release: &AtomicBool) -> u64 {
     let first = support::mix(i, 16);
     let local = [i, first, i.wrapping_mul(31)];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         // Paused by the timer: spin until the caller releases everyone.
         let mut spins = 0u64;
         while !release.load(Relaxed) {
