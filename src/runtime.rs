@@ -60,7 +60,7 @@ use crate::error::Error;
 use crate::preempt;
 use crate::stack::{Stack, StackPool};
 use crate::sys::clock::{deadline_after, now_ns};
-use crate::sys::signal::AltStack;
+use crate::sys::signal::{AltStack, errno, set_errno};
 use crate::sys::timer::ThreadTimer;
 use crate::sys::tls::{self, Glibc};
 
@@ -117,6 +117,8 @@ pub(crate) struct Lpf {
     pub(crate) tls: usize,
     /// The runtime of the thread that last resumed this LPF.
     pub(crate) runtime: AtomicPtr<Runtime>,
+    /// With shared TLS: the function's errno while it is suspended.
+    errno: Cell<i32>,
 }
 
 impl Lpf {
@@ -140,6 +142,7 @@ impl Lpf {
             stack_high: stack.top() as usize,
             tls: stack.tls,
             runtime: AtomicPtr::new(runtime as *const Runtime as *mut Runtime),
+            errno: Cell::new(0),
         }
     }
 
@@ -445,16 +448,28 @@ pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, 
     // Armed only after `current` names the leaf, so an early expiry is never lost.
     rt.arm(effective_deadline(leaf));
     let own_tls = rt.resumer_tls(parent);
-    if own_tls != 0 {
+    let shared_errno = if own_tls != 0 {
         Glibc::propagate_multiple_threads(own_tls, leaf_ref.tls);
+        None
     } else {
+        // Shared TLS: errno is the one thread-local every C call touches, so it is swapped.
         set_current(leaf);
-    }
+        let ours = errno();
+        set_errno(leaf_ref.errno.get());
+        Some(ours)
+    };
     rt.install_tls(leaf_ref.tls);
     // SAFETY: `leaf.saved_sp` was saved by `switch` when the leaf was suspended (or prepared
     // for a fresh LPF), and nothing has continued it since: its state was READY or PAUSED.
     unsafe { arch::switch(this.caller_sp.get(), *leaf_ref.saved_sp.get()) };
     // Back on our stack: the LPF set `current` to `parent` and reinstalled our TLS block.
+    if let Some(ours) = shared_errno {
+        if this.state.load(Relaxed) == state::PAUSED {
+            // SAFETY: a paused LPF's leaf is live (suspended on its chain).
+            unsafe { (*this.leaf.get()).errno.set(errno()) };
+        }
+        set_errno(ours);
+    }
     let outcome = match this.state.load(Relaxed) {
         state::PAUSED => Outcome::Paused,
         _ => Outcome::Finished,
