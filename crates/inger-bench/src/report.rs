@@ -49,6 +49,8 @@ pub struct Figure {
     pub samples: Samples,
     /// How to display it.
     pub unit: Unit,
+    /// What else was seen while measuring it (printed as a `#` line under the row).
+    pub note: Option<String>,
 }
 
 impl Figure {
@@ -58,7 +60,14 @@ impl Figure {
             name,
             samples,
             unit,
+            note: None,
         }
+    }
+
+    /// The same figure with a note.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
     }
 
     /// Median in the stored unit (NaN without samples).
@@ -73,16 +82,21 @@ impl Figure {
 }
 
 impl fmt::Display for Figure {
-    /// The row `<name> <median> <p99> <unit>` (columns padded with spaces).
+    /// The row `<name> <median> <p99> <unit>` (columns padded with spaces), then the note,
+    /// if any, on a line of its own starting with `#`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:<22} {:>12} {:>12} {}",
+            "{:<24} {:>12} {:>12} {}",
             self.name,
             self.unit.format(self.median()),
             self.unit.format(self.p99()),
             self.unit.symbol()
-        )
+        )?;
+        if let Some(note) = &self.note {
+            write!(f, "\n#   {note}")?;
+        }
+        Ok(())
     }
 }
 
@@ -279,6 +293,16 @@ mod tests {
             ms.split_whitespace().collect::<Vec<_>>(),
             ["fork", "1.50", "1.50", "ms"]
         );
+        let noted = figure("fast", &[1.0], Unit::Nanoseconds)
+            .with_note("seen: x")
+            .to_string();
+        let lines: Vec<&str> = noted.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["fast", "1.0", "1.0", "ns"]
+        );
+        assert_eq!(lines[1], "#   seen: x");
         let bytes = figure("rss", &[8192.0], Unit::Bytes).to_string();
         assert_eq!(
             bytes.split_whitespace().collect::<Vec<_>>(),
