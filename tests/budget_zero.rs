@@ -1,5 +1,7 @@
 //! A zero budget only prepares the call: nothing runs until the first resume.
 
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -55,9 +57,7 @@ fn the_continuation_api_starts_a_prepared_call() {
     let inger::Linger::Continuation(continuation) = linger else {
         panic!("prepared call completed")
     };
-    let linger = continuation
-        .resume(Duration::from_millis(100))
-        .expect("resume");
+    let linger = continuation.resume(support::GENEROUS).expect("resume");
     assert_eq!(linger.completion(), Some(5));
 }
 

@@ -8,7 +8,7 @@ use inger::Linger;
 
 #[test]
 fn a_short_function_completes_with_its_value() {
-    let linger = inger::launch(|| 6 * 7, Duration::from_millis(50)).expect("launch");
+    let linger = inger::launch(|| 6 * 7, support::GENEROUS).expect("launch");
     assert!(linger.is_completion());
     assert!(!linger.is_continuation());
     assert!(!linger.yielded());
@@ -35,7 +35,7 @@ fn the_function_may_borrow_and_mutate_the_callers_data() {
             numbers.push(text.len() as u32);
             numbers.iter().sum::<u32>()
         },
-        Duration::from_millis(50),
+        support::GENEROUS,
     )
     .expect("launch");
     assert_eq!(linger.completion(), Some(1 + 2 + 3 + 8));
@@ -45,15 +45,14 @@ fn the_function_may_borrow_and_mutate_the_callers_data() {
 #[test]
 fn the_function_knows_it_is_preemptible_and_its_caller_does_not() {
     assert!(!inger::in_preemptible());
-    let linger = inger::launch(inger::in_preemptible, Duration::from_millis(50)).expect("launch");
+    let linger = inger::launch(inger::in_preemptible, support::GENEROUS).expect("launch");
     assert_eq!(linger.completion(), Some(true));
     assert!(!inger::in_preemptible());
 }
 
 #[test]
 fn resuming_a_completion_is_a_no_op() {
-    let mut linger =
-        inger::launch(|| String::from("done"), Duration::from_millis(50)).expect("launch");
+    let mut linger = inger::launch(|| String::from("done"), support::GENEROUS).expect("launch");
     inger::resume(&mut linger, Duration::from_millis(1)).expect("resume of a completion");
     linger
         .resume(Duration::MAX)
@@ -67,7 +66,7 @@ fn resuming_a_completion_is_a_no_op() {
 #[test]
 fn many_launches_in_a_row_reuse_stacks_and_all_complete() {
     for i in 0..10_000u64 {
-        let linger = inger::launch(move || i * 3, Duration::from_millis(50)).expect("launch");
+        let linger = inger::launch(move || i * 3, support::GENEROUS).expect("launch");
         assert_eq!(linger.completion(), Some(i * 3));
     }
 }

@@ -28,8 +28,7 @@ fn a_panic_propagates_out_of_launch() {
 
 #[test]
 fn the_payload_keeps_its_type() {
-    let caught =
-        catch_unwind(|| inger::launch(|| panic_any(0xdead_u32), Duration::from_millis(100)));
+    let caught = catch_unwind(|| inger::launch(|| panic_any(0xdead_u32), support::GENEROUS));
     let payload = caught.expect_err("the panic must propagate");
     assert_eq!(payload.downcast_ref::<u32>(), Some(&0xdead));
 }
@@ -86,7 +85,7 @@ fn a_panic_after_preemptions_propagates_out_of_resume() {
     }
     stop.store(true, Relaxed);
     let caught = catch_unwind(AssertUnwindSafe(|| {
-        inger::resume(&mut linger, Duration::from_millis(100))
+        inger::resume(&mut linger, support::GENEROUS)
     }));
     assert_eq!(
         message(&*caught.expect_err("must propagate")),

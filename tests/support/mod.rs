@@ -10,6 +10,10 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
+/// A budget that a short function cannot plausibly exhaust, even on a loaded machine that
+/// deschedules the test thread for a while: for tests that expect a completion.
+pub(crate) const GENEROUS: Duration = Duration::from_secs(10);
+
 /// The environment variable that tells a re-run test binary which child scenario to play.
 pub(crate) const CHILD_ENV: &str = "INGER_TEST_CHILD";
 
