@@ -1,0 +1,188 @@
+//! `inger-run [--slice 50us] [--stats] [--inherit] [--preload PATH] [--] PROGRAM [ARGS...]`
+//!
+//! Runs an unmodified program with its `main` inside a preemptible function that is preempted
+//! every slice and resumed at once (see the preload library's docs for how). This command only
+//! prepares the environment and then *replaces itself* with the program (`execve`, not a
+//! child process), so the program has inger-run's process id, parent, standard streams, signal
+//! dispositions and signal mask, and its exit status or fatal signal is what the caller sees.
+//!
+//! For that reason this binary has no Rust `main` (`#![no_main]`): Rust's start-up code would
+//! ignore `SIGPIPE` and its `Command` would reset the signal mask before exec, and both would
+//! leak into the program. Here nothing touches signal state at all.
+//!
+//! Exit statuses of the command's own failures (the program never started), following `env`
+//! and `timeout`: 125 bad usage or a missing library, 126 a program that cannot be run under
+//! inger (refused, or exec failed), 127 a program that was not found.
+
+#![no_main]
+
+mod cli;
+mod locate;
+mod program;
+
+#[path = "../protocol.rs"]
+mod protocol;
+
+use core::ffi::{c_char, c_int};
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+use cli::{Options, Request};
+use program::Problem;
+
+const USAGE_FAILURE: c_int = 125;
+const CANNOT_EXECUTE: c_int = 126;
+const NOT_FOUND: c_int = 127;
+
+/// A failure of the command itself, with its exit status.
+struct Failure {
+    status: c_int,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: c_int, message: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// The C entry point (see the module docs for why there is no Rust `main`).
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+    match run() {
+        Ok(status) => status,
+        Err(failure) => {
+            eprintln!("inger-run: {}", failure.message);
+            failure.status
+        }
+    }
+}
+
+/// Returns only on `--help`/`--version` or failure; otherwise the process becomes the program.
+fn run() -> Result<c_int, Failure> {
+    let request = cli::parse(std::env::args_os().skip(1))
+        .map_err(|message| Failure::new(USAGE_FAILURE, format!("{message}\n{}", cli::USAGE)))?;
+    let options = match request {
+        Request::Help => {
+            print!("{}", cli::USAGE);
+            return Ok(0);
+        }
+        Request::Version => {
+            println!("inger-run {}", env!("CARGO_PKG_VERSION"));
+            return Ok(0);
+        }
+        Request::Run(options) => options,
+    };
+    let library = locate::preload_library(options.preload.as_deref())
+        .map_err(|message| Failure::new(USAGE_FAILURE, message))?;
+    let shown = options.program.to_string_lossy().into_owned();
+    let path = program::resolve(&options.program).map_err(|problem| describe(&shown, problem))?;
+    program::check(&path).map_err(|problem| describe(&shown, problem))?;
+    let error = exec(&path, &options, &library);
+    let status = if error.kind() == std::io::ErrorKind::NotFound {
+        NOT_FOUND
+    } else {
+        CANNOT_EXECUTE
+    };
+    Err(Failure::new(
+        status,
+        format!("cannot execute {shown}: {error}"),
+    ))
+}
+
+fn describe(program: &str, problem: Problem) -> Failure {
+    match problem {
+        Problem::NotFound => Failure::new(NOT_FOUND, format!("{program}: command not found")),
+        Problem::Refused(reason) => Failure::new(
+            CANNOT_EXECUTE,
+            format!("refusing to run {program}: {reason}"),
+        ),
+    }
+}
+
+/// Replaces this process with the program; returns only if `execve` failed.
+fn exec(path: &Path, options: &Options, library: &Path) -> std::io::Error {
+    let mut argv = vec![options.program.clone()];
+    argv.extend(options.args.iter().cloned());
+    let (Some(c_path), Some(argv), Some(envp)) = (
+        c_string(path.as_os_str()),
+        c_strings(argv),
+        c_strings(environment(options, library)),
+    ) else {
+        return std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "an argument contains a NUL byte",
+        );
+    };
+    let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    // SAFETY: all three are NUL-terminated strings / null-terminated arrays of them, alive
+    // across the call.
+    unsafe { libc::execve(c_path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
+    std::io::Error::last_os_error()
+}
+
+/// The program's environment: ours, with the library appended to `LD_PRELOAD` (in place, so
+/// the order of variables is kept) and the settings for the library added.
+fn environment(options: &Options, library: &Path) -> Vec<OsString> {
+    let ours = [
+        protocol::SLICE_NS,
+        protocol::STATS,
+        protocol::INHERIT,
+        protocol::SAVED_LD_PRELOAD,
+    ];
+    let existing = std::env::var_os("LD_PRELOAD");
+    let preload = locate::ld_preload_value(existing.as_ref(), library);
+    let mut entries = Vec::new();
+    let mut placed = false;
+    for (name, value) in std::env::vars_os() {
+        if ours.iter().any(|ours| name == OsStr::new(ours)) {
+            continue;
+        }
+        if name == "LD_PRELOAD" {
+            entries.push(pair("LD_PRELOAD", &preload));
+            placed = true;
+        } else {
+            entries.push(pair(&name, &value));
+        }
+    }
+    if !placed {
+        entries.push(pair("LD_PRELOAD", &preload));
+    }
+    let slice_ns = u64::try_from(options.slice.as_nanos()).unwrap_or(u64::MAX);
+    entries.push(pair(protocol::SLICE_NS, slice_ns.to_string()));
+    if options.stats {
+        entries.push(pair(protocol::STATS, "1"));
+    }
+    if options.inherit {
+        entries.push(pair(protocol::INHERIT, "1"));
+    }
+    if let Some(existing) = existing {
+        entries.push(pair(protocol::SAVED_LD_PRELOAD, existing));
+    }
+    entries
+}
+
+fn pair(name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> OsString {
+    let mut entry = name.as_ref().to_os_string();
+    entry.push("=");
+    entry.push(value.as_ref());
+    entry
+}
+
+fn c_string(text: &OsStr) -> Option<CString> {
+    CString::new(text.as_bytes()).ok()
+}
+
+fn c_strings(texts: Vec<OsString>) -> Option<Vec<CString>> {
+    texts
+        .into_iter()
+        .map(|text| CString::new(text.into_vec()).ok())
+        .collect()
+}

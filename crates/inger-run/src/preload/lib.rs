@@ -1,0 +1,201 @@
+//! # The preload library of `inger-run`
+//!
+//! Loaded into an unmodified, dynamically linked program with `LD_PRELOAD`, it runs the
+//! program's `main` inside a preemptible function that is preempted every time slice and
+//! resumed at once, until `main` returns:
+//!
+//! ```text
+//!  _start ──> __libc_start_main (ours) ──> __libc_start_main (glibc's, via RTLD_NEXT)
+//!                                                │ constructors, then:
+//!                                                ▼
+//!                                    main_in_preemptible_function(argc, argv, envp)
+//!                                    launch(|| main(argc, argv, envp), slice)
+//!                                    while paused: resume(slice)   <── the main thread's
+//!                                    print the --stats report          stack, never preempted
+//!                                                │
+//!                                                ▼
+//!                     glibc: exit(status) ─> atexit handlers, stdio flush, _exit
+//! ```
+//!
+//! glibc's `_start` hands the program's `main` to `__libc_start_main`; this library defines
+//! that symbol, so the dynamic loader binds the program's call to it (preloaded objects come
+//! first in the lookup order). It finds glibc's own with `dlsym(RTLD_NEXT, ..)` and calls it
+//! with a replacement `main`, so everything glibc does before and after `main` (constructors,
+//! `atexit` handlers, stdio flushing, the exit status) happens exactly as without it.
+//!
+//! What runs where:
+//! - Only the main thread's `main` runs inside the preemptible function. Threads the program
+//!   creates run normally (they are ordinary threads; nothing preempts them).
+//! - A program that calls `exit` from inside `main` exits from the function's stack; that is
+//!   fine, since `exit` never returns. The `--stats` report is printed when `main` returns or
+//!   when the program calls `exit`/`_exit`/`_Exit` (see the `report` and `exits` modules).
+//! - The function's stack is as large as the main thread's stack limit (`ulimit -s`), unless
+//!   `INGER_STACK_SIZE` says otherwise; its pages are committed only when touched.
+//!
+//! Settings come from the environment (see the `protocol` module); the library removes its
+//! own variables and its `LD_PRELOAD` entry before any code of the program runs, unless asked
+//! to leave them for descendant processes.
+
+mod exits;
+mod report;
+mod settings;
+
+#[path = "../protocol.rs"]
+mod protocol;
+
+use core::ffi::{c_char, c_int, c_void};
+use std::sync::OnceLock;
+
+use settings::Settings;
+
+pub use exits::{_Exit, _exit, exit};
+
+/// The signature of a C program's `main` as glibc calls it.
+type MainFn = unsafe extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
+
+/// The signature of glibc's `__libc_start_main` (the `init`/`fini`/`rtld_fini` arguments are
+/// passed through untouched, so they are opaque pointers here).
+type StartMainFn = unsafe extern "C" fn(
+    MainFn,
+    c_int,
+    *mut *mut c_char,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+) -> c_int;
+
+/// The program's own `main`, recorded by the hook before glibc calls our replacement.
+static PROGRAM_MAIN: OnceLock<MainFn> = OnceLock::new();
+
+/// The settings read (and removed) from the environment by the hook.
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// Exit status for a failure of inger-run itself before the program's `main` ran.
+const TOOL_FAILURE: c_int = 125;
+
+/// Replaces glibc's `__libc_start_main`: records the program's `main`, takes the settings from
+/// the environment, and calls glibc's function with [`main_in_preemptible_function`] instead.
+///
+/// # Safety
+/// Called only by the program's `_start`, with the arguments glibc's `__libc_start_main`
+/// expects.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __libc_start_main(
+    main: MainFn,
+    argc: c_int,
+    argv: *mut *mut c_char,
+    init: *mut c_void,
+    fini: *mut c_void,
+    rtld_fini: *mut c_void,
+    stack_end: *mut c_void,
+) -> c_int {
+    let real = glibc_start_main();
+    exits::resolve();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(message) => fail(&message),
+    };
+    if !settings.inherit {
+        // SAFETY: the program's constructors have not run yet and the loader started no
+        // thread, so nothing reads the environment concurrently.
+        unsafe { settings::restore_environment() };
+    }
+    let _ = PROGRAM_MAIN.set(main);
+    let _ = SETTINGS.set(settings);
+    // SAFETY: forwarding _start's own arguments to the function they were meant for, with a
+    // `main` of the same signature.
+    unsafe {
+        real(
+            main_in_preemptible_function,
+            argc,
+            argv,
+            init,
+            fini,
+            rtld_fini,
+            stack_end,
+        )
+    }
+}
+
+/// glibc's `__libc_start_main`: the next definition after this library in lookup order.
+fn glibc_start_main() -> StartMainFn {
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name has no other precondition.
+    let symbol = unsafe { libc::dlsym(libc::RTLD_NEXT, c"__libc_start_main".as_ptr()) };
+    if symbol.is_null() {
+        fail("glibc's __libc_start_main was not found (is this program linked against glibc?)");
+    }
+    // SAFETY: glibc's `__libc_start_main` has exactly this signature.
+    unsafe { core::mem::transmute::<*mut c_void, StartMainFn>(symbol) }
+}
+
+/// The arguments of the program's `main`, moved onto the preemptible function's stack.
+struct MainCall {
+    main: MainFn,
+    argc: c_int,
+    argv: *mut *mut c_char,
+    envp: *mut *mut c_char,
+}
+
+// SAFETY: the call runs on the thread that created it (a preemptible function runs on its
+// caller's kernel thread); `Send` is only required by `launch`'s general contract.
+unsafe impl Send for MainCall {}
+
+impl MainCall {
+    fn run(self) -> c_int {
+        // SAFETY: these are the arguments glibc prepared for this very `main`.
+        unsafe { (self.main)(self.argc, self.argv, self.envp) }
+    }
+}
+
+/// What glibc calls instead of the program's `main`: runs it inside a preemptible function,
+/// resuming it each time it is preempted, and returns its status to glibc.
+unsafe extern "C" fn main_in_preemptible_function(
+    argc: c_int,
+    argv: *mut *mut c_char,
+    envp: *mut *mut c_char,
+) -> c_int {
+    let (Some(&main), Some(settings)) = (PROGRAM_MAIN.get(), SETTINGS.get()) else {
+        fail("main was called before __libc_start_main")
+    };
+    if let Err(error) = settings::configure_inger() {
+        fail(&format!("cannot configure inger: {error}"));
+    }
+    if settings.stats {
+        report::enable(settings.slice);
+    }
+    let call = MainCall {
+        main,
+        argc,
+        argv,
+        envp,
+    };
+    let slice = settings.slice;
+    let mut linger = match inger::launch(move || MainCall::run(call), slice) {
+        Ok(linger) => linger,
+        Err(error) => fail(&format!(
+            "cannot run main inside a preemptible function: {error}"
+        )),
+    };
+    while linger.is_continuation() {
+        if let Err(error) = inger::resume(&mut linger, slice) {
+            // main has run part-way: no clean way to go on, and exiting would run the
+            // program's atexit handlers on half-updated state.
+            report::write_stderr(format!("inger-run: cannot resume main: {error}\n").as_bytes());
+            std::process::abort();
+        }
+    }
+    let status = linger
+        .completion()
+        .unwrap_or_else(|| fail("main finished without a status"));
+    report::print_once();
+    status
+}
+
+/// Reports a failure of inger-run itself (before the program's `main` ran) and exits.
+fn fail(message: &str) -> ! {
+    report::write_stderr(format!("inger-run: {message}\n").as_bytes());
+    // SAFETY: `_exit` has no preconditions; it skips the program's exit handlers, since the
+    // program never really started.
+    unsafe { libc::_exit(TOOL_FAILURE) }
+}

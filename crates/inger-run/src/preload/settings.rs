@@ -1,0 +1,111 @@
+//! The library's settings: read from the environment the command prepared, then removed from
+//! it; and the inger configuration derived from them.
+
+use std::ffi::OsStr;
+use std::time::Duration;
+
+use crate::protocol;
+
+/// What the command asked for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// Budget of each run of `main` before it is preempted.
+    pub(crate) slice: Duration,
+    /// Print the counters at exit.
+    pub(crate) stats: bool,
+    /// Leave the environment alone, so child processes run under inger too.
+    pub(crate) inherit: bool,
+}
+
+impl Settings {
+    /// Reads the settings; an error message for a malformed value.
+    pub(crate) fn from_env() -> Result<Settings, String> {
+        let slice_ns = match std::env::var(protocol::SLICE_NS) {
+            Ok(text) => match text.trim().parse::<u64>() {
+                Ok(ns) if ns > 0 => ns,
+                _ => {
+                    return Err(format!(
+                        "{}={text:?} is not a positive number of nanoseconds",
+                        protocol::SLICE_NS
+                    ));
+                }
+            },
+            Err(_) => protocol::DEFAULT_SLICE_NS,
+        };
+        Ok(Settings {
+            slice: Duration::from_nanos(slice_ns),
+            stats: flag(protocol::STATS),
+            inherit: flag(protocol::INHERIT),
+        })
+    }
+}
+
+fn flag(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|value| value == OsStr::new("1"))
+}
+
+/// Gives the environment back the shape it had before `inger-run`: `LD_PRELOAD` as it was
+/// (or unset) and none of the `INGER_RUN_*` variables.
+///
+/// glibc edits the `environ` array in place for both calls used here (an existing variable
+/// is replaced in its slot, a removed one shifts the rest down), so the `envp` glibc later
+/// passes to `main` sees the result too.
+///
+/// # Safety
+/// No other thread may read or write the environment meanwhile.
+pub(crate) unsafe fn restore_environment() {
+    let saved = std::env::var_os(protocol::SAVED_LD_PRELOAD);
+    // SAFETY: per the contract, nothing else touches the environment now.
+    unsafe {
+        match saved {
+            Some(value) => std::env::set_var("LD_PRELOAD", value),
+            None => std::env::remove_var("LD_PRELOAD"),
+        }
+        for name in [
+            protocol::SLICE_NS,
+            protocol::STATS,
+            protocol::INHERIT,
+            protocol::SAVED_LD_PRELOAD,
+        ] {
+            std::env::remove_var(name);
+        }
+    }
+}
+
+/// Settles inger's process-wide configuration before the first launch: the `INGER_*`
+/// variables as usual, except that the stack defaults to the main thread's stack limit, so
+/// `main` has the room it would have had.
+pub(crate) fn configure_inger() -> Result<(), inger::Error> {
+    let mut config = inger::Config::from_env()?;
+    if std::env::var_os("INGER_STACK_SIZE").is_none() {
+        config = config.stack_size(main_stack_size());
+    }
+    match config.install() {
+        // Someone (a constructor of the program) launched a function already: their
+        // settings stay.
+        Ok(()) | Err(inger::Error::AlreadyInitialized) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Smallest and largest stack derived from the limit, and the one used when it is unlimited.
+const MIN_STACK: u64 = 2 << 20;
+const MAX_STACK: u64 = 1 << 30;
+const UNLIMITED_STACK: u64 = 256 << 20;
+
+/// The soft `RLIMIT_STACK`, clamped to a sensible range.
+fn main_stack_size() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid out-parameter.
+    let bytes = if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut limit) } != 0 {
+        MIN_STACK
+    } else if limit.rlim_cur == libc::RLIM_INFINITY {
+        UNLIMITED_STACK
+    } else {
+        limit.rlim_cur.clamp(MIN_STACK, MAX_STACK)
+    };
+    usize::try_from(bytes).unwrap_or(usize::MAX)
+}
