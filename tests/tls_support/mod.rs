@@ -48,12 +48,16 @@ impl ChildOutput {
         )
     }
 
-    /// The lines of stdout that start with `prefix`, with the prefix removed (the test
-    /// harness prints its own lines around them).
+    /// The lines of stdout that contain `prefix`, with everything up to the end of the
+    /// prefix removed (the test harness prints its own text around them, and its
+    /// "test name ... " has no newline before the test's own output).
     pub fn lines_with(&self, prefix: &str) -> Vec<String> {
         self.stdout
             .lines()
-            .filter_map(|line| line.strip_prefix(prefix).map(str::to_owned))
+            .filter_map(|line| {
+                let start = line.find(prefix)?;
+                Some(line[start + prefix.len()..].to_owned())
+            })
             .collect()
     }
 }
