@@ -1,0 +1,269 @@
+//! Is the caller running inside a signal handler?
+//!
+//! `inger_launch`, `inger_resume` and `inger_cancel` are not async-signal-safe (they may map
+//! memory, call `malloc` and `free`, and they switch stacks), so the C API refuses them inside
+//! a signal handler. Linux keeps no "in a handler" flag: a handler is ordinary code whose
+//! frames sit above a kernel *signal frame*, whose return address is the C library's
+//! `rt_sigreturn` trampoline (glibc's `__restore_rt`). Detection therefore looks for such a
+//! frame among the caller's frames.
+//!
+//! # The authority: an unwinder walk
+//!
+//! [`walk`] runs libgcc's `_Unwind_Backtrace` from here to the bottom of the current stack.
+//! libgcc recognises a signal frame (by the trampoline's instruction bytes, or glibc's
+//! `S`-augmented unwind entry for it) and reports the frame it interrupted with
+//! `_Unwind_GetIPInfo(.., &ip_before_insn)` set. Nothing else sets that flag, so a hit is
+//! never a false positive. The walk neither allocates nor locks: libgcc 12 finds unwind
+//! tables with glibc's lock-free `_dl_find_object` (glibc 2.35 and later) when no frames were
+//! registered by hand, which is the case for ordinary ELF programs.
+//!
+//! The walk costs about 200 ns a frame here, so it is not done on every call:
+//!
+//! # The fast filter: scanning the thread's stack for the trampoline address
+//!
+//! A signal frame begins with its return address, the trampoline, stored in a stack word. If
+//! no word between the current stack pointer and the bottom of the thread's stack holds that
+//! address, no signal frame lies on this stack and the walk is skipped. A word that does hold
+//! it may be stale (a frame left by an earlier signal, e.g. inger's own lazily armed timer,
+//! in a slot nobody overwrote since): the walk then decides. The filter is used only when all
+//! of this is known:
+//! - the trampoline's address, read once from the `sa_restorer` of a handler glibc installed
+//!   (inger's SIGSEGV handler, after the first successful launch) and checked to be the
+//!   `mov $15, %rax; syscall` sequence;
+//! - the bounds of the thread's own stack (`pthread_getattr_np`, queried outside any handler)
+//!   and the current stack pointer inside them, so the scan never leaves mapped memory;
+//! - the caller is not inside a preemptible function (those run on inger's stacks, whose
+//!   bounds the C layer does not know): there the walk always runs; it stops at the
+//!   function's entry trampoline, so it is short.
+//!
+//! The scan ends at the outermost frame an earlier walk from this stack reached (above it are
+//! only `argv`, the environment, or the thread descriptor), so it reads the live frames only.
+//!
+//! # Limits (also stated in `libinger.h`)
+//!
+//! - Frames without unwind information (hand-written assembly, some JIT code, code built with
+//!   `-fno-asynchronous-unwind-tables`) end the walk early: a handler that called into inger
+//!   through such a frame is not detected.
+//! - A handler installed with a trampoline other than the C library's (a raw `rt_sigaction`
+//!   system call with a private restorer) is detected by the walk only if libgcc recognises
+//!   that trampoline's bytes, and escapes the fast filter.
+//! - A walk deeper than [`MAX_FRAMES`] frames stops there and reports "not in a handler".
+
+use core::cell::Cell;
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Walks stop after this many frames (a corrupt stack could otherwise loop).
+const MAX_FRAMES: usize = 1 << 16;
+
+/// `_URC_NO_REASON`: continue the walk.
+const URC_NO_REASON: c_int = 0;
+/// `_URC_NORMAL_STOP`: any non-zero value stops the walk.
+const URC_NORMAL_STOP: c_int = 4;
+
+/// The bytes of glibc's x86-64 `__restore_rt`: `mov $15, %rax` (`rt_sigreturn`); `syscall`.
+const SIGRETURN_CODE: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
+
+/// An unwinder context (`struct _Unwind_Context`), opaque.
+#[repr(C)]
+struct UnwindContext {
+    _private: [u8; 0],
+}
+
+type TraceFn = extern "C" fn(*mut UnwindContext, *mut c_void) -> c_int;
+
+// libgcc_s's unwinder (also used by Rust's own panics): documented in the Itanium C++ ABI's
+// unwinding chapter plus the GNU extensions `_Unwind_Backtrace` and `_Unwind_GetIPInfo`.
+unsafe extern "C" {
+    fn _Unwind_Backtrace(trace: TraceFn, argument: *mut c_void) -> c_int;
+    fn _Unwind_GetIPInfo(context: *mut UnwindContext, ip_before_insn: *mut c_int) -> usize;
+    fn _Unwind_GetCFA(context: *mut UnwindContext) -> usize;
+}
+
+/// What a walk found.
+#[derive(Debug, Clone, Copy, Default)]
+struct Walk {
+    /// A signal frame lies between the caller and the end of the walk.
+    signal_frame: bool,
+    /// Canonical frame address of the last frame visited (the outermost one reached).
+    outermost_cfa: usize,
+    /// Frames visited.
+    frames: usize,
+}
+
+/// The part of this thread's own stack the fast filter may scan.
+#[derive(Debug, Clone, Copy)]
+struct ThreadStack {
+    /// Lowest address of the thread's stack mapping.
+    low: usize,
+    /// One past its highest address.
+    high: usize,
+    /// Where scans stop: the outermost frame a walk reached, at most `high`.
+    scan_end: usize,
+}
+
+thread_local! {
+    /// Constant-initialised and without destructor: a plain TLS access, fine in a handler.
+    static THREAD_STACK: Cell<Option<ThreadStack>> = const { Cell::new(None) };
+}
+
+/// Address of the C library's signal-return trampoline, or 0 while unknown.
+static TRAMPOLINE: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the caller runs inside a signal handler (see the module docs for how and the
+/// limits). Async-signal-safe.
+pub(crate) fn in_signal_handler() -> bool {
+    let here = stack_pointer();
+    let inside_function = inger_core::in_preemptible();
+    if !inside_function && filter_says_clear(here) {
+        return false;
+    }
+    let walk = walk();
+    if !walk.signal_frame && !inside_function {
+        // Not in a handler, so querying the thread's stack (which may allocate) is allowed.
+        learn_thread_stack(here, walk.outermost_cfa);
+    }
+    walk.signal_frame
+}
+
+/// Whether the fast filter proves that no signal frame lies on the current stack.
+fn filter_says_clear(here: usize) -> bool {
+    let trampoline = TRAMPOLINE.load(Relaxed);
+    let stack = THREAD_STACK.try_with(Cell::get).ok().flatten();
+    match stack {
+        Some(stack) if trampoline != 0 && stack.low <= here && here < stack.scan_end => {
+            // SAFETY: `[here, scan_end)` lies inside this thread's stack mapping (checked just
+            // above against bounds from `pthread_getattr_np`), above the stack pointer, so it
+            // is mapped and readable.
+            !unsafe { holds_word(here, stack.scan_end, trampoline) }
+        }
+        _ => false,
+    }
+}
+
+/// The current stack pointer.
+#[inline(always)]
+fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: copies rsp into a register; touches no memory.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    sp
+}
+
+/// Whether any aligned word in `[from, to)` equals `value`.
+///
+/// # Safety
+/// `[from, to)` must be readable memory. It may be changed concurrently by this thread's
+/// signal handlers (that is why the reads are volatile); its contents are only compared.
+unsafe fn holds_word(from: usize, to: usize, value: usize) -> bool {
+    let mut at = from.next_multiple_of(8);
+    while at + 8 <= to {
+        // SAFETY: per the contract `at` is readable, and it is aligned.
+        if unsafe { core::ptr::read_volatile(at as *const usize) } == value {
+            return true;
+        }
+        at += 8;
+    }
+    false
+}
+
+/// Walks the current stack with libgcc's unwinder, stopping at the first signal frame.
+#[inline(never)]
+fn walk() -> Walk {
+    let mut walk = Walk::default();
+    // SAFETY: `visit` matches the callback type and only uses `argument` as the `Walk` we
+    // pass, which outlives the call.
+    unsafe { _Unwind_Backtrace(visit, (&raw mut walk).cast()) };
+    walk
+}
+
+/// The per-frame callback of [`walk`].
+extern "C" fn visit(context: *mut UnwindContext, argument: *mut c_void) -> c_int {
+    // SAFETY: `argument` is the `Walk` that `walk` passed, exclusively ours during the walk.
+    let walk = unsafe { &mut *argument.cast::<Walk>() };
+    let mut ip_before_insn: c_int = 0;
+    // SAFETY: `context` is the live context the unwinder hands to this callback.
+    unsafe { _Unwind_GetIPInfo(context, &mut ip_before_insn) };
+    if ip_before_insn != 0 {
+        walk.signal_frame = true;
+        return URC_NORMAL_STOP;
+    }
+    // SAFETY: as above.
+    walk.outermost_cfa = unsafe { _Unwind_GetCFA(context) };
+    walk.frames += 1;
+    if walk.frames >= MAX_FRAMES {
+        URC_NORMAL_STOP
+    } else {
+        URC_NO_REASON
+    }
+}
+
+/// Records (or widens) the scannable part of this thread's stack, if `here` is on it.
+/// Not async-signal-safe: call only once a walk showed no signal frame.
+fn learn_thread_stack(here: usize, outermost_cfa: usize) {
+    if outermost_cfa <= here {
+        return;
+    }
+    let known = THREAD_STACK.try_with(Cell::get).ok().flatten();
+    let Some(mut stack) = known.or_else(query_thread_stack) else {
+        return;
+    };
+    if here < stack.low || here >= stack.high {
+        return; // on some other stack (an alternate signal stack, a user coroutine)
+    }
+    stack.scan_end = stack.scan_end.max(outermost_cfa.min(stack.high));
+    let _ = THREAD_STACK.try_with(|cell| cell.set(Some(stack)));
+}
+
+/// This thread's stack mapping from `pthread_getattr_np`, with nothing learnt to scan yet.
+fn query_thread_stack() -> Option<ThreadStack> {
+    let mut attributes = core::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+    // SAFETY: `pthread_getattr_np` initialises `attributes` when it returns 0.
+    if unsafe { libc::pthread_getattr_np(libc::pthread_self(), attributes.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    let mut address: *mut c_void = core::ptr::null_mut();
+    let mut size: libc::size_t = 0;
+    // SAFETY: `attributes` was initialised above and is destroyed exactly once, after use.
+    let queried = unsafe {
+        let result = libc::pthread_attr_getstack(attributes.as_ptr(), &mut address, &mut size);
+        libc::pthread_attr_destroy(attributes.as_mut_ptr());
+        result
+    };
+    if queried != 0 || address.is_null() {
+        return None;
+    }
+    let low = address as usize;
+    Some(ThreadStack {
+        low,
+        high: low.saturating_add(size),
+        scan_end: low,
+    })
+}
+
+/// Learns the address of the C library's signal trampoline, once, from the handler inger
+/// installed for SIGSEGV. Call after a successful launch (the core installs it on first use).
+/// Not meant for signal handlers (it is called only after the check passed).
+pub(crate) fn learn_trampoline() {
+    if TRAMPOLINE.load(Relaxed) != 0 {
+        return;
+    }
+    // SAFETY: a zeroed sigaction is a valid out-parameter.
+    let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
+    // SAFETY: querying with a null new action changes nothing.
+    if unsafe { libc::sigaction(libc::SIGSEGV, core::ptr::null(), &mut action) } != 0 {
+        return;
+    }
+    let Some(restorer) = action.sa_restorer else {
+        return;
+    };
+    let address = restorer as usize;
+    // SAFETY: `sa_restorer` of an installed handler is the address of code the kernel
+    // returns to; code pages are readable on x86-64 Linux, and we read 9 bytes of it.
+    let code = unsafe { core::ptr::read_unaligned(address as *const [u8; 9]) };
+    if code == SIGRETURN_CODE {
+        TRAMPOLINE.store(address, Relaxed);
+    }
+}
