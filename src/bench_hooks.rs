@@ -40,6 +40,6 @@ pub fn context_switch_round_trips(round_trips: u64) -> Result<u64, Error> {
         unsafe { arch::switch(&raw mut state.main_sp, state.side_sp) };
     }
     // The side context stays suspended forever; its stack is discarded, not reused.
-    stack::retire(stack);
+    stack::retire(&stack, stack.top() as usize);
     Ok(round_trips)
 }

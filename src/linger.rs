@@ -17,8 +17,8 @@
 //! paused cancels it: its stack is discarded without running the destructors of its live
 //! frames (what they own leaks; locks they hold stay held), as in the original libinger,
 //! because unwinding from an arbitrary instruction is not possible in Rust. The discarded
-//! stack is retired, never reused, so a pointer into it that outlived the cancellation faults
-//! instead of corrupting another function.
+//! stack is retired, never reused: a pointer into it that outlived the cancellation reaches
+//! memory no other function uses, and soon after (see `stack`) faults.
 
 use core::any::Any;
 use core::cell::UnsafeCell;
@@ -97,13 +97,18 @@ pub struct Continuation<'a, T> {
     /// The function's stack, until it finishes.
     stack: Option<Stack>,
     /// Takes the outcome out of the slot (monomorphised for the closure type).
-    take_outcome: unsafe fn(NonNull<Lpf>) -> Result<T, Box<dyn Any + Send>>,
+    take_outcome: TakeOutcome<T>,
     /// Drops the closure of a function that never started.
     drop_unstarted: unsafe fn(NonNull<Lpf>),
     /// Borrows of lifetime `'a` live in the closure; `*mut ()` keeps the type `!Send`/`!Sync`
     /// unless stated below.
-    _marker: PhantomData<(&'a mut (), *mut (), fn() -> T)>,
+    _marker: PhantomData<Marker<'a, T>>,
 }
+
+/// Takes the outcome (value or panic payload) out of a finished function's slot.
+type TakeOutcome<T> = unsafe fn(NonNull<Lpf>) -> Result<T, Box<dyn Any + Send>>;
+/// Variance and auto-trait carrier of a continuation.
+type Marker<'a, T> = (&'a mut (), *mut (), fn() -> T);
 
 // SAFETY: the closure is `Send` (required by `launch`), the result `T` is `Send`, and the
 // function's state (stack and private TLS block) moves with the continuation; `resume` fixes
@@ -197,11 +202,15 @@ impl<T> Drop for Continuation<'_, T> {
             state::RUNNING => runtime::abort_with(
                 b"inger: a running preemptible function's continuation was dropped from inside it\n",
             ),
-            _ => match runtime::runtime_if_started() {
-                Some(rt) => rt.retire(stack),
-                // No runtime on this thread (it is exiting): the TLS block is abandoned.
-                None => drop(stack::retire(stack)),
-            },
+            _ => {
+                // SAFETY: the control block of a paused function is live.
+                let live_low = unsafe { self.lpf.as_ref() }.live_stack_pointer();
+                match runtime::runtime_if_started() {
+                    Some(rt) => rt.retire(stack, live_low),
+                    // No runtime on this thread (it is exiting): the TLS block is abandoned.
+                    None => stack::retire(&stack, live_low),
+                }
+            }
         }
     }
 }

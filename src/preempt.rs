@@ -152,7 +152,7 @@ unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
         STATS.longest_deferral_ns.fetch_max(overshoot, Relaxed);
         STATS.preemptions.fetch_add(1, Relaxed);
         leaf_ref.retries.set(0);
-        leaf_ref.nopreempt.fetch_add(1, Relaxed);
+        leaf_ref.hold_nopreempt();
         // SAFETY: we run on the leaf's stack (checked above) and hold a unit of its counter.
         unsafe { leave(rt, leaf, expired, state::PAUSED, false) };
         // Resumed: the resumer re-armed the timer for the new deadline. If that happened on
@@ -162,7 +162,9 @@ unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
             // SAFETY: our own handler frame's ucontext, on the thread now running us.
             unsafe { crate::arch::adopt_thread_signal_state(ucontext) };
         }
-        leaf_ref.nopreempt.fetch_sub(1, Relaxed);
+        leaf_ref
+            .nopreempt
+            .store(leaf_ref.nopreempt.load(Relaxed) - 1, Relaxed);
     }
     leaf_ref.in_handler.store(false, Relaxed);
 }
@@ -210,7 +212,7 @@ pub(crate) fn pending_preemption(lpf: *mut Lpf) {
     let overshoot = now.saturating_sub(unsafe { (*expired).deadline.load(Relaxed) });
     STATS.longest_deferral_ns.fetch_max(overshoot, Relaxed);
     STATS.preemptions.fetch_add(1, Relaxed);
-    this.nopreempt.fetch_add(1, Relaxed);
+    this.hold_nopreempt();
     // SAFETY: on our own stack, holding a unit of the counter.
     unsafe { leave(rt, lpf, expired, state::PAUSED, false) };
     release_nopreempt(this);
@@ -240,8 +242,8 @@ pub fn pause() {
     let Some(rt) = (unsafe { this.runtime.load(Relaxed).as_ref() }) else {
         return;
     };
-    this.nopreempt.fetch_add(1, Relaxed);
-    STATS.yields.fetch_add(1, Relaxed);
+    this.hold_nopreempt();
+    rt.yields.store(rt.yields.load(Relaxed) + 1, Relaxed);
     // SAFETY: on our own stack, holding a unit of the counter (rule 1).
     unsafe { leave(rt, lpf, lpf, state::PAUSED, true) };
     release_nopreempt(this);
@@ -289,7 +291,7 @@ impl NoPreempt {
         let lpf = runtime::current_lpf();
         // SAFETY: a non-null current LPF is the running one: us.
         if let Some(this) = unsafe { lpf.as_ref() } {
-            this.nopreempt.fetch_add(1, Relaxed);
+            this.hold_nopreempt();
         }
         NoPreempt {
             _not_send: core::marker::PhantomData,
@@ -314,6 +316,38 @@ impl Drop for NoPreempt {
             release_nopreempt(this);
         }
     }
+}
+
+/// Runtimes of live threads, for summing their per-thread counters.
+static RUNTIMES: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers a new thread's runtime (outside any handler).
+pub(crate) fn remember_runtime(rt: &Runtime) {
+    let mut runtimes = RUNTIMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    runtimes.push(rt as *const Runtime as usize);
+}
+
+/// Unregisters a runtime at thread exit, folding its counters into the process totals.
+pub(crate) fn forget_runtime(rt: &Runtime) {
+    let mut runtimes = RUNTIMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    runtimes.retain(|&other| other != rt as *const Runtime as usize);
+    STATS.yields.fetch_add(rt.yields.load(Relaxed), Relaxed);
+}
+
+fn live_yields() -> u64 {
+    let runtimes = RUNTIMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    runtimes
+        .iter()
+        // SAFETY: registered runtimes are live until `forget_runtime` removes them, which
+        // takes this lock first.
+        .map(|&rt| unsafe { &*(rt as *const Runtime) }.yields.load(Relaxed))
+        .sum()
 }
 
 /// Process-wide counters of what the preemption machinery did.
@@ -364,7 +398,7 @@ pub struct Stats {
 pub fn stats() -> Stats {
     Stats {
         preemptions: STATS.preemptions.load(Relaxed),
-        yields: STATS.yields.load(Relaxed),
+        yields: STATS.yields.load(Relaxed) + live_yields(),
         deferred_nopreempt: STATS.deferred_nopreempt.load(Relaxed),
         deferred_library: STATS.deferred_library.load(Relaxed),
         retries: STATS.retries.load(Relaxed),

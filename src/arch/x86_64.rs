@@ -50,11 +50,26 @@ pub(crate) unsafe extern "C" fn switch(save: *mut *mut u8, to: *mut u8) {
         "stmxcsr [rsp]",    // SSE control/status (rounding, exception masks, FTZ/DAZ)
         "fnstcw [rsp + 4]", // x87 control word (precision, rounding)
         "mov [rdi], rsp",   // publish where this context can be continued
+        "mov rcx, [rsp]",   // our control words, to compare with theirs
         "mov rsp, rsi",     // adopt the other context's stack
-        "ldmxcsr [rsp]",    // its SSE control/status
-        "fldcw [rsp + 4]",  // its x87 control word
-        "add rsp, 8",       // drop the control-word slot
-        "pop r15",          // its callee-saved registers, in reverse order
+        "mov rdx, [rsp]",   // their control words
+        // Reloading a control register stalls the pipeline, and the words almost never
+        // differ between contexts, so each is reloaded only when it differs. MXCSR's low six
+        // bits are sticky status flags, which the ABI makes caller-saved: bits 6..16 count.
+        "mov eax, ecx",     // our MXCSR
+        "xor eax, edx",     // bits that differ from theirs
+        "test eax, 0xffc0", // any control bit (DAZ, exception masks, rounding, FTZ)?
+        "jz 2f",            // no: keep ours
+        "ldmxcsr [rsp]",    // yes: their SSE control/status
+        "2:",
+        "shr rcx, 32",     // our x87 control word, in cx
+        "shr rdx, 32",     // theirs, in dx
+        "cmp cx, dx",      // the same?
+        "je 3f",           // yes: keep ours
+        "fldcw [rsp + 4]", // no: their x87 control word
+        "3:",
+        "add rsp, 8", // drop the control-word slot
+        "pop r15",    // its callee-saved registers, in reverse order
         "pop r14",
         "pop r13",
         "pop r12",

@@ -103,8 +103,10 @@ mod tests {
     fn libc_code_is_non_preemptible_and_ours_is_not() {
         let table = table();
         assert!(table.len() >= 2, "expected at least libc and the loader");
-        assert!(table.is_non_preemptible(libc::getpid as usize));
-        assert!(table.is_non_preemptible(libc::malloc as usize));
-        assert!(!table.is_non_preemptible(libc_code_is_non_preemptible_and_ours_is_not as usize));
+        assert!(table.is_non_preemptible(libc::getpid as *const () as usize));
+        assert!(table.is_non_preemptible(libc::malloc as *const () as usize));
+        assert!(!table.is_non_preemptible(
+            libc_code_is_non_preemptible_and_ours_is_not as *const () as usize
+        ));
     }
 }

@@ -69,6 +69,9 @@ pub(crate) struct Glibc {
     libc_image: Option<Image>,
     /// Module ids with static TLS (libc's included): their DTV entries are never freed.
     static_modids: Vec<usize>,
+    /// DTV generation of blocks that have seen no module loaded after start-up: their DTVs
+    /// hold no dynamically allocated TLS, so reuse skips the DTV walk.
+    base_generation: usize,
 }
 
 /// One module's static TLS image and where its block sits below the thread pointer.
@@ -158,6 +161,9 @@ impl Glibc {
             unsafe { offset.cast::<isize>().read() + 4 }
         });
         let (images, libc_image, static_modids) = static_images()?;
+        // SAFETY: the calling thread's TCB holds its DTV pointer at +8; the word before the
+        // first module entry is the DTV's generation counter.
+        let base_generation = unsafe { get::<*const usize>(arch::thread_pointer(), 8).read() };
         Some(Glibc {
             allocate_tls,
             call_tls_dtors,
@@ -171,6 +177,7 @@ impl Glibc {
             images,
             libc_image,
             static_modids,
+            base_generation,
         })
     }
 
@@ -264,6 +271,9 @@ impl Glibc {
         // word; entries are `{ val, to_free }` pairs (glibc's `dtv_t`).
         unsafe {
             let dtv = get::<usize>(block, 8) as *mut usize;
+            if dtv.read() <= self.base_generation {
+                return; // no module loaded after start-up has TLS allocated in this block
+            }
             let length = dtv.sub(2).read();
             for modid in 1..=length {
                 let entry = dtv.add(modid * 2);

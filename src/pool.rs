@@ -1,0 +1,549 @@
+//! A preemptive thread pool for plain closures: preemptive user-level threads for code that is
+//! not async.
+//!
+//! [`Pool::new`]`(n)` starts `n` worker threads sharing one FIFO run queue. [`Pool::spawn`]
+//! queues a closure; a worker takes the task at the head of the queue and runs it as a
+//! preemptible function for one time slice ([`DEFAULT_SLICE`] unless set with
+//! [`Pool::with_slice`]). If the task is still running when its slice expires, it is paused and
+//! goes to the back of the queue, and the worker takes the next task: round-robin time
+//! slicing, so an endless loop cannot starve the other tasks. A paused task may be resumed by
+//! any worker (it carries its own stack and thread-locals; see
+//! [`capabilities`](crate::capabilities)).
+//!
+//! ```
+//! let pool = inger::pool::Pool::new(2);
+//! let endless = pool.spawn(|| loop { std::hint::spin_loop() });
+//! let answer = pool.spawn(|| 6 * 7);
+//! assert_eq!(answer.join().unwrap(), 42); // not blocked behind the endless loop
+//! endless.cancel();
+//! ```
+//!
+//! # Rules
+//!
+//! 1. A task is in exactly one place: the queue, a worker's hands (running for one slice), or
+//!    gone (finished, cancelled, or dropped at shutdown). Its [`JoinHandle`] learns the
+//!    outcome through a shared slot that the worker fills once.
+//! 2. Cancellation ([`JoinHandle::cancel`], or dropping the handle without
+//!    [`detach`](JoinHandle::detach)ing it) sets a flag. The task is discarded the next time a
+//!    worker takes it from the queue, or at the end of the slice it is running, so within one
+//!    slice of work. A cancelled task that had started is cancelled like any paused
+//!    preemptible function: its stack is discarded without running the destructors of its
+//!    live frames (what they own leaks; locks they hold stay held).
+//! 3. Dropping the [`Pool`] shuts it down: workers finish the slice they are running, then
+//!    every task not yet finished is cancelled (rule 2) and its handle's `join` returns
+//!    [`JoinError::Cancelled`]. (Waiting for the remaining tasks instead would hang on any
+//!    endless one.) To wait for results, `join` the handles before dropping the pool.
+//! 4. Idle workers sleep on a condition variable; nothing spins.
+//! 5. The pool's locks are only taken with preemption deferred, so a task may spawn into its
+//!    own pool or query a handle without risking a pause while holding them.
+//!
+//! # Blocking inside a task
+//!
+//! A task that blocks (a `join` on another task, a lock, I/O) blocks its worker thread:
+//! preemption only interrupts computation. A task that `join`s another task of the same pool
+//! can deadlock it if every worker ends up waiting; prefer joining from outside the pool.
+
+use core::any::Any;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use crate::{Continuation, Error, Linger, NoPreempt};
+
+/// The slice of [`Pool::new`]: 1 ms.
+pub const DEFAULT_SLICE: Duration = Duration::from_millis(1);
+
+/// Shorter slices are raised to this (10 µs).
+pub const MIN_SLICE: Duration = Duration::from_micros(10);
+
+/// A pool of worker threads that time-slice preemptible closures round-robin.
+/// See the [module docs](self).
+pub struct Pool {
+    shared: Arc<PoolShared>,
+    workers: Vec<thread::JoinHandle<()>>,
+}
+
+/// What the pool's threads and the pool share.
+struct PoolShared {
+    queue: Mutex<Queue>,
+    work_available: Condvar,
+    slice: Duration,
+    counters: Arc<Counters>,
+}
+
+struct Queue {
+    tasks: VecDeque<Box<dyn Task>>,
+    shutdown: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    spawned: AtomicU64,
+    slices: AtomicU64,
+    requeued: AtomicU64,
+    completed: AtomicU64,
+    panicked: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+/// Counters of what a pool did (see [`Pool::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Tasks spawned.
+    pub spawned: u64,
+    /// Slices run (launches and resumes).
+    pub slices: u64,
+    /// Slices after which the task was still running and went back to the queue.
+    pub requeued: u64,
+    /// Tasks that returned a value.
+    pub completed: u64,
+    /// Tasks that panicked.
+    pub panicked: u64,
+    /// Tasks cancelled (by their handle or at shutdown) before finishing.
+    pub cancelled: u64,
+}
+
+impl Pool {
+    /// Starts `threads` workers with the [default slice](DEFAULT_SLICE).
+    ///
+    /// # Panics
+    /// If `threads` is zero or a thread cannot be created (see [`Pool::try_new`]).
+    pub fn new(threads: usize) -> Pool {
+        Self::with_slice(threads, DEFAULT_SLICE)
+    }
+
+    /// Starts `threads` workers giving each task `slice` per turn (raised to [`MIN_SLICE`]).
+    ///
+    /// # Panics
+    /// If `threads` is zero or a thread cannot be created (see [`Pool::try_new`]).
+    pub fn with_slice(threads: usize, slice: Duration) -> Pool {
+        match Self::try_new(threads, slice) {
+            Ok(pool) => pool,
+            Err(error) => panic!("inger: could not start a pool: {error}"),
+        }
+    }
+
+    /// Starts `threads` workers giving each task `slice` per turn (raised to [`MIN_SLICE`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `threads` is zero; [`Error::System`] if a thread could not
+    /// be created (the workers already started are stopped).
+    pub fn try_new(threads: usize, slice: Duration) -> Result<Pool, Error> {
+        if threads == 0 {
+            return Err(Error::InvalidConfig(
+                "a pool needs at least one thread".into(),
+            ));
+        }
+        let shared = Arc::new(PoolShared {
+            queue: Mutex::new(Queue {
+                tasks: VecDeque::new(),
+                shutdown: false,
+            }),
+            work_available: Condvar::new(),
+            slice: slice.max(MIN_SLICE),
+            counters: Arc::default(),
+        });
+        let mut pool = Pool {
+            shared,
+            workers: Vec::with_capacity(threads),
+        };
+        for index in 0..threads {
+            let shared = Arc::clone(&pool.shared);
+            let worker = thread::Builder::new()
+                .name(format!("inger-pool-{index}"))
+                .spawn(move || work(&shared))
+                .map_err(|error| Error::System {
+                    call: "pthread_create",
+                    errno: error.raw_os_error().unwrap_or(0),
+                })?; // dropping `pool` stops the workers already started
+            pool.workers.push(worker);
+        }
+        Ok(pool)
+    }
+
+    /// Queues `f` to run on the pool, time-sliced with the other tasks; its handle gives the
+    /// result. Dropping the handle cancels the task (unless it is
+    /// [`detach`](JoinHandle::detach)ed).
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let slot = Arc::new(Slot::new());
+        let task = Box::new(PoolTask {
+            stage: Stage::Unstarted(f),
+            slot: Arc::clone(&slot),
+            counters: Arc::clone(&self.shared.counters),
+        });
+        self.shared.counters.spawned.fetch_add(1, Ordering::Relaxed);
+        {
+            let _no_preempt = NoPreempt::new();
+            let mut queue = self.shared.lock_queue();
+            if queue.shutdown {
+                // Only reachable from a task of this pool while the pool is being dropped.
+                drop(queue);
+                drop(task); // cancelled
+            } else {
+                queue.tasks.push_back(task);
+                drop(queue);
+                self.shared.work_available.notify_one();
+            }
+        }
+        JoinHandle {
+            slot,
+            detached: false,
+        }
+    }
+
+    /// The number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The time slice of each turn.
+    pub fn slice(&self) -> Duration {
+        self.shared.slice
+    }
+
+    /// Counters of what the pool did so far.
+    pub fn stats(&self) -> PoolStats {
+        let c = &self.shared.counters;
+        PoolStats {
+            spawned: c.spawned.load(Ordering::Relaxed),
+            slices: c.slices.load(Ordering::Relaxed),
+            requeued: c.requeued.load(Ordering::Relaxed),
+            completed: c.completed.load(Ordering::Relaxed),
+            panicked: c.panicked.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Pool {
+    /// Shuts the pool down: see rule 3 of the [module docs](self).
+    fn drop(&mut self) {
+        {
+            let _no_preempt = NoPreempt::new();
+            self.shared.lock_queue().shutdown = true;
+        }
+        self.shared.work_available.notify_all();
+        let me = thread::current().id();
+        for worker in self.workers.drain(..) {
+            // A task that drops its own pool must not wait for its own worker; that worker
+            // stops after the task's slice.
+            if worker.thread().id() != me {
+                let _ = worker.join(); // workers do not panic: task panics are caught
+            }
+        }
+        let remaining = {
+            let _no_preempt = NoPreempt::new();
+            core::mem::take(&mut self.shared.lock_queue().tasks)
+        };
+        drop(remaining); // each one cancelled
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("threads", &self.workers.len())
+            .field("slice", &self.shared.slice)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl PoolShared {
+    /// The queue lock (a panic never happens while it is held, but a poisoned lock is still
+    /// usable: the queue is always consistent). Callers defer preemption while holding it.
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A worker: takes the task at the head of the queue, runs one slice, requeues it if it is
+/// still running. Runs outside any preemptible function (its own thread).
+fn work(shared: &PoolShared) {
+    loop {
+        let task = {
+            let mut queue = shared.lock_queue();
+            loop {
+                if queue.shutdown {
+                    return;
+                }
+                if let Some(task) = queue.tasks.pop_front() {
+                    break task;
+                }
+                queue = shared
+                    .work_available
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        let Some(task) = task.run_slice(shared.slice) else {
+            continue;
+        };
+        shared.counters.requeued.fetch_add(1, Ordering::Relaxed);
+        let mut queue = shared.lock_queue();
+        if queue.shutdown {
+            drop(queue);
+            drop(task); // cancelled (rule 3)
+            return;
+        }
+        queue.tasks.push_back(task);
+    }
+}
+
+/// A queued task, type-erased.
+trait Task: Send {
+    /// Runs one slice. Returns the task if it is still running (to be requeued); `None` if
+    /// it finished or was cancelled. Dropping a task cancels it.
+    fn run_slice(self: Box<Self>, slice: Duration) -> Option<Box<dyn Task>>;
+}
+
+/// One spawned closure and where its outcome goes.
+struct PoolTask<F, T> {
+    stage: Stage<F, T>,
+    slot: Arc<Slot<T>>,
+    counters: Arc<Counters>,
+}
+
+enum Stage<F, T> {
+    Unstarted(F),
+    Paused(Continuation<'static, T>),
+    Done,
+}
+
+impl<F, T> Task for PoolTask<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn run_slice(mut self: Box<Self>, slice: Duration) -> Option<Box<dyn Task>> {
+        if self.slot.cancel_requested.load(Ordering::Acquire) {
+            return None; // dropped: cancelled
+        }
+        self.counters.slices.fetch_add(1, Ordering::Relaxed);
+        let stage = core::mem::replace(&mut self.stage, Stage::Done);
+        let outcome = catch_unwind(AssertUnwindSafe(|| match stage {
+            Stage::Unstarted(f) => crate::launch(f, slice),
+            Stage::Paused(continuation) => continuation.resume(slice),
+            Stage::Done => Err(Error::Finished),
+        }));
+        let counters = &self.counters;
+        let result = match outcome {
+            Ok(Ok(Linger::Continuation(continuation))) => {
+                self.stage = Stage::Paused(continuation);
+                return Some(self);
+            }
+            Ok(Ok(Linger::Completion(value))) => {
+                counters.completed.fetch_add(1, Ordering::Relaxed);
+                Ok(value)
+            }
+            Ok(Err(error)) => Err(JoinError::Failed(error)),
+            Err(payload) => {
+                counters.panicked.fetch_add(1, Ordering::Relaxed);
+                Err(JoinError::Panicked(payload))
+            }
+        };
+        self.slot.fill(result);
+        None
+    }
+}
+
+impl<F, T> Drop for PoolTask<F, T> {
+    fn drop(&mut self) {
+        // Cancel the function first (discarding its stack), then tell the handle.
+        drop(core::mem::replace(&mut self.stage, Stage::Done));
+        if self.slot.fill(Err(JoinError::Cancelled)) {
+            self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Where a task's outcome waits for its handle.
+struct Slot<T> {
+    outcome: Mutex<Outcome<T>>,
+    filled: Condvar,
+    cancel_requested: AtomicBool,
+}
+
+enum Outcome<T> {
+    Pending,
+    Ready(Result<T, JoinError>),
+    Taken,
+}
+
+impl<T> Slot<T> {
+    fn new() -> Self {
+        Slot {
+            outcome: Mutex::new(Outcome::Pending),
+            filled: Condvar::new(),
+            cancel_requested: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Outcome<T>> {
+        self.outcome.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores the outcome unless one is there already; whether it did.
+    fn fill(&self, result: Result<T, JoinError>) -> bool {
+        let _no_preempt = NoPreempt::new();
+        let mut outcome = self.lock();
+        if !matches!(*outcome, Outcome::Pending) {
+            return false;
+        }
+        *outcome = Outcome::Ready(result);
+        drop(outcome);
+        self.filled.notify_all();
+        true
+    }
+}
+
+/// Owned permission to wait for a pool task's result. Dropping it cancels the task unless it
+/// was [`detach`](JoinHandle::detach)ed.
+#[must_use = "dropping a JoinHandle cancels its task (use `detach` to let it run)"]
+pub struct JoinHandle<T> {
+    slot: Arc<Slot<T>>,
+    detached: bool,
+}
+
+impl<T> JoinHandle<T> {
+    /// Waits for the task and returns its value, or why there is none.
+    ///
+    /// # Errors
+    /// [`JoinError::Panicked`] with the payload if it panicked, [`JoinError::Cancelled`] if
+    /// the pool shut down first, [`JoinError::Failed`] if it could not be launched.
+    pub fn join(mut self) -> Result<T, JoinError> {
+        self.detached = true; // nothing to cancel any more once we have the outcome
+        let _no_preempt = NoPreempt::new();
+        let mut outcome = self.slot.lock();
+        loop {
+            match core::mem::replace(&mut *outcome, Outcome::Taken) {
+                Outcome::Ready(result) => return result,
+                Outcome::Pending => {
+                    *outcome = Outcome::Pending;
+                    outcome = self
+                        .slot
+                        .filled
+                        .wait(outcome)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                Outcome::Taken => unreachable!("a JoinHandle is the only taker"),
+            }
+        }
+    }
+
+    /// Whether the task has finished (returned, panicked, or been cancelled).
+    pub fn is_finished(&self) -> bool {
+        let _no_preempt = NoPreempt::new();
+        !matches!(*self.slot.lock(), Outcome::Pending)
+    }
+
+    /// Cancels the task (see rule 2 of the [module docs](self)); the same as dropping the
+    /// handle.
+    pub fn cancel(self) {
+        drop(self);
+    }
+
+    /// Lets the task run to its end without a handle (its result is dropped).
+    pub fn detach(mut self) {
+        self.detached = true;
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if !self.detached {
+            self.slot.cancel_requested.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// Why a pool task has no value.
+#[non_exhaustive]
+pub enum JoinError {
+    /// The task was cancelled before it finished (its pool shut down).
+    Cancelled,
+    /// The task panicked; this is the payload (see [`std::panic::resume_unwind`]).
+    Panicked(Box<dyn Any + Send + 'static>),
+    /// The task could not be launched or resumed.
+    Failed(Error),
+}
+
+impl JoinError {
+    /// Whether the task was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, JoinError::Cancelled)
+    }
+
+    /// Whether the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, JoinError::Panicked(_))
+    }
+
+    /// The panic payload, if the task panicked.
+    pub fn into_panic(self) -> Option<Box<dyn Any + Send + 'static>> {
+        match self {
+            JoinError::Panicked(payload) => Some(payload),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Cancelled => f.write_str("Cancelled"),
+            JoinError::Panicked(_) => f.write_str("Panicked(..)"),
+            JoinError::Failed(error) => f.debug_tuple("Failed").field(error).finish(),
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Cancelled => f.write_str("the pool task was cancelled"),
+            JoinError::Panicked(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+                match message {
+                    Some(message) => write!(f, "the pool task panicked: {message}"),
+                    None => f.write_str("the pool task panicked"),
+                }
+            }
+            JoinError::Failed(error) => write!(f, "the pool task could not run: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// Compile-time checks of the auto traits the docs promise.
+#[allow(dead_code, reason = "compile-time assertions only")]
+fn assert_traits() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<Pool>();
+    sync::<Pool>();
+    send::<JoinHandle<u8>>();
+    sync::<JoinHandle<u8>>();
+    send::<JoinError>();
+}
