@@ -6,15 +6,18 @@
 mod support;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Allocation-heavy deterministic work: vectors of varying sizes kept in a ring, boxed
-/// slices, formatted strings and a hash map with insertions and removals.
-fn churn(seed: u64, rounds: u64) -> (u64, usize, String) {
+/// slices, formatted strings and a hash map with insertions and removals. Runs rounds while
+/// `go_on(round)` says so; returns how many it ran and a summary of the resulting state.
+fn churn(seed: u64, mut go_on: impl FnMut(u64) -> bool) -> (u64, (u64, usize, String)) {
     let mut ring: Vec<Vec<u64>> = (0..64).map(|_| Vec::new()).collect();
     let mut map: HashMap<u64, String> = HashMap::new();
     let mut checksum = 0u64;
-    for round in 0..rounds {
+    let mut round = 0u64;
+    while go_on(round) {
         let x = support::mix(seed ^ round, 2);
         let len = (x % 2048) as usize;
         let mut v: Vec<u64> = Vec::with_capacity(len);
@@ -28,6 +31,7 @@ fn churn(seed: u64, rounds: u64) -> (u64, usize, String) {
         } else {
             map.remove(&(x % 1000));
         }
+        round += 1;
     }
     let mut keys: Vec<_> = map.keys().copied().collect();
     keys.sort_unstable();
@@ -37,20 +41,31 @@ fn churn(seed: u64, rounds: u64) -> (u64, usize, String) {
         .map(|k| map[k].clone())
         .collect::<Vec<_>>()
         .join(",");
-    (checksum, map.len(), sample)
+    (round, (checksum, map.len(), sample))
+}
+
+/// `churn` for exactly `rounds` rounds.
+fn churn_for(seed: u64, rounds: u64) -> (u64, usize, String) {
+    churn(seed, |round| round < rounds).1
 }
 
 #[test]
 fn an_allocation_loop_preempted_thousands_of_times_while_the_caller_allocates() {
-    let rounds = 12_000;
-    let expected = churn(17, rounds);
+    // The function keeps going until the caller has seen it preempted `TARGET` times (so
+    // the test means the same in debug and optimised builds); a direct run of as many
+    // rounds must then give the same result.
+    const TARGET: u64 = 2000;
+    let stops = AtomicU64::new(0);
     let before = inger::stats();
-    let mut linger =
-        inger::launch(|| churn(17, rounds), Duration::from_micros(100)).expect("launch");
+    let mut linger = inger::launch(
+        || churn(17, |_| stops.load(Relaxed) < TARGET),
+        Duration::from_micros(100),
+    )
+    .expect("launch");
     let mut caller_heap: Vec<String> = Vec::new();
-    let mut resumes = 0u64;
     while linger.is_continuation() {
         // The caller allocates and frees between resumes, while the function is paused.
+        let resumes = stops.fetch_add(1, Relaxed);
         caller_heap.push(format!("resume {resumes}"));
         let scratch: Vec<u64> = (0..(resumes % 500)).collect();
         assert_eq!(scratch.len() as u64, resumes % 500);
@@ -58,22 +73,20 @@ fn an_allocation_loop_preempted_thousands_of_times_while_the_caller_allocates() 
             caller_heap.drain(..50);
         }
         inger::resume(&mut linger, Duration::from_micros(100)).expect("resume");
-        resumes += 1;
     }
-    eprintln!("preempted {resumes} times");
-    assert_eq!(linger.completion(), Some(expected));
-    assert!(resumes >= 1000, "only {resumes} preemptions");
+    let (rounds, got) = linger.completion().expect("completed");
+    assert_eq!(got, churn_for(17, rounds), "after {rounds} rounds");
     let after = inger::stats();
-    assert!(after.preemptions - before.preemptions >= resumes);
+    assert!(after.preemptions - before.preemptions >= TARGET);
     let last = caller_heap.last().expect("caller allocated").clone();
-    assert_eq!(last, format!("resume {}", resumes - 1));
+    assert_eq!(last, format!("resume {}", TARGET - 1));
 }
 
 #[test]
 fn several_allocating_functions_interleaved_on_one_thread() {
-    let expected: Vec<_> = (0..4).map(|seed| churn(seed, 5_000)).collect();
+    let expected: Vec<_> = (0..4).map(|seed| churn_for(seed, 5_000)).collect();
     let mut lingers: Vec<_> = (0..4)
-        .map(|seed| inger::launch(move || churn(seed, 5_000), Duration::ZERO).expect("launch"))
+        .map(|seed| inger::launch(move || churn_for(seed, 5_000), Duration::ZERO).expect("launch"))
         .collect();
     let mut rounds = 0;
     while lingers.iter().any(|l| l.is_continuation()) {
