@@ -335,11 +335,11 @@ fn place_frame<F, T>(stack: &Stack) -> Result<*mut Frame<F, T>, Error> {
     Ok(address as *mut Frame<F, T>)
 }
 
-/// Runs the closure on the function's stack and stores its outcome.
+/// Runs the closure on the function's stack and stores its outcome; true if it panicked.
 ///
 /// # Safety
 /// `lpf` must be the header of a `Frame<F, T>` in state READY with a `Ready` slot.
-unsafe fn run<F: FnOnce() -> T, T>(lpf: *mut Lpf) {
+unsafe fn run<F: FnOnce() -> T, T>(lpf: *mut Lpf) -> bool {
     let frame = lpf.cast::<Frame<F, T>>();
     // SAFETY: per the contract; the slot is touched by nobody else while we run.
     let slot = unsafe { &mut *(*frame).slot.get() };
@@ -347,12 +347,12 @@ unsafe fn run<F: FnOnce() -> T, T>(lpf: *mut Lpf) {
         runtime::abort_with(b"inger: a preemptible function was started twice\n")
     };
     let outcome = catch_unwind(AssertUnwindSafe(f));
-    // The slot write happens after `f` returned and before the state says so.
+    // The slot is written before the state says the function finished (see `finish`).
     *slot = match outcome {
         Ok(value) => Slot::Returned(value),
         Err(payload) => Slot::Panicked(payload),
     };
-    runtime::set_finished(lpf, matches!(slot, Slot::Panicked(_)));
+    matches!(slot, Slot::Panicked(_))
 }
 
 /// # Safety

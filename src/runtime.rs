@@ -111,7 +111,8 @@ pub(crate) struct Lpf {
     /// Consecutive retries while the deadline has passed (for back-off).
     pub(crate) retries: Cell<u32>,
     /// Runs the closure and stores its outcome in the slot (monomorphised per closure).
-    run: unsafe fn(*mut Lpf),
+    run: unsafe fn(*mut Lpf) -> bool,
+
     /// Bounds of the stack, for the handler's sanity checks and overflow reports.
     pub(crate) stack_low: usize,
     pub(crate) stack_high: usize,
@@ -125,7 +126,7 @@ pub(crate) struct Lpf {
 
 impl Lpf {
     /// A control block for a fresh function whose stack is `stack`.
-    pub(crate) fn new(run: unsafe fn(*mut Lpf), stack: &Stack, runtime: &Runtime) -> Lpf {
+    pub(crate) fn new(run: unsafe fn(*mut Lpf) -> bool, stack: &Stack, runtime: &Runtime) -> Lpf {
         Lpf {
             caller_sp: UnsafeCell::new(null_mut()),
             saved_sp: UnsafeCell::new(null_mut()),
@@ -647,7 +648,8 @@ unsafe extern "C" fn lpf_entry(arg: *mut c_void) -> ! {
     }
     release_nopreempt(this);
     // SAFETY: `run` is the monomorphised runner matching the closure stored in the slot.
-    unsafe { (this.run)(lpf) };
+    let panicked = unsafe { (this.run)(lpf) };
+
     if this.tls != 0 {
         // Like a thread exit: destructors of the function's thread-locals run in its context.
         // SAFETY: a non-null runtime pointer is live while we run on its thread.
@@ -656,36 +658,28 @@ unsafe extern "C" fn lpf_entry(arg: *mut c_void) -> ! {
             glibc.run_tls_destructors();
         }
     }
-    finish(lpf)
+    finish(lpf, panicked)
 }
 
 /// Leaves a finished LPF for good; its stack may be reused once the resumer sees the state.
-fn finish(lpf: *mut Lpf) -> ! {
+/// The state says so only from here, with preemption deferred: a timer expiry on the way
+/// out must not turn the finished function back into a paused one.
+fn finish(lpf: *mut Lpf, panicked: bool) -> ! {
     // SAFETY: `lpf` is the running leaf, on its own stack.
     let this = unsafe { &*lpf };
     this.hold_nopreempt();
-    let final_state = this.state.load(Relaxed);
-    debug_assert!(final_state == state::COMPLETED || final_state == state::PANICKED);
+    let final_state = if panicked {
+        state::PANICKED
+    } else {
+        state::COMPLETED
+    };
+
     // SAFETY: the runtime of the thread running us outlives the run.
     let rt = unsafe { this.runtime.load(Relaxed).as_ref() }
         .unwrap_or_else(|| abort_with(b"inger: runtime vanished under a running function\n"));
     // SAFETY: we hold a unit of our counter; `lpf` is the innermost running LPF.
     unsafe { leave(rt, lpf, lpf, final_state, false) };
     abort_with(b"inger: a finished preemptible function was resumed\n")
-}
-
-/// Sets the outcome state from the runner (called on the LPF's stack).
-pub(crate) fn set_finished(lpf: *mut Lpf, panicked: bool) {
-    // SAFETY: `lpf` is live and running.
-    let this = unsafe { &*lpf };
-    this.state.store(
-        if panicked {
-            state::PANICKED
-        } else {
-            state::COMPLETED
-        },
-        Relaxed,
-    );
 }
 
 /// Writes `message` to stderr and aborts. Async-signal-safe.

@@ -2,16 +2,21 @@
 //!
 //! Reading `CLOCK_MONOTONIC` costs a TSC read, about 30-40 ns on the virtual machines inger
 //! is developed on: as much as a whole pause/resume round trip otherwise. Long budgets do not
-//! need that precision, so a deadline for a budget of at least [`COARSE_FACTOR`] clock ticks
-//! is computed from `CLOCK_MONOTONIC_COARSE` (same timeline, updated once per tick, about
-//! 7 ns to read) plus one tick: it is never earlier than the precise deadline and at most one
-//! tick later, an error of at most 1/[`COARSE_FACTOR`] of the budget.
+//! need that precision, so a deadline for a budget of at least [`COARSE_MIN_BUDGET`] is
+//! computed from `CLOCK_MONOTONIC_COARSE` (same timeline, about 7 ns to read) plus a margin
+//! of [`COARSE_MARGIN_TICKS`] clock ticks. The coarse clock lags the precise one by up to a
+//! few ticks (3-10 ms measured here with 4 ms ticks), so such a deadline is late by at most
+//! the margin (16 ms with 4 ms ticks: under 2% of the budget), and early only if the coarse
+//! clock lags by more than the margin, which happens when a virtual CPU was descheduled for
+//! longer than that just before the resume.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// Budgets of at least this many coarse-clock ticks use the coarse clock.
-pub(crate) const COARSE_FACTOR: u64 = 64;
+/// Budgets of at least this use the coarse clock.
+pub(crate) const COARSE_MIN_BUDGET: u64 = 1_000_000_000;
+/// Ticks added to a coarse deadline to cover the coarse clock's lag.
+pub(crate) const COARSE_MARGIN_TICKS: u64 = 4;
 
 /// Resolution of `CLOCK_MONOTONIC_COARSE` in nanoseconds; 0 until measured.
 static COARSE_TICK: AtomicU64 = AtomicU64::new(0);
@@ -58,9 +63,10 @@ pub(crate) fn calibrate() {
 pub(crate) fn deadline_after(budget: Duration) -> u64 {
     let budget = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
     let tick = COARSE_TICK.load(Relaxed);
-    if tick != 0 && budget / COARSE_FACTOR >= tick {
+    if budget >= COARSE_MIN_BUDGET && tick != 0 && tick != u64::MAX {
+        let margin = tick * COARSE_MARGIN_TICKS;
         return read(libc::CLOCK_MONOTONIC_COARSE)
-            .saturating_add(tick)
+            .saturating_add(margin)
             .saturating_add(budget);
     }
     now_ns().saturating_add(budget)
@@ -71,21 +77,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn coarse_deadlines_are_never_early_and_at_most_a_tick_late() {
+    fn coarse_deadlines_are_at_most_the_margin_late() {
         calibrate();
         let tick = COARSE_TICK.load(Relaxed);
         let budget = Duration::from_secs(10);
-        let before = now_ns();
         let deadline = deadline_after(budget);
         let after = now_ns();
-        assert!(
-            deadline >= before + 10_000_000_000,
-            "deadline earlier than the budget"
-        );
         if tick != u64::MAX {
+            let latest = after + 10_000_000_000 + COARSE_MARGIN_TICKS * tick;
             assert!(
-                deadline <= after + 10_000_000_000 + tick,
-                "deadline more than a tick late"
+                deadline <= latest,
+                "deadline {deadline} later than {latest}"
             );
         }
     }
