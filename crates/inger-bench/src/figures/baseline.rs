@@ -65,15 +65,16 @@ pub(super) fn fork_wait(scale: Scale) -> BenchResult<Vec<Figure>> {
     Ok(vec![Figure::new("fork_wait", samples, Unit::Nanoseconds)])
 }
 
-/// `fork_wait_after_cancels`: `fork_wait` again at the end of the run, after the earlier
-/// figures cancelled (and so retired) tens of thousands of paused functions' stacks. Fork
-/// copies the page tables of the stack mappings, guard markers included, so this shows what
-/// cancellations cost a process that forks later. Few samples: each fork is slow by then.
-pub(super) fn fork_wait_after_cancels(scale: Scale) -> BenchResult<Vec<Figure>> {
+/// `fork_wait_at_end`: `fork_wait` again at the end of the run, when the process has had
+/// about 120,000 stacks (the 100,000 of `rss_per_paused`, since completed, and the ones
+/// `cancel_paused` retired). Stack chunks stay mapped with their guard markers in the page
+/// tables, and fork copies those page tables, so this shows what a large peak of functions,
+/// or many cancellations, cost a process that forks later. Few samples: each fork is slow.
+pub(super) fn fork_wait_at_end(scale: Scale) -> BenchResult<Vec<Figure>> {
     let plan = Plan::new(scale.pick(5, 10), 1);
     let samples = time_batches(plan, fork_and_wait)?;
     Ok(vec![Figure::new(
-        "fork_wait_after_cancels",
+        "fork_wait_at_end",
         samples,
         Unit::Milliseconds,
     )])

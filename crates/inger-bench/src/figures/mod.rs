@@ -54,8 +54,8 @@ const fn entry(name: &'static str, measure: fn(Scale) -> BenchResult<Vec<Figure>
 pub const ALL: &[Entry] = &[
     entry("direct_call", baseline::direct_call),
     entry("thread_spawn_join", baseline::thread_spawn_join),
-    // Before inger maps or retires any stack: each retired stack makes every later fork
-    // slower (see `fork_wait_after_cancels`), so this is the fork cost of the process itself.
+    // Before inger maps any stack: every stack the process has had makes each later fork
+    // slower (see `fork_wait_at_end`), so this is the fork cost of the process itself.
     entry("fork_wait", baseline::fork_wait),
     entry("context_switch", baseline::context_switch),
     entry("launch_complete", lifecycle::launch_complete),
@@ -63,7 +63,7 @@ pub const ALL: &[Entry] = &[
     entry("preempt_overshoot", preemption::preempt_overshoot),
     entry("cancel_paused", lifecycle::cancel_paused),
     entry("rss_per_paused", memory::rss_per_paused),
-    entry("fork_wait_after_cancels", baseline::fork_wait_after_cancels),
+    entry("fork_wait_at_end", baseline::fork_wait_at_end),
 ];
 
 /// An error with a message, for a measurement whose premise broke (an endless loop that
