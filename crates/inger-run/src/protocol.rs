@@ -22,6 +22,10 @@ pub(crate) const STATS: &str = "INGER_RUN_STATS";
 /// `1`: leave the environment as it is, so that descendant processes run under inger too.
 pub(crate) const INHERIT: &str = "INGER_RUN_INHERIT";
 
+/// `1`: give `main` its own thread-local storage (inger's private TLS) instead of the main
+/// thread's.
+pub(crate) const PRIVATE_TLS: &str = "INGER_RUN_PRIVATE_TLS";
+
 /// The value `LD_PRELOAD` had before `inger-run` added the library; absent when it was unset.
 pub(crate) const SAVED_LD_PRELOAD: &str = "INGER_RUN_SAVED_LD_PRELOAD";
 

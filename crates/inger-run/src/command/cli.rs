@@ -18,6 +18,8 @@ options:
                      to stderr when the program exits
   --inherit          let child processes run under inger too (by default only PROGRAM
                      does: its environment is restored before its code runs)
+  --private-tls      give main inger's private thread-local storage instead of the
+                     main thread's (a stronger test of inger; see the README)
   --preload PATH     the preload library (default: $INGER_RUN_PRELOAD, else
                      libinger_preload.so next to this executable or in ../lib)
   -h, --help         print this help
@@ -44,6 +46,7 @@ pub(crate) struct Options {
     pub(crate) slice: Duration,
     pub(crate) stats: bool,
     pub(crate) inherit: bool,
+    pub(crate) private_tls: bool,
     pub(crate) preload: Option<PathBuf>,
     /// The program as given (a name looked up in `PATH`, or a path).
     pub(crate) program: OsString,
@@ -56,6 +59,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request,
     let mut slice = Duration::from_nanos(crate::protocol::DEFAULT_SLICE_NS);
     let mut stats = false;
     let mut inherit = false;
+    let mut private_tls = false;
     let mut preload = None;
     let program = loop {
         let Some(arg) = args.next() else {
@@ -87,6 +91,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request,
             "--preload" => preload = Some(PathBuf::from(value("a path")?)),
             "--stats" if inline_value.is_none() => stats = true,
             "--inherit" if inline_value.is_none() => inherit = true,
+            "--private-tls" if inline_value.is_none() => private_tls = true,
             "-h" | "--help" => return Ok(Request::Help),
             "-V" | "--version" => return Ok(Request::Version),
             _ => return Err(format!("unknown option {text:?}")),
@@ -96,6 +101,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request,
         slice,
         stats,
         inherit,
+        private_tls,
         preload,
         program,
         args: args.collect(),
@@ -175,9 +181,10 @@ mod tests {
         assert_eq!(parsed.program, "sort");
         assert_eq!(parsed.args, ["-r", "--stats"]);
 
-        let parsed = options(&["--slice=1ms", "--inherit", "wc", "-l"]);
+        let parsed = options(&["--slice=1ms", "--inherit", "--private-tls", "wc", "-l"]);
         assert_eq!(parsed.slice, Duration::from_millis(1));
         assert!(parsed.inherit);
+        assert!(parsed.private_tls);
         assert_eq!(parsed.program, "wc");
         assert_eq!(parsed.args, ["-l"]);
 

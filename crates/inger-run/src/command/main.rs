@@ -1,4 +1,4 @@
-//! `inger-run [--slice 50us] [--stats] [--inherit] [--preload PATH] [--] PROGRAM [ARGS...]`
+//! `inger-run [--slice 50us] [--stats] [--inherit] [--private-tls] [--preload PATH] [--] PROGRAM [ARGS...]`
 //!
 //! Runs an unmodified program with its `main` inside a preemptible function that is preempted
 //! every slice and resumed at once (see the preload library's docs for how). This command only
@@ -14,7 +14,9 @@
 //! and `timeout`: 125 bad usage or a missing library, 126 a program that cannot be run under
 //! inger (refused, or exec failed), 127 a program that was not found.
 
-#![no_main]
+// The unit tests need the test harness's `main`, so the entry point is compiled out of them.
+#![cfg_attr(not(test), no_main)]
+#![cfg_attr(test, allow(dead_code, reason = "the entry point is compiled out of unit tests"))]
 
 mod cli;
 mod locate;
@@ -51,6 +53,7 @@ impl Failure {
 }
 
 /// The C entry point (see the module docs for why there is no Rust `main`).
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
     match run() {
@@ -135,6 +138,7 @@ fn environment(options: &Options, library: &Path) -> Vec<OsString> {
         protocol::SLICE_NS,
         protocol::STATS,
         protocol::INHERIT,
+        protocol::PRIVATE_TLS,
         protocol::SAVED_LD_PRELOAD,
     ];
     let existing = std::env::var_os("LD_PRELOAD");
@@ -162,6 +166,9 @@ fn environment(options: &Options, library: &Path) -> Vec<OsString> {
     }
     if options.inherit {
         entries.push(pair(protocol::INHERIT, "1"));
+    }
+    if options.private_tls {
+        entries.push(pair(protocol::PRIVATE_TLS, "1"));
     }
     if let Some(existing) = existing {
         entries.push(pair(protocol::SAVED_LD_PRELOAD, existing));

@@ -31,11 +31,21 @@
 //!   when the program calls `exit`/`_exit`/`_Exit` (see the `report` and `exits` modules).
 //! - The function's stack is as large as the main thread's stack limit (`ulimit -s`), unless
 //!   `INGER_STACK_SIZE` says otherwise; its pages are committed only when touched.
+//! - `main` shares the main thread's thread-local storage, unless `--private-tls` asks for
+//!   inger's private TLS (see `settings::configure_inger` for why).
 //!
 //! Settings come from the environment (see the `protocol` module); the library removes its
 //! own variables and its `LD_PRELOAD` entry before any code of the program runs, unless asked
 //! to leave them for descendant processes.
 
+// The interposed symbols would hijack the unit-test binary built from these sources, so they
+// are compiled out of it.
+#![cfg_attr(
+    test,
+    allow(dead_code, reason = "the interposers are compiled out of unit tests")
+)]
+
+#[cfg(not(test))]
 mod exits;
 mod report;
 mod settings;
@@ -48,6 +58,7 @@ use std::sync::OnceLock;
 
 use settings::Settings;
 
+#[cfg(not(test))]
 pub use exits::{_Exit, _exit, exit};
 
 /// The signature of a C program's `main` as glibc calls it.
@@ -80,6 +91,7 @@ const TOOL_FAILURE: c_int = 125;
 /// # Safety
 /// Called only by the program's `_start`, with the arguments glibc's `__libc_start_main`
 /// expects.
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn __libc_start_main(
     main: MainFn,
@@ -96,9 +108,14 @@ pub unsafe extern "C" fn __libc_start_main(
         Ok(settings) => settings,
         Err(message) => fail(&message),
     };
+    // SAFETY: the program's constructors have not run yet and the loader started no thread,
+    // so nothing reads the environment concurrently.
+    let configured = unsafe { settings::configure_inger(settings.private_tls) };
+    if let Err(error) = configured {
+        fail(&format!("cannot configure inger: {error}"));
+    }
     if !settings.inherit {
-        // SAFETY: the program's constructors have not run yet and the loader started no
-        // thread, so nothing reads the environment concurrently.
+        // SAFETY: as above.
         unsafe { settings::restore_environment() };
     }
     let _ = PROGRAM_MAIN.set(main);
@@ -158,11 +175,8 @@ unsafe extern "C" fn main_in_preemptible_function(
     let (Some(&main), Some(settings)) = (PROGRAM_MAIN.get(), SETTINGS.get()) else {
         fail("main was called before __libc_start_main")
     };
-    if let Err(error) = settings::configure_inger() {
-        fail(&format!("cannot configure inger: {error}"));
-    }
     if settings.stats {
-        report::enable(settings.slice);
+        report::enable(settings.slice, inger::capabilities().private_tls);
     }
     let call = MainCall {
         main,

@@ -15,6 +15,8 @@ pub(crate) struct Settings {
     pub(crate) stats: bool,
     /// Leave the environment alone, so child processes run under inger too.
     pub(crate) inherit: bool,
+    /// Give `main` a private TLS block rather than the main thread's.
+    pub(crate) private_tls: bool,
 }
 
 impl Settings {
@@ -36,6 +38,7 @@ impl Settings {
             slice: Duration::from_nanos(slice_ns),
             stats: flag(protocol::STATS),
             inherit: flag(protocol::INHERIT),
+            private_tls: flag(protocol::PRIVATE_TLS),
         })
     }
 }
@@ -65,6 +68,7 @@ pub(crate) unsafe fn restore_environment() {
             protocol::SLICE_NS,
             protocol::STATS,
             protocol::INHERIT,
+            protocol::PRIVATE_TLS,
             protocol::SAVED_LD_PRELOAD,
         ] {
             std::env::remove_var(name);
@@ -74,8 +78,19 @@ pub(crate) unsafe fn restore_environment() {
 
 /// Settles inger's process-wide configuration before the first launch: the `INGER_*`
 /// variables as usual, except that the stack defaults to the main thread's stack limit, so
-/// `main` has the room it would have had.
-pub(crate) fn configure_inger() -> Result<(), inger::Error> {
+/// `main` has the room it would have had, and that `main` shares the main thread's
+/// thread-local storage unless `private_tls`.
+///
+/// Why shared by default: `main` *is* the main thread's code, and the only other code on that
+/// thread (the loop that resumes it) touches no thread-local state of the program, so sharing
+/// is exact, whereas a private block makes `pthread_self()` and other per-thread identities
+/// differ between `main` and the program's exit handlers. inger picks the mode once, from
+/// `INGER_SHARED_TLS`, the first time it needs it; the variable is set for that moment only
+/// and then given back its previous value.
+///
+/// # Safety
+/// No other thread may read or write the environment meanwhile.
+pub(crate) unsafe fn configure_inger(private_tls: bool) -> Result<(), inger::Error> {
     let mut config = inger::Config::from_env()?;
     if std::env::var_os("INGER_STACK_SIZE").is_none() {
         config = config.stack_size(main_stack_size());
@@ -83,10 +98,26 @@ pub(crate) fn configure_inger() -> Result<(), inger::Error> {
     match config.install() {
         // Someone (a constructor of the program) launched a function already: their
         // settings stay.
-        Ok(()) | Err(inger::Error::AlreadyInitialized) => Ok(()),
-        Err(error) => Err(error),
+        Ok(()) | Err(inger::Error::AlreadyInitialized) => {}
+        Err(error) => return Err(error),
     }
+    let user_value = std::env::var_os(SHARED_TLS);
+    // SAFETY: per the contract, nothing else touches the environment now.
+    unsafe { std::env::set_var(SHARED_TLS, if private_tls { "0" } else { "1" }) };
+    // Fixes the TLS mode for the rest of the process.
+    let _ = inger::capabilities();
+    // SAFETY: as above.
+    unsafe {
+        match user_value {
+            Some(value) => std::env::set_var(SHARED_TLS, value),
+            None => std::env::remove_var(SHARED_TLS),
+        }
+    }
+    Ok(())
 }
+
+/// inger's switch between private and shared thread-local storage.
+const SHARED_TLS: &str = "INGER_SHARED_TLS";
 
 /// Smallest and largest stack derived from the limit, and the one used when it is unlimited.
 const MIN_STACK: u64 = 2 << 20;

@@ -1,0 +1,246 @@
+//! Helpers shared by the integration tests: the command under test, Debian programs, a
+//! generated input, and a direct-versus-inger comparison.
+
+#![allow(dead_code, reason = "each test binary uses a subset")]
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The `inger-run` executable built for these tests, told where the preload library is.
+pub(crate) fn inger_run() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_inger-run"));
+    command.env("INGER_RUN_PRELOAD", preload_library());
+    command
+}
+
+/// The preload library built with the command: next to it after `cargo build`, in `deps/`
+/// after `cargo test` (which builds it as a dependency of the tests).
+pub(crate) fn preload_library() -> PathBuf {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_inger-run"))
+        .parent()
+        .expect("a directory");
+    let candidates = [
+        bin_dir.join("deps/libinger_preload.so"),
+        bin_dir.join("libinger_preload.so"),
+    ];
+    let newest = candidates
+        .iter()
+        .filter_map(|path| Some((fs::metadata(path).ok()?.modified().ok()?, path)))
+        .max();
+    match newest {
+        Some((_, path)) => path.clone(),
+        None => panic!(
+            "libinger_preload.so was not built next to {}",
+            bin_dir.display()
+        ),
+    }
+}
+
+/// The slice used by the storm tests: small, so that inputs of tens of MB see thousands of
+/// preemptions.
+pub(crate) const SLICE: &str = "20us";
+
+/// A program installed by a Debian package, by its absolute path in `/usr/bin` or `/bin`.
+/// Fails the test (never skips it) when the package is missing.
+pub(crate) fn debian_program(name: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/bin"] {
+        let path = Path::new(dir).join(name);
+        if path.is_file() {
+            return path;
+        }
+    }
+    panic!(
+        "this test needs `{name}` from the Debian package `{package}`, which is not installed: \
+         .ci/run must `apt-get install -y {package}`"
+    );
+}
+
+/// Bytes of generated input.
+pub(crate) const INPUT_SIZE: usize = 24 << 20;
+
+/// A deterministic, compressible-ish text of [`INPUT_SIZE`] bytes: lines of words drawn from
+/// a fixed pseudo-random vocabulary, then a number. Written once into the target's temporary
+/// directory and shared by all tests (and test binaries: the file name carries a version and
+/// appears atomically).
+pub(crate) fn text_input() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("inger-run-input-v1.txt");
+        if fs::metadata(&path).is_ok_and(|m| m.len() >= INPUT_SIZE as u64) {
+            return path;
+        }
+        let staging = path.with_extension(format!("tmp{}", std::process::id()));
+        fs::write(&staging, generate_text(INPUT_SIZE)).expect("write the test input");
+        fs::rename(&staging, &path).expect("publish the test input");
+        path
+    })
+}
+
+/// The same input compressed by `gzip -9` (for the decompression tests).
+pub(crate) fn gzip_input() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("inger-run-input-v1.txt.gz");
+        if path.is_file() {
+            return path;
+        }
+        let gzip = debian_program("gzip", "gzip");
+        let staging = path.with_extension(format!("tmp{}", std::process::id()));
+        let output = Command::new(gzip)
+            .arg("-9")
+            .stdin(fs::File::open(text_input()).expect("open input"))
+            .output()
+            .expect("run gzip");
+        assert!(output.status.success(), "gzip failed: {output:?}");
+        fs::write(&staging, output.stdout).expect("write the compressed input");
+        fs::rename(&staging, &path).expect("publish the compressed input");
+        path
+    })
+}
+
+fn generate_text(size: usize) -> Vec<u8> {
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        // splitmix64
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let vocabulary: Vec<Vec<u8>> = (0..4096)
+        .map(|_| {
+            let length = 2 + (next() % 9) as usize;
+            (0..length).map(|_| b'a' + (next() % 26) as u8).collect()
+        })
+        .collect();
+    let mut text = Vec::with_capacity(size + 128);
+    while text.len() < size {
+        let words = 3 + next() % 10;
+        for _ in 0..words {
+            text.extend_from_slice(&vocabulary[(next() % 4096) as usize]);
+            text.push(b' ');
+        }
+        writeln!(text, "{}", next() % 1_000_000).expect("writing to a Vec");
+    }
+    text
+}
+
+/// The counters of one `--stats` report.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Report {
+    pub(crate) preemptions: u64,
+    pub(crate) deferred_library: u64,
+    pub(crate) retries: u64,
+}
+
+/// The header line of a `--stats` report.
+pub(crate) const REPORT_HEADER: &str = "inger-run: statistics of pid ";
+
+/// Splits stderr into what the program wrote and the reports.
+pub(crate) fn split_reports(stderr: &[u8]) -> (Vec<u8>, Vec<Report>) {
+    let text = String::from_utf8_lossy(stderr);
+    let Some(start) = text.find(REPORT_HEADER) else {
+        return (stderr.to_vec(), Vec::new());
+    };
+    let mut reports = Vec::new();
+    let mut own = stderr[..start].to_vec();
+    let mut current: Option<Report> = None;
+    for line in text[start..].split_inclusive('\n') {
+        if line.starts_with(REPORT_HEADER) {
+            reports.extend(current.take());
+            current = Some(Report::default());
+        } else if let (Some(report), Some(row)) =
+            (current.as_mut(), line.strip_prefix("inger-run:   "))
+        {
+            let value = |name: &str| {
+                row.strip_prefix(name)
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            if let Some(v) = value("preemptions") {
+                report.preemptions = v;
+            } else if let Some(v) = value("deferred: in a library") {
+                report.deferred_library = v;
+            } else if let Some(v) = value("retries") {
+                report.retries = v;
+            }
+        } else {
+            own.extend_from_slice(line.as_bytes());
+        }
+    }
+    reports.extend(current);
+    (own, reports)
+}
+
+/// Runs `program args` directly and under `inger-run --stats --slice SLICE`, both with
+/// `stdin` as standard input; asserts identical stdout, stderr (less the report) and exit
+/// status; returns the report.
+pub(crate) fn compare(program: &Path, args: &[&str], stdin: &Path) -> Report {
+    let direct = Command::new(program)
+        .args(args)
+        .stdin(fs::File::open(stdin).expect("open input"))
+        .output()
+        .expect("run the program directly");
+    let under = inger_run()
+        .args(["--stats", "--slice", SLICE, "--"])
+        .arg(program)
+        .args(args)
+        .stdin(fs::File::open(stdin).expect("open input"))
+        .output()
+        .expect("run inger-run");
+    let shown = format!("{} {}", program.display(), args.join(" "));
+    assert_same_outcome(&shown, &direct, &under)
+}
+
+/// Asserts that `under` (a `--stats` run) did what `direct` did; returns its one report.
+pub(crate) fn assert_same_outcome(shown: &str, direct: &Output, under: &Output) -> Report {
+    let (own_stderr, reports) = split_reports(&under.stderr);
+    assert_eq!(
+        describe(under.status),
+        describe(direct.status),
+        "{shown}: exit status differs; stderr under inger-run:\n{}",
+        String::from_utf8_lossy(&under.stderr)
+    );
+    assert!(
+        under.stdout == direct.stdout,
+        "{shown}: stdout differs ({} bytes under inger-run, {} directly); stderr under inger-run:\n{}",
+        under.stdout.len(),
+        direct.stdout.len(),
+        String::from_utf8_lossy(&under.stderr)
+    );
+    assert!(
+        own_stderr == direct.stderr,
+        "{shown}: stderr differs:\n--- direct\n{}\n--- under inger-run\n{}",
+        String::from_utf8_lossy(&direct.stderr),
+        String::from_utf8_lossy(&own_stderr)
+    );
+    assert_eq!(
+        reports.len(),
+        1,
+        "{shown}: expected one report; stderr:\n{}",
+        String::from_utf8_lossy(&under.stderr)
+    );
+    eprintln!("{shown}: {:?}", reports[0]);
+    reports[0]
+}
+
+/// An exit status as text: `exit N` or `signal N`.
+pub(crate) fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        _ => format!("{status:?}"),
+    }
+}
+
+/// Standard streams closed, stdout/stderr captured.
+pub(crate) fn quiet(mut command: Command) -> Output {
+    command
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the command")
+}
