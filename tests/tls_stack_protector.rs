@@ -117,7 +117,7 @@ extern "C" fn pause_here() {
 
 thread_local! {
     /// The continuation that `resume_here` resumes (set around the call that uses it).
-    static TO_RESUME: Cell<*mut inger::Linger<'static, (u64, u64)>> =
+    static TO_RESUME: Cell<*mut inger::Linger<'static, (Vec<u64>, u64)>> =
         const { Cell::new(core::ptr::null_mut()) };
 }
 
@@ -136,18 +136,25 @@ fn protected_frames_spanning_pauses_resumes_and_migrations() {
             const TARGET: u64 = 300;
             static STOPS: Stops = Stops::new(TARGET);
             let before = inger::stats();
-            let mut linger: inger::Linger<'static, (u64, u64)> = inger::launch(
+            let mut linger: inger::Linger<'static, (Vec<u64>, u64)> = inger::launch(
                 move || {
                     let mut hash = 0u64;
-                    let mut calls = 0u64;
+                    let mut preempted_calls = Vec::new();
                     while !STOPS.done() {
+                        let seed = preempted_calls.len() as u64;
                         // Eight protected frames span a cooperative pause...
-                        hash ^= c.with_callback(8, calls, pause_here);
-                        // ...and twelve may be preempted.
-                        hash ^= c.recurse(12, calls);
-                        calls += 1;
+                        hash ^= c.with_callback(8, seed, pause_here);
+                        // ...then protected frames run until a preemption lands (the caller
+                        // only gets control back through one).
+                        let resumed_at = STOPS.seen();
+                        let mut calls = 0;
+                        while STOPS.seen() == resumed_at {
+                            hash ^= c.recurse(12, seed + calls);
+                            calls += 1;
+                        }
+                        preempted_calls.push(calls);
                     }
-                    (calls, hash)
+                    (preempted_calls, hash)
                 },
                 SLICE,
             )
@@ -175,18 +182,28 @@ fn protected_frames_spanning_pauses_resumes_and_migrations() {
                 }
                 stop += 1;
             }
-            let (calls, hash) = linger.completion().expect("completed");
+            let (preempted_calls, hash) = linger.completion().expect("completed");
             // Outside a function, pause_here does nothing: the same calls give the same hash.
-            let expected = (0..calls).fold(0u64, |h, i| {
-                h ^ c.with_callback(8, i, pause_here) ^ c.recurse(12, i)
-            });
+            let expected =
+                preempted_calls
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |mut h, (seed, &calls)| {
+                        let seed = seed as u64;
+                        h ^= c.with_callback(8, seed, pause_here);
+                        (0..calls).fold(h, |h, k| h ^ c.recurse(12, seed + k))
+                    });
             assert_eq!(hash, expected);
             let after = inger::stats();
+            let iterations = preempted_calls.len() as u64;
             assert!(
-                after.yields - before.yields >= calls,
+                after.yields - before.yields >= iterations,
                 "paused inside protected frames"
             );
-            assert!(after.preemptions > before.preemptions, "and preempted");
+            assert!(
+                after.preemptions - before.preemptions >= iterations,
+                "and preempted"
+            );
         },
     );
 }
