@@ -20,6 +20,16 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1).wrapping_add(frame[1])
 }
 
+/// Like [`recurse`], with some work in every frame, so that the timer fires many times
+/// before the stack runs out.
+fn slow_recurse(depth: u64) -> u64 {
+    let frame = black_box([support::mix(depth, 2_000); 64]);
+    if black_box(depth) == u64::MAX {
+        return frame[0];
+    }
+    slow_recurse(depth + 1).wrapping_add(frame[1])
+}
+
 /// Plays the child's part for `mode`; returns only if the expected crash did not happen.
 fn child(mode: &str) {
     match mode {
@@ -27,7 +37,12 @@ fn child(mode: &str) {
             let _ = inger::launch(|| recurse(0), Duration::MAX);
         }
         "overflow-preemptible" => {
-            let _ = inger::launch(|| recurse(0), Duration::from_micros(200));
+            // Slow recursion, preempted many times on its way to the guard page.
+            let budget = Duration::from_micros(100);
+            let mut linger = inger::launch(|| slow_recurse(0), budget).expect("launch");
+            while linger.is_continuation() {
+                inger::resume(&mut linger, budget).expect("resume");
+            }
         }
         "overflow-nested" => {
             let _ = inger::launch(
