@@ -11,7 +11,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{compare, debian_program, gzip_input, text_input};
+use common::{compare, compare_with, debian_program, gzip_input, text_input};
 
 /// The least a CPU-bound program must be preempted on the input at the test slice (the
 /// measured figures are several times higher; a slower machine only raises them).
@@ -145,6 +145,34 @@ fn python_main_thread_preempted_while_threads_hash() {
     let python = debian_program("python3", "python3");
     let report = compare(&python, &["-c", PYTHON_THREADS], text_input());
     assert!(report.preemptions >= MANY, "{report:?}");
+}
+
+#[test]
+fn private_tls_for_main() {
+    // The same storms with `main` on inger's private thread-local storage: stdio, malloc,
+    // errno and thread creation all go through a TLS block that is not the main thread's.
+    let report = compare_with(
+        &["--private-tls"],
+        &debian_program("gzip", "gzip"),
+        &["-9"],
+        text_input(),
+    );
+    assert!(report.preemptions >= MANY, "{report:?}");
+    let python = debian_program("python3", "python3");
+    let report = compare_with(
+        &["--private-tls"],
+        &python,
+        &["-c", PYTHON_THREADS],
+        text_input(),
+    );
+    assert!(report.preemptions >= MANY, "{report:?}");
+    let sort = debian_program("sort", "coreutils");
+    compare_with(
+        &["--private-tls"],
+        &sort,
+        &["--parallel=2", "-S", "64M", "-k", "4", "-n"],
+        text_input(),
+    );
 }
 
 #[test]

@@ -16,7 +16,10 @@
 
 // The unit tests need the test harness's `main`, so the entry point is compiled out of them.
 #![cfg_attr(not(test), no_main)]
-#![cfg_attr(test, allow(dead_code, reason = "the entry point is compiled out of unit tests"))]
+#![cfg_attr(
+    test,
+    allow(dead_code, reason = "the entry point is compiled out of unit tests")
+)]
 
 mod cli;
 mod locate;

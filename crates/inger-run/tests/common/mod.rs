@@ -180,19 +180,36 @@ pub(crate) fn split_reports(stderr: &[u8]) -> (Vec<u8>, Vec<Report>) {
 /// `stdin` as standard input; asserts identical stdout, stderr (less the report) and exit
 /// status; returns the report.
 pub(crate) fn compare(program: &Path, args: &[&str], stdin: &Path) -> Report {
+    compare_with(&[], program, args, stdin)
+}
+
+/// [`compare`] with extra `inger-run` options.
+pub(crate) fn compare_with(
+    options: &[&str],
+    program: &Path,
+    args: &[&str],
+    stdin: &Path,
+) -> Report {
     let direct = Command::new(program)
         .args(args)
         .stdin(fs::File::open(stdin).expect("open input"))
         .output()
         .expect("run the program directly");
     let under = inger_run()
-        .args(["--stats", "--slice", SLICE, "--"])
+        .args(["--stats", "--slice", SLICE])
+        .args(options)
+        .arg("--")
         .arg(program)
         .args(args)
         .stdin(fs::File::open(stdin).expect("open input"))
         .output()
         .expect("run inger-run");
-    let shown = format!("{} {}", program.display(), args.join(" "));
+    let shown = format!(
+        "{} {} {}",
+        options.join(" "),
+        program.display(),
+        args.join(" ")
+    );
     assert_same_outcome(&shown, &direct, &under)
 }
 
