@@ -75,8 +75,10 @@
  * with `-fno-asynchronous-unwind-tables`) and it was installed through the C library
  * (`sigaction`, `signal`) or with a trampoline libgcc recognises. Otherwise the call is not
  * refused and its behaviour in the handler is undefined. A report of "in a handler" is never
- * wrong. Inside a preemptible function the check walks the function's frames (about 200 ns
- * a frame); elsewhere it usually costs a scan of the live stack.
+ * wrong. Cost: outside preemptible functions, usually a scan of the caller's live stack frames
+ * (tens of nanoseconds); the unwinder runs only when that scan finds the signal-return
+ * address (a stale copy costs a few microseconds, never a wrong answer). Inside a preemptible
+ * function (a nested launch) the unwinder always runs: a few microseconds per call.
  * inger_pause() from a handler that interrupted a preemptible function pauses the function
  * with the handler still on its stack; the handler finishes when the function is resumed.
  *

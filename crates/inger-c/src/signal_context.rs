@@ -36,8 +36,15 @@
 //!   bounds the C layer does not know): there the walk always runs; it stops at the
 //!   function's entry trampoline, so it is short.
 //!
-//! The scan ends at the outermost frame an earlier walk from this stack reached (above it are
-//! only `argv`, the environment, or the thread descriptor), so it reads the live frames only.
+//! The scan ends where the thread's start routine in the C library calls the program:
+//! `main`'s canonical frame address on the main thread (`__libc_start_call_main` calls it and
+//! then `exit` from the same frame), the thread function's on other threads (`start_thread`).
+//! Those C-library frames live as long as the thread, so no signal frame can lie in them,
+//! while they do hold stale copies of the trampoline address from signal set-up done before
+//! `main`. The boundary comes from an earlier walk from this stack (frames identified with
+//! `dladdr`, outside any handler); if no C-library frame was seen, the walk's outermost
+//! frame is used. The trampoline address itself is read with the raw `rt_sigaction` system
+//! call into a buffer that is wiped afterwards, so reading it leaves no copy on the stack.
 //!
 //! # Limits (also stated in `libinger.h`)
 //!
@@ -61,6 +68,9 @@ const URC_NO_REASON: c_int = 0;
 /// `_URC_NORMAL_STOP`: any non-zero value stops the walk.
 const URC_NORMAL_STOP: c_int = 4;
 
+/// `SA_RESTORER` in the kernel's `sa_flags`: `sa_restorer` is set.
+const SA_RESTORER: u64 = 0x0400_0000;
+
 /// The bytes of glibc's x86-64 `__restore_rt`: `mov $15, %rax` (`rt_sigreturn`); `syscall`.
 const SIGRETURN_CODE: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
 
@@ -80,15 +90,35 @@ unsafe extern "C" {
     fn _Unwind_GetCFA(context: *mut UnwindContext) -> usize;
 }
 
+/// How many of the outermost frames a walk remembers.
+const OUTERMOST: usize = 8;
+
+/// One frame seen by a walk.
+#[derive(Debug, Clone, Copy, Default)]
+struct Frame {
+    /// Return address (or interrupted instruction) of the frame.
+    ip: usize,
+    /// Its canonical frame address: the caller's stack pointer before the call.
+    cfa: usize,
+}
+
 /// What a walk found.
 #[derive(Debug, Clone, Copy, Default)]
 struct Walk {
     /// A signal frame lies between the caller and the end of the walk.
     signal_frame: bool,
-    /// Canonical frame address of the last frame visited (the outermost one reached).
-    outermost_cfa: usize,
     /// Frames visited.
     frames: usize,
+    /// The last [`OUTERMOST`] frames visited, as a ring indexed by `frames % OUTERMOST`.
+    ring: [Frame; OUTERMOST],
+}
+
+impl Walk {
+    /// The remembered outermost frames, outermost first.
+    fn outermost_first(&self) -> impl Iterator<Item = Frame> + '_ {
+        let kept = self.frames.min(OUTERMOST);
+        (0..kept).map(move |back| self.ring[(self.frames - 1 - back) % OUTERMOST])
+    }
 }
 
 /// The part of this thread's own stack the fast filter may scan.
@@ -121,7 +151,7 @@ pub(crate) fn in_signal_handler() -> bool {
     let walk = walk();
     if !walk.signal_frame && !inside_function {
         // Not in a handler, so querying the thread's stack (which may allocate) is allowed.
-        learn_thread_stack(here, walk.outermost_cfa);
+        learn_thread_stack(here, &walk);
     }
     walk.signal_frame
 }
@@ -185,13 +215,17 @@ extern "C" fn visit(context: *mut UnwindContext, argument: *mut c_void) -> c_int
     let walk = unsafe { &mut *argument.cast::<Walk>() };
     let mut ip_before_insn: c_int = 0;
     // SAFETY: `context` is the live context the unwinder hands to this callback.
-    unsafe { _Unwind_GetIPInfo(context, &mut ip_before_insn) };
+    let (ip, cfa) = unsafe {
+        (
+            _Unwind_GetIPInfo(context, &mut ip_before_insn),
+            _Unwind_GetCFA(context),
+        )
+    };
     if ip_before_insn != 0 {
         walk.signal_frame = true;
         return URC_NORMAL_STOP;
     }
-    // SAFETY: as above.
-    walk.outermost_cfa = unsafe { _Unwind_GetCFA(context) };
+    walk.ring[walk.frames % OUTERMOST] = Frame { ip, cfa };
     walk.frames += 1;
     if walk.frames >= MAX_FRAMES {
         URC_NORMAL_STOP
@@ -202,8 +236,9 @@ extern "C" fn visit(context: *mut UnwindContext, argument: *mut c_void) -> c_int
 
 /// Records (or widens) the scannable part of this thread's stack, if `here` is on it.
 /// Not async-signal-safe: call only once a walk showed no signal frame.
-fn learn_thread_stack(here: usize, outermost_cfa: usize) {
-    if outermost_cfa <= here {
+fn learn_thread_stack(here: usize, walk: &Walk) {
+    let Some(end) = scan_end(walk) else { return };
+    if end <= here {
         return;
     }
     let known = THREAD_STACK.try_with(Cell::get).ok().flatten();
@@ -213,8 +248,40 @@ fn learn_thread_stack(here: usize, outermost_cfa: usize) {
     if here < stack.low || here >= stack.high {
         return; // on some other stack (an alternate signal stack, a user coroutine)
     }
-    stack.scan_end = stack.scan_end.max(outermost_cfa.min(stack.high));
+    stack.scan_end = stack.scan_end.max(end.min(stack.high));
     let _ = THREAD_STACK.try_with(|cell| cell.set(Some(stack)));
+}
+
+/// Where scans of this stack may stop, from a walk that saw no signal frame: the frame
+/// address of the first non-C-library frame inside the C library's thread-start frames (see
+/// the module docs), else the outermost frame's. Not async-signal-safe (`dladdr`).
+fn scan_end(walk: &Walk) -> Option<usize> {
+    let outermost = walk.outermost_first().next()?;
+    let libc = object_base(libc::abort as *const () as usize)?;
+    let mut seen_libc = false;
+    for frame in walk.outermost_first() {
+        // `ip - 1` lies inside the call instruction, so in the caller's own object.
+        let in_libc = object_base(frame.ip.saturating_sub(1)) == Some(libc);
+        if in_libc {
+            seen_libc = true;
+        } else if seen_libc {
+            return Some(frame.cfa);
+        }
+    }
+    Some(outermost.cfa)
+}
+
+/// The load address of the object containing `address`, from `dladdr`.
+fn object_base(address: usize) -> Option<usize> {
+    let mut info = core::mem::MaybeUninit::<libc::Dl_info>::uninit();
+    // SAFETY: `dladdr` only reads `address` as a number and fills `info` when it returns
+    // non-zero.
+    if unsafe { libc::dladdr(address as *const c_void, info.as_mut_ptr()) } == 0 {
+        return None;
+    }
+    // SAFETY: initialised by the successful call.
+    let base = unsafe { info.assume_init() }.dli_fbase as usize;
+    (base != 0).then_some(base)
 }
 
 /// This thread's stack mapping from `pthread_getattr_np`, with nothing learnt to scan yet.
@@ -244,26 +311,38 @@ fn query_thread_stack() -> Option<ThreadStack> {
 }
 
 /// Learns the address of the C library's signal trampoline, once, from the handler inger
-/// installed for SIGSEGV. Call after a successful launch (the core installs it on first use).
-/// Not meant for signal handlers (it is called only after the check passed).
+/// installed for SIGSEGV. Call after a successful launch (the core installs it on first use),
+/// not from a signal handler.
 pub(crate) fn learn_trampoline() {
     if TRAMPOLINE.load(Relaxed) != 0 {
         return;
     }
-    // SAFETY: a zeroed sigaction is a valid out-parameter.
-    let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
-    // SAFETY: querying with a null new action changes nothing.
-    if unsafe { libc::sigaction(libc::SIGSEGV, core::ptr::null(), &mut action) } != 0 {
+    // The kernel's `struct sigaction` on x86-64: handler, flags, restorer, mask (8 bytes).
+    let mut action = [0u64; 4];
+    // SAFETY: querying (null new action) with a 32-byte buffer for the old one and the
+    // kernel's 8-byte signal set; the system call writes only into `action`.
+    let queried = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            libc::SIGSEGV,
+            core::ptr::null::<c_void>(),
+            action.as_mut_ptr(),
+            8usize,
+        )
+    };
+    let (flags, restorer) = (action[1], action[2] as usize);
+    // Wipe the copy, so the stack keeps no stale trampoline address from us.
+    for word in &mut action {
+        // SAFETY: a plain write to our own local; volatile so it is not optimised away.
+        unsafe { core::ptr::write_volatile(word, 0) };
+    }
+    if queried != 0 || flags & SA_RESTORER == 0 || restorer == 0 {
         return;
     }
-    let Some(restorer) = action.sa_restorer else {
-        return;
-    };
-    let address = restorer as usize;
     // SAFETY: `sa_restorer` of an installed handler is the address of code the kernel
     // returns to; code pages are readable on x86-64 Linux, and we read 9 bytes of it.
-    let code = unsafe { core::ptr::read_unaligned(address as *const [u8; 9]) };
+    let code = unsafe { core::ptr::read_unaligned(restorer as *const [u8; 9]) };
     if code == SIGRETURN_CODE {
-        TRAMPOLINE.store(address, Relaxed);
+        TRAMPOLINE.store(restorer, Relaxed);
     }
 }
