@@ -62,8 +62,9 @@
  *
  * The function must not `longjmp` out of itself, throw a C++ exception out of itself (that
  * terminates the process), call `pthread_exit`, or be cancelled with `pthread_cancel`; nor
- * call `setuid` and the like.
-
+ * call `setuid` and the like. A stack overflow inside the function prints a message naming
+ * `INGER_STACK_SIZE` and aborts the process.
+ *
  * @section signals Signal handlers
  * inger_launch(), inger_resume() and inger_cancel() are not async-signal-safe; called from a
  * signal handler they return ::INGER_EINHANDLER and change nothing. Linux keeps no record of
@@ -85,7 +86,16 @@
  * @section errors Errors
  * Every `int` result is ::INGER_OK (0) or one of the `INGER_E*` codes below, which
  * inger_strerror() describes. A call that fails changes nothing (in particular `*out` is
- * left as it was and the handle stays valid). No function aborts on bad input.
+ * left as it was and the handle stays valid). No function aborts on bad input (the short
+ * names below do, by design).
+ *
+ * @section settings Settings
+ * Read from the environment at the first launch in the process: `INGER_STACK_SIZE` (stack
+ * of each function, `K`/`M`/`G` suffixes, default `2M`; only touched pages cost memory),
+ * `INGER_SIGNAL` (the real-time timer signal, e.g. `SIGRTMAX-4`, the default),
+ * `INGER_PREEMPT=0` (no timer: functions run until they return or pause), `INGER_RETRY_US`
+ * (retry interval after a deferred preemption, default 50) and `INGER_SHARED_TLS=1`. A bad
+ * value makes inger_launch() return ::INGER_ECONFIG.
  *
  * @section short Short names
  * Programs written against the original libinger may define `INGER_SHORT_NAMES` before

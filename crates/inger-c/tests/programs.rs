@@ -57,6 +57,17 @@ fn threads_with_shared_thread_local_storage() {
 }
 
 #[test]
+fn invalid_settings_are_reported_not_fatal() {
+    for linking in Linking::BOTH {
+        let program = compile("config_error.c", linking, &[]);
+        let output = run_command(
+            std::process::Command::new(program.path()).env("INGER_STACK_SIZE", "banana"),
+        );
+        assert_success(&output, "config error ok");
+    }
+}
+
+#[test]
 fn signal_handlers_are_refused() {
     compile_and_run_both("signal_handler.c", &[], "signal handler ok");
 }
