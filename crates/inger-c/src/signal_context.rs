@@ -57,6 +57,10 @@
 //!   system call with a private restorer) is detected by the walk only if libgcc recognises
 //!   that trampoline's bytes, and escapes the fast filter.
 //! - A walk deeper than [`MAX_FRAMES`] frames stops there and reports "not in a handler".
+//! - The detection itself is async-signal-safe when `libinger.so` is linked into the program
+//!   (or `libinger.a` is): its thread-locals then live in static TLS. A `libinger.so` loaded
+//!   with `dlopen` may have its thread-locals allocated (with `malloc`) on a thread's first
+//!   access, which could then happen inside a handler.
 
 use core::cell::Cell;
 use core::ffi::{c_int, c_void};
