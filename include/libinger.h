@@ -44,6 +44,8 @@
  * handles with ::INGER_EBADHANDLE, but only on a best-effort basis.
  * Cancelling a function that has started but not returned discards its stack: the rest of
  * the function never runs, memory it allocated is leaked, and locks it holds stay locked.
+ * That includes a nested function it was resuming when it was paused: that inner handle
+ * stays in use for good (::INGER_ERUNNING) and is leaked.
  *
  * @section threads Threads and thread-local storage
  * A preemptible function runs on the thread that launches or resumes it; there is no
