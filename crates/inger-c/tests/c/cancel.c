@@ -16,6 +16,14 @@ static void spin_forever(void *argument) {
 
 static void mark(void *argument) { *(volatile int *)argument = 1; }
 
+/* An outer function resuming an inner one that never ends: both pause at the outer deadline. */
+static inger_linger *inner;
+static void resume_inner_forever(void *argument) {
+    (void)argument;
+    CHECK_OK(inger_launch(&inner, spin_forever, 0, NULL));
+    CHECK_OK(inger_resume(inner, INGER_FOREVER));
+}
+
 int main(void) {
     /* Prepared, never run. */
     int ran = 0;
@@ -46,6 +54,15 @@ int main(void) {
     for (int i = 0; i < COUNT; i++) {
         CHECK_OK(inger_cancel(calls[i]));
     }
+
+    /* A paused chain: cancelling the outer function abandons the inner handle, which stays
+     * in use (it was being resumed) and is refused from then on. */
+    CHECK_OK(inger_launch(&call, resume_inner_forever, 1000, NULL));
+    CHECK(!inger_is_complete(call) && inner != NULL);
+    CHECK_OK(inger_cancel(call));
+    CHECK_CODE(inger_cancel(inner), INGER_ERUNNING);
+    CHECK_CODE(inger_resume(inner, 10), INGER_ERUNNING);
+    CHECK(!inger_is_complete(inner));
 
     /* Completed. */
     CHECK_OK(inger_launch(&call, mark, INGER_FOREVER, &ran));
