@@ -1,15 +1,15 @@
-//! A function's thread-local destructors run in its own context after its closure returned,
-//! and that context is an ordinary preemptible one: a destructor may be preempted (it is
-//! user code, possibly long) or may call `pause()`. The function must still complete, once,
-//! with its value, and the destructor must finish.
+//! A function's thread-local destructors run in its own context after its closure returned:
+//! a destructor may call `pause()`, or take longer than the budget. The function must still
+//! complete, once, with its value, and the destructor must finish. (A pause or preemption
+//! there once turned the finished function back into a paused one.)
 
 mod tls_support;
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use tls_support::{Stops, drive, preemptions, spin};
+use tls_support::{drive, spin};
 
 /// Calls `pause()` from its destructor, then counts itself.
 struct PausesWhenDropped(&'static AtomicUsize);
@@ -21,26 +21,22 @@ impl Drop for PausesWhenDropped {
     }
 }
 
-/// Spins in its destructor until the caller has seen `stops` stops, then counts itself.
-struct SpinsWhenDropped {
-    stops: &'static Stops,
-    started: &'static AtomicBool,
+/// Computes for a while in its destructor (long enough to span many time slices), then
+/// counts itself.
+struct ComputesWhenDropped {
     drops: &'static AtomicUsize,
 }
 
-impl Drop for SpinsWhenDropped {
+impl Drop for ComputesWhenDropped {
     fn drop(&mut self) {
-        self.started.store(true, Relaxed);
-        while !self.stops.done() {
-            spin(11, 5_000);
-        }
+        std::hint::black_box(spin(11, 3_000_000));
         self.drops.fetch_add(1, Relaxed);
     }
 }
 
 thread_local! {
     static PAUSES: RefCell<Option<PausesWhenDropped>> = const { RefCell::new(None) };
-    static SPINS: RefCell<Option<SpinsWhenDropped>> = const { RefCell::new(None) };
+    static COMPUTES: RefCell<Option<ComputesWhenDropped>> = const { RefCell::new(None) };
 }
 
 #[test]
@@ -70,32 +66,21 @@ fn a_destructor_that_pauses_lets_the_function_complete() {
 }
 
 #[test]
-fn a_destructor_preempted_many_times_lets_the_function_complete() {
-    const TARGET: u64 = 100;
-    static STOPS: Stops = Stops::new(TARGET);
-    static STARTED: AtomicBool = AtomicBool::new(false);
+fn a_long_destructor_under_a_short_budget_lets_the_function_complete() {
+    // Whether the destructor may be paused depends on the safe-point rule (libc's
+    // `__call_tls_dtors` is below it on the stack); either way the function completes once.
     static DROPS: AtomicUsize = AtomicUsize::new(0);
     std::thread::spawn(|| {
-        let before = preemptions();
         let linger = inger::launch(
             || {
-                SPINS.with_borrow_mut(|s| {
-                    *s = Some(SpinsWhenDropped {
-                        stops: &STOPS,
-                        started: &STARTED,
-                        drops: &DROPS,
-                    })
-                });
+                COMPUTES.with_borrow_mut(|c| *c = Some(ComputesWhenDropped { drops: &DROPS }));
                 String::from("done")
             },
             Duration::from_micros(100),
         )
         .expect("launch");
-        let (value, stops) = drive(linger, Duration::from_micros(100), |_| STOPS.record());
+        let (value, _) = drive(linger, Duration::from_micros(100), |_| {});
         assert_eq!(value, "done");
-        assert!(stops >= TARGET);
-        assert!(STARTED.load(Relaxed));
-        assert!(preemptions() - before >= TARGET);
         assert_eq!(DROPS.load(Relaxed), 1);
     })
     .join()
