@@ -43,3 +43,28 @@ pub fn context_switch_round_trips(round_trips: u64) -> Result<u64, Error> {
     stack::retire(&stack, stack.top() as usize);
     Ok(round_trips)
 }
+
+/// Time of `iterations` whole-stack safe-point checks made from inside a preemptible function
+/// whose stack is `depth` frames deep (plus the runtime's own), and the outcome of the last
+/// one (`true`: the stack may be paused).
+///
+/// # Errors
+/// Errors of [`crate::launch`].
+pub fn safepoint_checks_at_depth(
+    depth: usize,
+    iterations: u64,
+) -> Result<(std::time::Duration, bool), Error> {
+    let linger = crate::launch(move || recurse(depth, iterations), std::time::Duration::MAX)?;
+    Ok(linger
+        .completion()
+        .unwrap_or((std::time::Duration::ZERO, false)))
+}
+
+#[inline(never)]
+fn recurse(depth: usize, iterations: u64) -> (std::time::Duration, bool) {
+    if depth > 1 {
+        let result = recurse(std::hint::black_box(depth - 1), iterations);
+        return std::hint::black_box(result);
+    }
+    crate::preempt::time_safepoint_checks(iterations)
+}

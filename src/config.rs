@@ -107,7 +107,7 @@ impl Config {
     }
 
     /// First retry interval when a deadline passes while the function cannot be paused
-    /// (it doubles on each further retry, up to 1 ms).
+    /// (it doubles on each further retry, twice at most).
     pub fn retry_interval(mut self, interval: Duration) -> Self {
         self.retry = interval;
         self

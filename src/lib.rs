@@ -50,6 +50,7 @@ mod linger;
 pub mod pool;
 mod preempt;
 mod runtime;
+mod safepoint;
 mod stack;
 mod sys;
 
@@ -71,6 +72,9 @@ pub struct Capabilities {
     pub fast_tls_switch: bool,
     /// Timer preemption is on (false under `INGER_PREEMPT=0`).
     pub preemption: bool,
+    /// The standard library's critical sections were found in the executable's symbol table
+    /// (false for a stripped executable: then only the library and `nopreempt` rules apply).
+    pub std_critical_sections: bool,
 }
 
 /// Reports what this process's inger can do.
@@ -84,7 +88,24 @@ pub fn capabilities() -> Capabilities {
         private_tls: sys::tls::glibc().is_some(),
         fast_tls_switch: arch::fsgsbase_available(),
         preemption: config::preemption_enabled(),
+        std_critical_sections: {
+            safepoint::tables::init();
+            safepoint::tables::current().is_some_and(|tables| tables.std_symbols)
+        },
     }
+}
+
+/// Declares a library whose code must never be paused (like libc): a function is not paused
+/// while any frame of its stack is in that library. `name` is the library's file name or a
+/// prefix of it (`"libsqlite3"` matches `libsqlite3.so.0`). Also read, comma-separated, from
+/// `INGER_NONPREEMPTIBLE` at start-up.
+///
+/// ```
+/// inger::mark_non_preemptible("libsqlite3");
+/// ```
+pub fn mark_non_preemptible(name: &str) {
+    safepoint::tables::init();
+    safepoint::tables::mark_non_preemptible(name);
 }
 
 /// Whether inger's signal handler still owns the preemption signal (someone calling

@@ -60,11 +60,17 @@ use crate::runtime::{
     self, Lpf, NEVER, Runtime, abort_with, effective_deadline, leave, outermost_expired,
     release_nopreempt, state,
 };
+use crate::safepoint::{self, Reason};
 use crate::sys::clock::now_ns;
-use crate::sys::modules;
 use crate::sys::signal;
 
-/// Longest retry interval after repeated deferrals, in nanoseconds.
+/// Retries back off by doubling, at most this many times (50 us grows to 200 us by default):
+/// a function that spends most of its time in critical sections (printing in a loop, say)
+/// is only pausable in the short windows between them, and a long interval would miss them;
+/// a retry costs about 5 us of signal delivery and stack walk, so this stays under 3% of a
+/// core even when a function is never pausable.
+const MAX_BACKOFF_DOUBLINGS: u32 = 2;
+/// Longest retry interval, whatever the configured first interval.
 const MAX_RETRY_NS: u64 = 1_000_000;
 
 static HANDLERS: OnceLock<Result<(), Error>> = OnceLock::new();
@@ -75,7 +81,7 @@ pub(crate) fn install_process_handlers() -> Result<(), Error> {
     HANDLERS
         .get_or_init(|| {
             let settings = settings()?;
-            modules::table();
+            safepoint::tables::init();
             signal::install_fault_handler(on_fault)?;
             if settings.preemption {
                 signal::install_preemption_handler(settings.signal, on_timer)?;
@@ -138,14 +144,23 @@ unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
         // Inside runtime bookkeeping or a user critical section: the section end acts on it.
         leaf_ref.pending.store(true, Relaxed);
         STATS.deferred_nopreempt.fetch_add(1, Relaxed);
-    // SAFETY: `ucontext` is the running handler's (our contract).
-    } else if unsafe { !on_own_stack(leaf_ref, ucontext) || in_unsafe_module(ucontext) } {
-        let retries = leaf_ref.retries.get();
-        leaf_ref.retries.set(retries.saturating_add(1));
-        let delay = (rt.retry_ns << retries.min(16)).min(MAX_RETRY_NS);
-        rt.arm_retry(now, delay);
-        STATS.deferred_library.fetch_add(1, Relaxed);
-        STATS.retries.fetch_add(1, Relaxed);
+    } else if let Err(reason) = {
+        // SAFETY: `ucontext` is the running handler's (our contract); the unwind cache is this
+        // thread's and nothing else uses it while our `in_handler` flag is set.
+        unsafe {
+            if on_own_stack(leaf_ref, ucontext) {
+                safepoint::check(
+                    rt.unwind_cache(),
+                    leaf_ref,
+                    expired,
+                    safepoint::interrupted_registers(ucontext),
+                )
+            } else {
+                Err(Reason::Unwind)
+            }
+        }
+    } {
+        defer(rt, leaf_ref, now, reason);
     } else {
         // SAFETY: `expired` is on the running chain, so live.
         let overshoot = now.saturating_sub(unsafe { (*expired).deadline.load(Relaxed) });
@@ -179,14 +194,21 @@ unsafe fn on_own_stack(lpf: &Lpf, ucontext: *mut c_void) -> bool {
     sp > lpf.stack_low && sp <= lpf.stack_high
 }
 
-/// Whether the interrupted instruction lies in a non-preemptible module.
-///
-/// # Safety
-/// `ucontext` must be the running handler's.
-unsafe fn in_unsafe_module(ucontext: *mut c_void) -> bool {
-    // SAFETY: per the contract.
-    let ip = unsafe { crate::arch::interrupted_ip(ucontext) };
-    modules::table_if_built().is_none_or(|table| table.is_non_preemptible(ip))
+/// Counts a deferral and re-arms the timer a little later, backing off while it repeats.
+/// Async-signal-safe.
+fn defer(rt: &Runtime, lpf: &Lpf, now: u64, reason: Reason) {
+    let retries = lpf.retries.get();
+    lpf.retries.set(retries.saturating_add(1));
+    let delay = (rt.retry_ns << retries.min(MAX_BACKOFF_DOUBLINGS)).min(MAX_RETRY_NS);
+    rt.arm_retry(now, delay);
+    let counter = match reason {
+        Reason::Library => &STATS.deferred_library,
+        Reason::StdSection => &STATS.deferred_std,
+        Reason::Unknown => &STATS.deferred_unknown,
+        Reason::Unwind => &STATS.deferred_unwind,
+    };
+    counter.fetch_add(1, Relaxed);
+    STATS.retries.fetch_add(1, Relaxed);
 }
 
 /// A deadline passed while `lpf` could not be paused, and now it can: pause it if a deadline
@@ -206,6 +228,26 @@ pub(crate) fn pending_preemption(lpf: *mut Lpf) {
     let expired = outermost_expired(lpf, now);
     if expired.is_null() {
         rt.arm(effective_deadline(lpf));
+        return;
+    }
+    // The whole-stack rule applies here too: the section that just ended may sit inside a
+    // critical section further down the stack. Walk from this very frame.
+    let mut captured = [0usize; 3];
+    crate::arch::capture_caller_registers(&mut captured);
+    let registers = safepoint::Registers {
+        ip: captured[0],
+        sp: captured[1],
+        bp: captured[2],
+        ip_is_return_address: true,
+    };
+    // A timer expiry during the walk returns at once (and retries): the cache is ours.
+    this.in_handler.store(true, Relaxed);
+    // SAFETY: we run on `lpf`, the innermost LPF; `expired` is on its chain; the cache is this
+    // thread's and the flag above keeps the handler off it.
+    let verdict = unsafe { safepoint::check(rt.unwind_cache(), this, expired, registers) };
+    this.in_handler.store(false, Relaxed);
+    if let Err(reason) = verdict {
+        defer(rt, this, now, reason);
         return;
     }
     // SAFETY: `expired` is on the running chain.
@@ -356,6 +398,9 @@ struct Counters {
     yields: AtomicU64,
     deferred_nopreempt: AtomicU64,
     deferred_library: AtomicU64,
+    deferred_std: AtomicU64,
+    deferred_unknown: AtomicU64,
+    deferred_unwind: AtomicU64,
     retries: AtomicU64,
     longest_deferral_ns: AtomicU64,
 }
@@ -365,6 +410,9 @@ static STATS: Counters = Counters {
     yields: AtomicU64::new(0),
     deferred_nopreempt: AtomicU64::new(0),
     deferred_library: AtomicU64::new(0),
+    deferred_std: AtomicU64::new(0),
+    deferred_unknown: AtomicU64::new(0),
+    deferred_unwind: AtomicU64::new(0),
     retries: AtomicU64::new(0),
     longest_deferral_ns: AtomicU64::new(0),
 };
@@ -379,8 +427,17 @@ pub struct Stats {
     pub yields: u64,
     /// Expiries deferred because the function was in a `nopreempt` section or runtime code.
     pub deferred_nopreempt: u64,
-    /// Expiries deferred because the function was inside a non-preemptible library.
+    /// Expiries deferred because a frame of the function was in a non-preemptible library
+    /// (the loader, libc, libgcc_s, libstdc++, or one named by the user).
     pub deferred_library: u64,
+    /// Expiries deferred because a frame was in one of the standard library's critical
+    /// sections (stdio printing, one-time initialisation, panics, the environment, ...).
+    pub deferred_std: u64,
+    /// Expiries deferred because a frame was in code of no known module (JIT code, or a
+    /// library loaded after the module tables were last refreshed).
+    pub deferred_unknown: u64,
+    /// Expiries deferred because the stack could not be walked to its base.
+    pub deferred_unwind: u64,
     /// Timer re-arms after a deferral.
     pub retries: u64,
     /// Longest time from a deadline to the pause it caused, in nanoseconds.
@@ -401,21 +458,41 @@ pub fn stats() -> Stats {
         yields: STATS.yields.load(Relaxed) + live_yields(),
         deferred_nopreempt: STATS.deferred_nopreempt.load(Relaxed),
         deferred_library: STATS.deferred_library.load(Relaxed),
+        deferred_std: STATS.deferred_std.load(Relaxed),
+        deferred_unknown: STATS.deferred_unknown.load(Relaxed),
+        deferred_unwind: STATS.deferred_unwind.load(Relaxed),
         retries: STATS.retries.load(Relaxed),
         longest_deferral_ns: STATS.longest_deferral_ns.load(Relaxed),
     }
 }
+
+/// More than a kernel signal frame with a full XSAVE area (about 3 KiB with AVX2, 11 KiB with
+/// AVX-512) plus the handler's own frames.
+const SIGNAL_FRAME_ROOM: usize = 32 * 1024;
 
 /// SIGSEGV/SIGBUS handler: reports a stack overflow in a preemptible function, chains
 /// everything else. Runs on the alternate signal stack; async-signal-safe.
 unsafe extern "C" fn on_fault(signal: i32, info: *mut libc::siginfo_t, ucontext: *mut c_void) {
     // SAFETY: `info` is the kernel's siginfo for this fault.
     let address = unsafe { signal::fault_address(info) };
+    // When the stack has no room left for a signal frame (the timer signal arriving near its
+    // end), the kernel cannot deliver that signal and sends SIGSEGV with SI_KERNEL and no
+    // address instead: look at the interrupted stack pointer then.
+    // SAFETY: `info` and `ucontext` are the kernel's, for this delivery.
+    let (kernel_sent, sp) = unsafe {
+        (
+            signal::si_code(info) == libc::SI_KERNEL,
+            crate::arch::interrupted_sp(ucontext),
+        )
+    };
     let mut at = runtime::current_lpf();
     // SAFETY: the running chain is live.
     while let Some(lpf) = unsafe { at.as_ref() } {
         let guard_low = lpf.stack_low.saturating_sub(crate::stack::GUARD_SIZE);
-        if address < lpf.stack_low && address >= guard_low {
+        let in_guard = address < lpf.stack_low && address >= guard_low;
+        let frame_did_not_fit =
+            kernel_sent && sp >= guard_low && sp < lpf.stack_low + SIGNAL_FRAME_ROOM;
+        if in_guard || frame_did_not_fit {
             let mut digits = [0u8; 20];
             let size = signal::decimal((lpf.stack_high - lpf.stack_low) as u64, &mut digits);
             signal::write_stderr(&[
@@ -429,4 +506,37 @@ unsafe extern "C" fn on_fault(signal: i32, info: *mut libc::siginfo_t, ucontext:
     }
     // SAFETY: forwarding our own arguments from inside the fault handler.
     unsafe { signal::chain_fault(signal, info, ucontext) };
+}
+
+/// Runs the whole-stack check `iterations` times from the calling frame of the running
+/// function (for `bench_hooks`); returns the time taken and whether the last check passed.
+pub(crate) fn time_safepoint_checks(iterations: u64) -> (std::time::Duration, bool) {
+    let lpf = runtime::current_lpf();
+    // SAFETY: a non-null current LPF is the running one: us.
+    let Some(this) = (unsafe { lpf.as_ref() }) else {
+        return (std::time::Duration::ZERO, false);
+    };
+    // SAFETY: the runtime of the thread running us outlives the run.
+    let Some(rt) = (unsafe { this.runtime.load(Relaxed).as_ref() }) else {
+        return (std::time::Duration::ZERO, false);
+    };
+    safepoint::tables::init();
+    let mut passed = false;
+    this.in_handler.store(true, Relaxed);
+    let start = std::time::Instant::now();
+    for _ in 0..iterations {
+        let mut captured = [0usize; 3];
+        crate::arch::capture_caller_registers(&mut captured);
+        let registers = safepoint::Registers {
+            ip: captured[0],
+            sp: captured[1],
+            bp: captured[2],
+            ip_is_return_address: true,
+        };
+        // SAFETY: as in `pending_preemption`: our own stack, our cache, guarded by the flag.
+        passed = unsafe { safepoint::check(rt.unwind_cache(), this, lpf, registers) }.is_ok();
+    }
+    let elapsed = start.elapsed();
+    this.in_handler.store(false, Relaxed);
+    (elapsed, passed)
 }

@@ -116,6 +116,10 @@ pub(crate) struct Lpf {
     /// Bounds of the stack, for the handler's sanity checks and overflow reports.
     pub(crate) stack_low: usize,
     pub(crate) stack_high: usize,
+    /// Where the runtime's entry frames begin (the top the first switch starts from): stack
+    /// walks stop there.
+    walk_base: Cell<usize>,
+
     /// Thread pointer of the private TLS block, or 0 with shared TLS.
     pub(crate) tls: usize,
     /// The runtime of the thread that last resumed this LPF.
@@ -143,6 +147,8 @@ impl Lpf {
             run,
             stack_low: stack.base(),
             stack_high: stack.top() as usize,
+            walk_base: Cell::new(stack.top() as usize),
+
             tls: stack.tls,
             runtime: AtomicPtr::new(runtime as *const Runtime as *mut Runtime),
             errno: Cell::new(0),
@@ -158,8 +164,21 @@ impl Lpf {
         // SAFETY: per the contract, the stack below `top` is ours to write.
         unsafe {
             (*this).leaf.set(this);
+            (*this).walk_base.set(top as usize);
             *(*this).saved_sp.get() = arch::prepare_stack(top, lpf_entry, this.cast());
         }
+    }
+
+    /// Where stack walks of this LPF stop: frames at or above belong to the runtime's entry.
+    pub(crate) fn walk_base(&self) -> usize {
+        self.walk_base.get()
+    }
+
+    /// The stack pointer saved by the `switch` with which this LPF's resumer handed control
+    /// to it (it points into the resumer's stack).
+    pub(crate) fn caller_sp(&self) -> usize {
+        // SAFETY: written by `switch` in `resume`; read on the same thread.
+        unsafe { *self.caller_sp.get() as usize }
     }
 
     /// Raises the `nopreempt` counter. Only code on the thread running this LPF (its signal
@@ -230,6 +249,8 @@ pub(crate) struct Runtime {
     /// Free stacks (with their TLS blocks). Touched only by this thread, with preemption
     /// deferred; never by the signal handler.
     pool: RefCell<StackPool>,
+    /// The stack walker's rule cache; used only with the running LPF's `in_handler` flag set.
+    unwind_cache: UnsafeCell<Box<crate::safepoint::UnwindCache>>,
     /// Cooperative pauses on this thread (written only by its own non-handler code).
     pub(crate) yields: AtomicU64,
     /// Stacks of cancelled functions waiting to be guarded and discarded, with the lowest
@@ -292,6 +313,20 @@ impl Runtime {
                 crate::stack::retire(&stack, live_low);
             }
         }
+    }
+
+    /// The thread's unwind rule cache.
+    ///
+    /// # Safety
+    /// The caller must be the running LPF's code (or its handler) with that LPF's
+    /// `in_handler` flag set, which keeps every other user away for the borrow's duration.
+    #[allow(
+        clippy::mut_from_ref,
+        reason = "exclusive access is guaranteed by the in_handler flag"
+    )]
+    pub(crate) unsafe fn unwind_cache(&self) -> &mut crate::safepoint::UnwindCache {
+        // SAFETY: per the contract.
+        unsafe { &mut *self.unwind_cache.get() }
     }
 
     /// Installs `tp` as the fs base (no-op with shared TLS, where `tp` is 0).
@@ -424,6 +459,7 @@ fn start_runtime() -> Result<&'static Runtime, Error> {
         pool: RefCell::new(StackPool::default()),
         retired: RefCell::new(Vec::new()),
         yields: AtomicU64::new(0),
+        unwind_cache: UnsafeCell::new(Box::new(crate::safepoint::UnwindCache::new())),
         _altstack: AltStack::ensure(),
     }));
     if settings.preemption {

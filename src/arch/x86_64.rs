@@ -162,10 +162,6 @@ pub(crate) unsafe fn interrupted_sp(ucontext: *mut c_void) -> usize {
 ///
 /// # Safety
 /// As for [`interrupted_ip`].
-#[allow(
-    dead_code,
-    reason = "used by the stack walk of the whole-stack safe-point rule"
-)]
 pub(crate) unsafe fn interrupted_fp(ucontext: *mut c_void) -> usize {
     // SAFETY: per the contract, the kernel-written ucontext_t is valid for reads.
     unsafe {
@@ -240,4 +236,37 @@ pub(crate) unsafe fn adopt_thread_signal_state(ucontext: *mut c_void) {
             (*uc).uc_stack = stack;
         }
     }
+}
+
+/// The registers of a context suspended by [`switch`] at saved stack pointer `sp`: the
+/// return address into its caller, the stack pointer after that return, and its frame pointer.
+///
+/// # Safety
+/// `sp` must be a stack pointer saved by `switch` whose context is still suspended.
+pub(crate) unsafe fn suspended_registers(sp: usize) -> crate::safepoint::Registers {
+    let slots = sp as *const usize;
+    // SAFETY: per the contract, the switch frame described in the module docs is at `sp`.
+    unsafe {
+        crate::safepoint::Registers {
+            ip: slots.add(7).read(),
+            sp: sp + SWITCH_FRAME,
+            bp: slots.add(6).read(),
+            ip_is_return_address: true,
+        }
+    }
+}
+
+/// The registers of the code that called this function: its return address, the stack
+/// pointer after returning to it, and the frame pointer. Used to walk the current stack from
+/// ordinary (non-handler) code.
+#[unsafe(naked)]
+pub(crate) extern "C" fn capture_caller_registers(out: *mut [usize; 3]) {
+    naked_asm!(
+        "mov rax, [rsp]", // our return address: an instruction in the caller
+        "mov [rdi], rax",
+        "lea rax, [rsp + 8]", // the caller's stack pointer once we return
+        "mov [rdi + 8], rax",
+        "mov [rdi + 16], rbp", // the caller's frame pointer (we do not touch rbp)
+        "ret",
+    )
 }

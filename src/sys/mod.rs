@@ -3,7 +3,6 @@
 
 pub(crate) mod clock;
 pub(crate) mod memory;
-pub(crate) mod modules;
 pub(crate) mod signal;
 pub(crate) mod timer;
 pub(crate) mod tls;

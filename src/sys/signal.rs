@@ -104,10 +104,17 @@ pub(crate) unsafe fn chain_fault(signal: i32, info: *mut libc::siginfo_t, uconte
     let previous = PREVIOUS_SEGV[fault_index(signal)].load(Ordering::Relaxed);
     let flags = PREVIOUS_SEGV_FLAGS[fault_index(signal)].load(Ordering::Relaxed) as i32;
     if previous == libc::SIG_DFL || previous == libc::SIG_IGN {
-        // Restore the default action and return: the faulting instruction runs again and the
-        // kernel then applies the default action (a core dump) to the original fault.
-        // A failure here cannot be reported; the fault then simply repeats into our handler.
-        let _ = set_action(signal, libc::SIG_DFL, 0);
+        // Restore the default action. For a real fault, returning runs the faulting
+        // instruction again and the kernel applies the default action (a core dump) to it. A
+        // signal sent with kill/raise/sigqueue (si_code <= 0) has no faulting instruction, so
+        // it is raised again. A failure to restore cannot be reported; a real fault then
+        // simply repeats into our handler.
+        let _ = set_action(signal, previous, 0);
+        // SAFETY: `info` is the kernel's siginfo for this delivery.
+        if unsafe { si_code(info) } <= 0 && previous == libc::SIG_DFL {
+            // SAFETY: raise is async-signal-safe; the signal is not blocked (SA_NODEFER).
+            unsafe { libc::raise(signal) };
+        }
     } else if flags & libc::SA_SIGINFO != 0 {
         // SAFETY: the previous owner installed this as an SA_SIGINFO handler.
         let previous: Handler = unsafe { core::mem::transmute::<usize, Handler>(previous) };

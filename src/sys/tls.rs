@@ -18,6 +18,7 @@
 //! | `header.stack_guard` (+40) | the thread's | `-fstack-protector` canary: frames spanning a switch check it against the other context's value |
 //! | `header.pointer_guard` (+48) | the thread's | `setjmp`/`atexit` pointer mangling; else atexit handlers registered inside crash at exit |
 //! | `header.feature_1` (+72) | the thread's | CET state |
+//! | `list` (`_thread_db_pthread_list`) | an empty list node (pointing to itself) | `fork` unlinks the caller's descriptor in the child |
 //! | `tid` (`_thread_db_pthread_tid`) | the running thread's id, refreshed on migration | mutex ownership, `raise`, `pthread_kill` |
 //! | `robust_head` (tid + 16, cross-checked against `cancelhandling` − 40) | an empty list of its own | robust mutexes locked inside link into it |
 //! | `specific[0]` (`_thread_db_pthread_specific`) | the block's own `specific_1stblock` | pthread keys below 32 live inline |
@@ -141,6 +142,7 @@ impl Glibc {
         let cancelhandling = field_offset(c"_thread_db_pthread_cancelhandling")?;
         let specific = field_offset(c"_thread_db_pthread_specific")?;
         let report_events = field_offset(c"_thread_db_pthread_report_events")?;
+        let list = field_offset(c"_thread_db_pthread_list")?;
         // struct pthread (nptl/descr.h): tid, pid, robust_prev, robust_head{list, futex_offset,
         // list_op_pending}, cleanup, cleanup_jmp_buf, cancelhandling, flags,
         // specific_1stblock[32], specific[32], specific_used, report_events.
@@ -152,6 +154,7 @@ impl Glibc {
             && cancelhandling + 8 == specific_first_block
             && specific + 32 * 8 == specific_used
             && specific_used < size
+            && list + 16 == tid
             && size >= 1024;
         if !consistent {
             return None;
@@ -197,6 +200,18 @@ impl Glibc {
         unsafe {
             put(block, 0, block);
             put(block, 16, block);
+            // `list` (just before `tid`): an empty circular list node, so that glibc's fork,
+            // which unlinks the calling thread's descriptor in the child, finds a valid node.
+            put(
+                block,
+                tid_list_offset(self.tid),
+                block + tid_list_offset(self.tid),
+            );
+            put(
+                block,
+                tid_list_offset(self.tid) + 8,
+                block + tid_list_offset(self.tid),
+            );
             copy::<u32>(block, current, 24); // multiple_threads
             copy::<usize>(block, current, 32); // sysinfo
             copy::<usize>(block, current, 40); // stack_guard
@@ -303,6 +318,12 @@ impl Glibc {
         // SAFETY: called in the function's own context, as a thread exit would.
         unsafe { (self.call_tls_dtors)() };
     }
+}
+
+/// Offset of `struct pthread`'s `list` node: the 16 bytes just before `tid` (checked against
+/// `_thread_db_pthread_list` in `find`).
+fn tid_list_offset(tid: usize) -> usize {
+    tid - 16
 }
 
 /// Per-function libc state to reset when a function starts in a block: errno and the locale
