@@ -82,6 +82,8 @@ pub(crate) fn install_process_handlers() -> Result<(), Error> {
         .get_or_init(|| {
             let settings = settings()?;
             safepoint::tables::init();
+            // SAFETY: the handlers are plain functions that only issue madvise calls.
+            unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_in_parent), None) };
             signal::install_fault_handler(on_fault)?;
             if settings.preemption {
                 signal::install_preemption_handler(settings.signal, on_timer)?;
@@ -89,6 +91,26 @@ pub(crate) fn install_process_handlers() -> Result<(), Error> {
             Ok(())
         })
         .clone()
+}
+
+/// Stacks are not inherited by `fork` (see `sys::memory::map`), except those of the function
+/// chain calling it, so that the child can run on: this hands them down.
+unsafe extern "C" fn before_fork() {
+    set_chain_inherited(true);
+}
+
+unsafe extern "C" fn after_fork_in_parent() {
+    set_chain_inherited(false);
+}
+
+fn set_chain_inherited(inherit: bool) {
+    let mut at = runtime::current_lpf();
+    // SAFETY: the running chain is live.
+    while let Some(lpf) = unsafe { at.as_ref() } {
+        let low = lpf.stack_low - crate::stack::GUARD_SIZE;
+        crate::sys::memory::fork_inherit(low, lpf.stack_high - low, inherit);
+        at = lpf.parent.load(Relaxed);
+    }
 }
 
 /// Whether inger's handler still owns the preemption signal.
