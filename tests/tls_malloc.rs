@@ -100,26 +100,31 @@ fn several_functions_allocate_in_turn_under_preemption_while_the_caller_allocate
     );
 }
 
+/// Blocks handed from one context to the other. Both sides touch it only briefly, and the
+/// function only inside `nopreempt`, so it is never paused holding the lock. (A
+/// `std::sync::mpsc` channel is not usable here: its receiver spins until a sender finishes
+/// writing a slot, and a sender paused half-way on the same kernel thread never does.)
+type Mailbox = std::sync::Mutex<Vec<Box<[u64]>>>;
+
 #[test]
 fn memory_allocated_in_one_context_is_freed_in_another() {
     const TARGET: u64 = 200;
     let stops = Stops::new(TARGET);
     // The caller hands the function blocks to free; the function hands back blocks it
     // allocated, which the caller frees.
-    let (to_function, from_caller) = std::sync::mpsc::channel::<Vec<Box<[u64]>>>();
-    let (to_caller, from_function) = std::sync::mpsc::channel::<Vec<Box<[u64]>>>();
+    let to_function = Mailbox::default();
+    let to_caller = Mailbox::default();
     let before = preemptions();
-    let stops_ref = &stops;
     let mut linger = inger::launch(
-        move || {
+        || {
             let mut freed = 0u64;
             let mut round = 0u64;
-            while !stops_ref.done() {
-                for batch in from_caller.try_iter() {
-                    for block in batch {
-                        assert!(block.iter().all(|&v| v == block.len() as u64));
-                        freed += 1;
-                    }
+            while !stops.done() {
+                let received =
+                    inger::nopreempt(|| std::mem::take(&mut *to_function.lock().unwrap()));
+                for block in received {
+                    assert!(block.iter().all(|&v| v == block.len() as u64));
+                    freed += 1;
                 }
                 let batch: Vec<Box<[u64]>> = (0..8)
                     .map(|k| {
@@ -127,7 +132,7 @@ fn memory_allocated_in_one_context_is_freed_in_another() {
                         vec![len as u64 + 1_000_000; len].into_boxed_slice()
                     })
                     .collect();
-                to_caller.send(batch).expect("send");
+                inger::nopreempt(|| to_caller.lock().unwrap().extend(batch));
                 spin(round, 3_000);
                 round += 1;
             }
@@ -139,20 +144,16 @@ fn memory_allocated_in_one_context_is_freed_in_another() {
     let mut received = 0u64;
     let mut sent = 0u64;
     while linger.is_continuation() {
-        for batch in from_function.try_iter() {
-            for block in batch {
-                assert!(block.iter().all(|&v| v == block.len() as u64 + 1_000_000));
-                received += 1;
-            }
+        for block in std::mem::take(&mut *to_caller.lock().unwrap()) {
+            assert!(block.iter().all(|&v| v == block.len() as u64 + 1_000_000));
+            received += 1;
         }
-        let batch: Vec<Box<[u64]>> = (0..8)
-            .map(|k| {
-                let len = 1 + ((sent + k) % 500) as usize;
-                vec![len as u64; len].into_boxed_slice()
-            })
-            .collect();
+        let batch = (0..8).map(|k| {
+            let len = 1 + ((sent + k) % 500) as usize;
+            vec![len as u64; len].into_boxed_slice()
+        });
+        to_function.lock().unwrap().extend(batch);
         sent += 8;
-        to_function.send(batch).expect("send");
         stops.record();
         inger::resume(&mut linger, SLICE).expect("resume");
     }
