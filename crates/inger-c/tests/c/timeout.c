@@ -16,13 +16,16 @@ int main(void) {
     CHECK_OK(inger_launch(&call, spin_until_stopped, 1000, NULL));
     CHECK(!inger_is_complete(call));
     CHECK(!inger_yielded(call)); /* stopped by the timer, not by inger_pause */
-    CHECK(spins > 0);
 
-    /* More budget: still not done, and it made progress. */
+    /* More budget: still not done, and it makes progress. (A single slice may pass without
+     * one spin when the machine is loaded and the thread is descheduled: try a few.) */
     unsigned long before = spins;
-    CHECK_OK(inger_resume(call, 1000));
-    CHECK(!inger_is_complete(call));
+    for (int slice = 0; slice < 1000 && spins == before; slice++) {
+        CHECK_OK(inger_resume(call, 1000));
+        CHECK(!inger_is_complete(call));
+    }
     CHECK(spins > before);
+
 
     /* A zero budget resumes it only briefly. */
     CHECK_OK(inger_resume(call, 0));
