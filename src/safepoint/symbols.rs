@@ -16,6 +16,8 @@
 //! | environment access (the environment lock) | `std::env::*`, `std::sys::env::*`, `std::sys::pal::unix::os::*env*` |
 //! | thread-local destructor registration | `std::sys::thread_local::*` |
 //! | backtrace printing (the backtrace lock) | `std::sys::backtrace::lock`, `BacktraceLock` |
+//! | channel slot writes and reads (a receiver spins on a half-written slot) | `std::sync::mpmc::*::{write, read, start_send, start_recv}` |
+
 //! | global allocator entry points (a custom allocator may not be reentrant) | `__rust_alloc*`, `__rust_dealloc`, `__rust_realloc`, `__rg_*`, `__rdl_*` |
 //!
 //! A stripped executable has no `.symtab`: inger then knows none of these ranges, reports it
@@ -92,6 +94,13 @@ pub(crate) fn is_critical(mangled: &str) -> bool {
     }
     if path.starts_with("std::sync::lazy_lock::LazyLock<") {
         return path.contains("force") || path.contains("really_init");
+    }
+    if path.starts_with("std::sync::mpmc::") {
+        // A receiver on the same thread spins on a slot whose sender was paused half-way
+        // through writing it: the slot writes and reads are critical, the waits are not.
+        return ["::write", "::read", "::start_send", "::start_recv"]
+            .iter()
+            .any(|name| path.ends_with(name));
     }
     false
 }
