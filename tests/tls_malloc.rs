@@ -71,33 +71,46 @@ fn churn(seed: u64, rounds: u64) -> u64 {
 #[test]
 fn several_functions_allocate_in_turn_under_preemption_while_the_caller_allocates() {
     const FUNCTIONS: u64 = 4;
-    const ROUNDS: u64 = 5_000;
-    let expected: Vec<u64> = (0..FUNCTIONS).map(|f| churn(f, ROUNDS)).collect();
+    const TARGET: u64 = 200;
+    let stops = Stops::new(TARGET);
     let before = preemptions();
+    // Each function churns in chunks until the caller has stopped TARGET times.
     let mut functions: Vec<_> = (0..FUNCTIONS)
-        .map(|f| inger::launch(move || churn(f, ROUNDS), SLICE).expect("launch"))
+        .map(|f| {
+            let stops = &stops;
+            inger::launch(
+                move || {
+                    let mut sums = Vec::new();
+                    while !stops.done() {
+                        sums.push(churn(f * 1_000_000 + sums.len() as u64, 200));
+                    }
+                    sums
+                },
+                SLICE,
+            )
+            .expect("launch")
+        })
         .collect();
-    let mut stops = 0u64;
-    let mut caller_checksum = 0u64;
+    let mut caller_sums = Vec::new();
     while functions.iter().any(inger::Linger::is_continuation) {
-        caller_checksum = caller_checksum.wrapping_add(churn(1000 + stops, 20));
-        stops += 1;
+        caller_sums.push(churn(u64::MAX - stops.seen(), 20));
+        stops.record();
         for linger in &mut functions {
             inger::resume(linger, SLICE).expect("resume");
         }
     }
-    let results: Vec<u64> = functions
-        .into_iter()
-        .map(|l| l.completion().expect("completed"))
+    for (f, linger) in functions.into_iter().enumerate() {
+        let sums = linger.completion().expect("completed");
+        let expected: Vec<u64> = (0..sums.len() as u64)
+            .map(|chunk| churn(f as u64 * 1_000_000 + chunk, 200))
+            .collect();
+        assert_eq!(sums, expected, "function {f}");
+    }
+    let caller_expected: Vec<u64> = (0..caller_sums.len() as u64)
+        .map(|stop| churn(u64::MAX - stop, 20))
         .collect();
-    assert_eq!(results, expected);
-    let caller_expected = (0..stops).fold(0u64, |acc, s| acc.wrapping_add(churn(1000 + s, 20)));
-    assert_eq!(caller_checksum, caller_expected);
-    assert!(preemptions() - before >= FUNCTIONS, "they were preempted");
-    assert!(
-        stops >= 10,
-        "they were preempted repeatedly ({stops} rounds)"
-    );
+    assert_eq!(caller_sums, caller_expected);
+    assert!(preemptions() - before >= TARGET, "they were preempted");
 }
 
 /// Blocks handed from one context to the other. Both sides touch it only briefly, and the
