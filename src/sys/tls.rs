@@ -68,6 +68,9 @@ pub(crate) struct Glibc {
     images: Vec<Image>,
     /// libc's static TLS image (errno, locale, malloc tcache and arena, TLS destructor list).
     libc_image: Option<Image>,
+    /// Offset below the thread pointer of libc's `tls_dtor_list` (the list of thread-local
+    /// destructors registered with `__cxa_thread_atexit_impl`), if it could be located.
+    dtor_list_below_tp: Option<usize>,
     /// Module ids with static TLS (libc's included): their DTV entries are never freed.
     static_modids: Vec<usize>,
     /// DTV generation of blocks that have seen no module loaded after start-up: their DTVs
@@ -178,6 +181,7 @@ impl Glibc {
             cancelhandling,
             rseq_cpu_id,
             images,
+            dtor_list_below_tp: libc_image.as_ref().and_then(locate_dtor_list),
             libc_image,
             static_modids,
             base_generation,
@@ -235,13 +239,18 @@ impl Glibc {
         self.reset_thread_state(block, tid);
     }
 
-    /// Resets a block whose function was cancelled while paused, libc's part included: its
-    /// TLS destructor list may name objects of the discarded function, so it is emptied
-    /// without running them. The cancelled function's malloc tcache (if it allocated) is
-    /// abandoned with the rest of what it owned.
+    /// Resets a block whose function was cancelled while paused. Its list of thread-local
+    /// destructors names objects of the discarded function: it is emptied without running
+    /// them (the list nodes leak, a few dozen bytes each). The rest of libc's part is kept:
+    /// a function is never paused inside libc, so its malloc cache is consistent and stays
+    /// with the block. If the list could not be located, libc's whole part is re-initialised
+    /// instead, abandoning that cache (about 15 KB).
     pub(crate) fn reset_cancelled_block(&self, block: usize, tid: i32) {
-        if let Some(libc_image) = &self.libc_image {
-            libc_image.copy_into(block);
+        match (self.dtor_list_below_tp, &self.libc_image) {
+            // SAFETY: the list head is a pointer-sized word of libc's static TLS in `block`.
+            (Some(below_tp), _) => unsafe { ((block - below_tp) as *mut usize).write(0) },
+            (None, Some(libc_image)) => libc_image.copy_into(block),
+            (None, None) => {}
         }
         self.reuse_block(block, tid);
     }
@@ -318,6 +327,63 @@ impl Glibc {
         // SAFETY: called in the function's own context, as a thread exit would.
         unsafe { (self.call_tls_dtors)() };
     }
+}
+
+/// Finds libc's `tls_dtor_list` (a static, unexported thread-local) by registering a
+/// destructor for a marker object on the calling thread and seeing which word of libc's
+/// static TLS block starts pointing at a node naming that object; then unlinks and frees the
+/// node again. Runs once, outside any handler.
+fn locate_dtor_list(libc_image: &Image) -> Option<usize> {
+    unsafe extern "C" {
+        fn __cxa_thread_atexit_impl(
+            destructor: unsafe extern "C" fn(*mut c_void),
+            object: *mut c_void,
+            dso_symbol: *mut c_void,
+        ) -> i32;
+    }
+    unsafe extern "C" fn never_run(_: *mut c_void) {}
+    static MARKER: u8 = 0;
+    let marker = (&raw const MARKER).cast_mut().cast::<c_void>();
+    let block = arch::thread_pointer() - libc_image.below_tp;
+    let words = libc_image.mem_size / 8;
+    // Only the list head may change below: the malloc cache and arena of this thread exist
+    // already (warmed here), and errno is pinned to 0 around the snapshot and the comparison.
+    // SAFETY: a plain allocation and its release.
+    unsafe { libc::free(libc::malloc(64)) };
+    let saved_errno = crate::sys::signal::errno();
+    crate::sys::signal::set_errno(0);
+    let snapshot: Vec<usize> = (0..words)
+        // SAFETY: libc's static TLS block of the calling thread, `mem_size` bytes.
+        .map(|index| unsafe { (block as *const usize).add(index).read() })
+        .collect();
+    // SAFETY: registering a no-op destructor for a static object of this module.
+    let registered = unsafe { __cxa_thread_atexit_impl(never_run, marker, marker) } == 0;
+    crate::sys::signal::set_errno(0);
+    let mut found = None;
+    for (index, &before) in snapshot.iter().enumerate().filter(|_| registered) {
+        // SAFETY: as above.
+        let word = unsafe { (block as *mut usize).add(index) };
+        // SAFETY: as above.
+        let now = unsafe { word.read() };
+        // A node is `{ func (mangled), obj, map, next }`; ours names the marker.
+        // SAFETY: a changed word that is a list head points to a live heap node.
+        if now != before
+            && now % 8 == 0
+            && now > 0xffff
+            && unsafe { (now as *const usize).add(1).read() } == marker as usize
+        {
+            // Unlink our node (it was pushed at the head) and free it.
+            // SAFETY: the node is ours, allocated by glibc with malloc.
+            unsafe {
+                word.write((now as *const usize).add(3).read());
+                libc::free(now as *mut c_void);
+            }
+            found = Some(libc_image.below_tp - index * 8);
+            break;
+        }
+    }
+    crate::sys::signal::set_errno(saved_errno);
+    found
 }
 
 /// Offset of `struct pthread`'s `list` node: the 16 bytes just before `tid` (checked against
