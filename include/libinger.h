@@ -139,6 +139,8 @@ extern "C" {
 /** Resumed on another thread than the launching one while thread-local storage is shared
  *  (see @ref threads). */
 #define INGER_EWRONGTHREAD 9
+/** The function was cancelled cooperatively and unwound (a Rust-side cancellation). */
+#define INGER_ECANCELLED 10
 /** A required pointer argument was NULL. */
 #define INGER_ENULL 64
 /** Not a live handle from inger_launch() (already cancelled?). Best effort. */

@@ -42,6 +42,9 @@ pub enum Error {
     /// thread-local storage (see [`capabilities`](crate::capabilities)), so it can only be
     /// resumed on the thread that launched it.
     WrongThread,
+    /// The function was cancelled cooperatively and has unwound (see
+    /// [`Continuation::cancel_cooperatively`](crate::Continuation::cancel_cooperatively)).
+    Cancelled,
 }
 
 impl Error {
@@ -57,6 +60,7 @@ impl Error {
             Error::AlreadyRunning => 7,
             Error::InSignalHandler => 8,
             Error::WrongThread => 9,
+            Error::Cancelled => 10,
         }
     }
 }
@@ -97,6 +101,10 @@ impl fmt::Display for Error {
             Error::InSignalHandler => write!(
                 f,
                 "preemptible functions cannot be launched or resumed from a signal handler"
+            ),
+            Error::Cancelled => write!(
+                f,
+                "the preemptible function was cancelled cooperatively and unwound"
             ),
             Error::WrongThread => write!(
                 f,

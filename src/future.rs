@@ -112,19 +112,31 @@
 //! those short critical sections, a worker that wants the same mutex blocks until the poll is
 //! resumed, and on a runtime with a single worker (or when every worker ends up waiting) that
 //! never happens: a deadlock. The window is a few microseconds per such operation against a
-//! slice of a millisecond, so it is rare, not impossible. Until inger's safe-point rule can be
+//! slice of a millisecond, so it is rare, not impossible: with 30 µs slices, three tasks
+//! looping over a timer and a channel round trip on one worker deadlocked within seconds (the
+//! worker blocked on the timer wheel's lock, held by a paused poll); with the awaits wrapped as
+//! below the same loop ran through 80,000 preemptions. tokio is linked into the program, so
+//! naming libraries as non-preemptible does not cover it. Until inger's safe-point rule can be
 //! told about such code, put awaits of executor primitives inside a preemptible future in
 //! [`NonPreemptible`] (`.nopreempt()`), and synchronous calls into them in
 //! [`nopreempt`](crate::nopreempt); keep the CPU-heavy parts preemptible:
 //!
-//! ```ignore
+//! ```no_run
+//! use std::time::Duration;
+//! use inger::future::PreemptibleExt;
+//! # fn crunch(x: u64) -> u64 { x * 2 }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let (tx, mut rx) = tokio::sync::mpsc::channel::<u64>(1);
 //! let work = async move {
-//!     let input = rx.recv().nopreempt().await;           // tokio channel: not preempted
-//!     let result = crunch(input);                          // CPU-heavy: preempted every slice
-//!     tokio::time::sleep(pause).nopreempt().await;         // tokio timer: not preempted
+//!     let input = rx.recv().nopreempt().await.unwrap_or(0); // tokio channel: not preempted
+//!     let result = crunch(input); // CPU-heavy: preempted every slice
+//!     tokio::time::sleep(Duration::from_millis(1)).nopreempt().await; // timer: not preempted
 //!     result
 //! };
-//! tokio::spawn(work.preemptible(Duration::from_millis(1)));
+//! let task = tokio::spawn(work.preemptible(Duration::from_millis(1)));
+//! tx.send(21).await.unwrap();
+//! assert_eq!(task.await.unwrap(), 42);
+//! # });
 //! ```
 //!
 //! The wrapper's own proxy waker forwards wakes with preemption deferred, so waking a task
@@ -143,9 +155,11 @@
 //! # Costs
 //!
 //! Each poll of the wrapper launches a preemptible function (a stack and a thread-local block
-//! from a per-thread pool, a few microseconds) and takes an uncontended mutex for the proxy
-//! waker; an expired slice costs a timer signal and a resume (about 6 µs). Nothing is held
-//! between polls except the paused stack of a poll that ran out of time.
+//! from a per-thread pool), enters the tokio runtime inside it (with the `tokio` feature) and
+//! takes an uncontended mutex for the proxy waker: about 0.8 µs per poll on the development
+//! machine, against 2 ns for a direct poll of a trivial future. An expired slice costs a timer
+//! signal and a resume (about 6 µs). Nothing is held between polls except the paused stack of
+//! a poll that ran out of time.
 
 use core::cell::UnsafeCell;
 use core::fmt;

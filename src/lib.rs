@@ -56,8 +56,8 @@ mod sys;
 
 pub use config::{Config, MIN_STACK_SIZE, preemption_enabled};
 pub use error::Error;
-pub use linger::{Continuation, Linger, launch, resume};
-pub use preempt::{NoPreempt, Stats, in_preemptible, nopreempt, pause, stats};
+pub use linger::{Cancelled, Continuation, Linger, launch, resume};
+pub use preempt::{NoPreempt, Stats, checkpoint, in_preemptible, nopreempt, pause, stats};
 
 /// What this process's inger can do (see [`capabilities`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

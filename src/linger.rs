@@ -163,8 +163,66 @@ impl<'a, T> Continuation<'a, T> {
         self.stack.is_some() && unsafe { self.lpf.as_ref() }.state.load(Relaxed) == state::READY
     }
 
-    /// Runs for `budget`; `Some(value)` if the function returned. Propagates its panic.
+    /// Cancels the function cooperatively: resumes it for `budget` with a request that makes
+    /// its next cancellation point ([`pause`](crate::pause), the end of a
+    /// [`nopreempt`](crate::nopreempt) section, [`checkpoint`](crate::checkpoint)) unwind its
+    /// stack, so that the destructors of its live frames and its thread-locals run and the
+    /// locks it holds are released.
+    ///
+    /// Returns `Ok(None)` once the function is gone (it unwound, or it completed before
+    /// reaching a cancellation point: its result is dropped), `Ok(Some(self))` if it is still
+    /// paused after `budget` (no cancellation point was reached; the request stays, so resume
+    /// or cancel it again, or drop it to discard its stack). A function launched with a zero
+    /// budget that never ran is simply dropped.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// struct Noisy;
+    /// impl Drop for Noisy {
+    ///     fn drop(&mut self) { println!("cleaned up"); }
+    /// }
+    /// let linger = inger::launch(|| { let _noisy = Noisy; loop { inger::pause() } }, Duration::MAX)?;
+    /// if let inger::Linger::Continuation(paused) = linger {
+    ///     assert!(paused.cancel_cooperatively(Duration::from_millis(10))?.is_none()); // prints "cleaned up"
+    /// }
+    /// # Ok::<(), inger::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`resume`](Continuation::resume).
+    pub fn cancel_cooperatively(mut self, budget: Duration) -> Result<Option<Self>, Error> {
+        if self.stack.is_none() || self.is_unstarted() {
+            return Ok(None);
+        }
+        // SAFETY: while `stack` is held the control block on it is live.
+        runtime::request_cancel(unsafe { self.lpf.as_ref() });
+        match self.run_raw(budget)? {
+            None => Ok(Some(self)),
+            Some(Ok(value)) => {
+                drop(value);
+                Ok(None)
+            }
+            Some(Err(payload)) if payload.is::<Cancelled>() => Ok(None),
+            Some(Err(payload)) => resume_unwind(payload),
+        }
+    }
+
+    /// Runs for `budget`; `Some(value)` if the function returned. Propagates its panic; a
+    /// function that unwound because of a cooperative cancellation gives [`Error::Cancelled`].
     fn run(&mut self, budget: Duration) -> Result<Option<T>, Error> {
+        match self.run_raw(budget)? {
+            None => Ok(None),
+            Some(Ok(value)) => Ok(Some(value)),
+            Some(Err(payload)) if payload.is::<Cancelled>() => Err(Error::Cancelled),
+            Some(Err(payload)) => resume_unwind(payload),
+        }
+    }
+
+    /// Runs for `budget`; `Some(outcome)` once the function finished.
+    fn run_raw(
+        &mut self,
+        budget: Duration,
+    ) -> Result<Option<Result<T, Box<dyn Any + Send>>>, Error> {
         if self.stack.is_none() {
             return Err(Error::Finished);
         }
@@ -178,10 +236,7 @@ impl<'a, T> Continuation<'a, T> {
                 if let Some(stack) = self.stack.take() {
                     give_back(stack);
                 }
-                match outcome {
-                    Ok(value) => Ok(Some(value)),
-                    Err(payload) => resume_unwind(payload),
-                }
+                Ok(Some(outcome))
             }
         }
     }
@@ -214,6 +269,12 @@ impl<T> Drop for Continuation<'_, T> {
         }
     }
 }
+
+/// The panic payload with which a cooperatively cancelled function unwinds (see
+/// [`Continuation::cancel_cooperatively`]). Code that catches panics inside a preemptible
+/// function should let it continue (`std::panic::resume_unwind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled;
 
 /// Resumes the function in `linger` for `budget` more; a no-op on a completion. On return,
 /// `linger` holds the completion or the still-paused continuation.

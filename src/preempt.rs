@@ -311,6 +311,26 @@ pub fn pause() {
     // SAFETY: on our own stack, holding a unit of the counter (rule 1).
     unsafe { leave(rt, lpf, lpf, state::PAUSED, true) };
     release_nopreempt(this);
+    checkpoint();
+}
+
+/// A cancellation point: if the caller asked to cancel the running function cooperatively
+/// ([`Continuation::cancel_cooperatively`](crate::Continuation::cancel_cooperatively)), unwinds
+/// its stack from here with a [`Cancelled`](crate::Cancelled) payload, so that destructors
+/// run. [`pause`] and the end of a [`nopreempt`] section are cancellation points too. Outside
+/// a preemptible function, or while already unwinding, does nothing.
+///
+/// Call it in long loops that should be cancellable with their destructors run.
+pub fn checkpoint() {
+    let lpf = runtime::current_lpf();
+    // SAFETY: a non-null current LPF is the running one: us.
+    if let Some(this) = unsafe { lpf.as_ref() }
+        && this.cancel_requested.load(Relaxed)
+        && this.nopreempt.load(Relaxed) == 0
+        && !std::thread::panicking()
+    {
+        std::panic::resume_unwind(Box::new(crate::Cancelled));
+    }
 }
 
 /// Whether the caller runs inside a preemptible function (on this thread's innermost one).
@@ -378,6 +398,7 @@ impl Drop for NoPreempt {
             && this.nopreempt.load(Relaxed) > 0
         {
             release_nopreempt(this);
+            checkpoint();
         }
     }
 }

@@ -104,6 +104,8 @@ pub(crate) struct Lpf {
     pub(crate) pending: AtomicBool,
     /// The preemption handler is running on this LPF's stack.
     pub(crate) in_handler: AtomicBool,
+    /// The caller asked for a cooperative cancellation: the next checkpoint unwinds.
+    pub(crate) cancel_requested: AtomicBool,
     /// One of [`state`].
     pub(crate) state: AtomicU8,
     /// The last pause came from [`pause`](crate::pause), not the timer.
@@ -141,6 +143,7 @@ impl Lpf {
             nopreempt: AtomicU32::new(1),
             pending: AtomicBool::new(false),
             in_handler: AtomicBool::new(false),
+            cancel_requested: AtomicBool::new(false),
             state: AtomicU8::new(state::READY),
             yielded: Cell::new(false),
             retries: Cell::new(0),
@@ -271,7 +274,7 @@ impl Drop for Runtime {
 impl Runtime {
     /// Takes a stack with an initialised private TLS block (if TLS is private).
     pub(crate) fn take_stack(&self) -> Result<Stack, Error> {
-        let _guard = crate::preempt::NoPreempt::new();
+        let _section = RuntimeSection::enter();
         let mut stack = self.pool.borrow_mut().take()?;
         if let Some(glibc) = self.glibc {
             if stack.tls == 0 {
@@ -291,14 +294,14 @@ impl Runtime {
 
     /// Returns the stack of a function that finished (or never started).
     pub(crate) fn give_back(&self, stack: Stack) {
-        let _guard = crate::preempt::NoPreempt::new();
+        let _section = RuntimeSection::enter();
         self.pool.borrow_mut().give_back(stack);
     }
 
     /// Retires the stack of a function cancelled while paused (see `stack` for what that
     /// guarantees); its TLS block is reset and kept for reuse.
     pub(crate) fn retire(&self, mut stack: Stack, live_low: usize) {
-        let _guard = crate::preempt::NoPreempt::new();
+        let _section = RuntimeSection::enter();
         let block = core::mem::take(&mut stack.tls);
         if block != 0
             && let Some(glibc) = self.glibc
@@ -593,6 +596,46 @@ fn migrate(rt: &Runtime, leaf: *mut Lpf, outer: *mut Lpf) -> Result<(), Error> {
         at = node.parent.load(Relaxed);
     }
     Ok(())
+}
+
+/// Asks every function of the paused chain from `lpf`'s leaf up to `lpf` to unwind at its next
+/// checkpoint.
+pub(crate) fn request_cancel(lpf: &Lpf) {
+    let this = lpf as *const Lpf as *mut Lpf;
+    let mut at = lpf.leaf.get();
+    // SAFETY: the suspended chain from the leaf up to `lpf` is live.
+    while let Some(node) = unsafe { at.as_ref() } {
+        node.cancel_requested.store(true, Relaxed);
+        if at == this {
+            break;
+        }
+        at = node.parent.load(Relaxed);
+    }
+}
+
+/// Defers preemption of the running function (if any) around runtime bookkeeping, without
+/// the cancellation checkpoint of the public `NoPreempt` guard.
+pub(crate) struct RuntimeSection(*mut Lpf);
+
+impl RuntimeSection {
+    /// Enters the section.
+    pub(crate) fn enter() -> Self {
+        let lpf = current_lpf();
+        // SAFETY: a non-null current LPF is the running one: us.
+        if let Some(this) = unsafe { lpf.as_ref() } {
+            this.hold_nopreempt();
+        }
+        RuntimeSection(lpf)
+    }
+}
+
+impl Drop for RuntimeSection {
+    fn drop(&mut self) {
+        // SAFETY: the section never outlives the function it was entered in.
+        if let Some(this) = unsafe { self.0.as_ref() } {
+            release_nopreempt(this);
+        }
+    }
 }
 
 /// The earliest deadline along the chain from `lpf` to the root.

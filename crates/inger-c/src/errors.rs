@@ -1,6 +1,6 @@
 //! Error codes of the C API and their descriptions (`inger_strerror`).
 //!
-//! Codes 1 to 9 are [`inger_core::Error::code`] values, passed through unchanged; codes from
+//! Codes 1 to 10 are [`inger_core::Error::code`] values, passed through unchanged; codes from
 //! 64 up belong to the C API alone. `include/libinger.h` repeats every constant as a
 //! `#define`; a test fails if the two drift apart.
 
@@ -30,6 +30,9 @@ pub const INGER_EINHANDLER: c_int = 8;
 /// Resumed on another thread than the launching one while thread-local storage is shared
 /// ([`Error::WrongThread`]).
 pub const INGER_EWRONGTHREAD: c_int = 9;
+/// The function was cancelled cooperatively and unwound ([`Error::Cancelled`]; the C API has
+/// no cooperative cancellation yet, so only Rust callers sharing a handle see it).
+pub const INGER_ECANCELLED: c_int = 10;
 /// A required pointer argument was NULL.
 pub const INGER_ENULL: c_int = 64;
 /// The handle was not made by `inger_launch`, or was already cancelled (best effort).
@@ -56,6 +59,7 @@ fn describe(code: c_int) -> &'static [u8] {
         INGER_ERUNNING => b"the preemptible function is running or in use by another call (it cannot resume or cancel itself)\0",
         INGER_EINHANDLER => b"preemptible functions cannot be launched, resumed or cancelled from a signal handler\0",
         INGER_EWRONGTHREAD => b"this function can only be resumed on the thread that launched it: private thread-local storage is unavailable (see inger_capabilities)\0",
+        INGER_ECANCELLED => b"the preemptible function was cancelled cooperatively and unwound\0",
         INGER_ENULL => b"a required pointer argument was NULL\0",
         INGER_EBADHANDLE => b"not a live handle from inger_launch (already cancelled?)\0",
         INGER_EINTERNAL => b"internal error in inger (a bug: please report it with the message printed on stderr)\0",
@@ -91,6 +95,7 @@ mod tests {
             (Error::AlreadyRunning, INGER_ERUNNING),
             (Error::InSignalHandler, INGER_EINHANDLER),
             (Error::WrongThread, INGER_EWRONGTHREAD),
+            (Error::Cancelled, INGER_ECANCELLED),
         ];
         for (error, constant) in pairs {
             assert_eq!(code_of(&error), constant, "{error:?}");
@@ -111,6 +116,7 @@ mod tests {
             INGER_ERUNNING,
             INGER_EINHANDLER,
             INGER_EWRONGTHREAD,
+            INGER_ECANCELLED,
             INGER_ENULL,
             INGER_EBADHANDLE,
             INGER_EINTERNAL,
