@@ -105,8 +105,10 @@ pub struct Continuation<'a, T> {
     _marker: PhantomData<Marker<'a, T>>,
 }
 
-/// Takes the outcome (value or panic payload) out of a finished function's slot.
-type TakeOutcome<T> = unsafe fn(NonNull<Lpf>) -> Result<T, Box<dyn Any + Send>>;
+/// What a finished function left: its value, or its panic payload.
+type Finished<T> = Result<T, Box<dyn Any + Send>>;
+/// Takes the outcome out of a finished function's slot.
+type TakeOutcome<T> = unsafe fn(NonNull<Lpf>) -> Finished<T>;
 /// Variance and auto-trait carrier of a continuation.
 type Marker<'a, T> = (&'a mut (), *mut (), fn() -> T);
 
@@ -219,10 +221,7 @@ impl<'a, T> Continuation<'a, T> {
     }
 
     /// Runs for `budget`; `Some(outcome)` once the function finished.
-    fn run_raw(
-        &mut self,
-        budget: Duration,
-    ) -> Result<Option<Result<T, Box<dyn Any + Send>>>, Error> {
+    fn run_raw(&mut self, budget: Duration) -> Result<Option<Finished<T>>, Error> {
         if self.stack.is_none() {
             return Err(Error::Finished);
         }

@@ -365,13 +365,14 @@ fn locate_dtor_list(libc_image: &Image) -> Option<usize> {
         let word = unsafe { (block as *mut usize).add(index) };
         // SAFETY: as above.
         let now = unsafe { word.read() };
-        // A node is `{ func (mangled), obj, map, next }`; ours names the marker.
-        // SAFETY: a changed word that is a list head points to a live heap node.
-        if now != before
-            && now % 8 == 0
-            && now > 0xffff
-            && unsafe { (now as *const usize).add(1).read() } == marker as usize
-        {
+        if now == before || now % 8 != 0 || now <= 0xffff {
+            continue;
+        }
+        // A node is `{ func (mangled), obj, map, next }`; ours names the marker. Only the list
+        // head, the malloc cache or the arena could have changed (see above): each is a
+        // pointer to live heap memory at least 16 bytes long.
+        // SAFETY: per the above, `now` points to readable heap memory.
+        if unsafe { (now as *const usize).add(1).read() } == marker as usize {
             // Unlink our node (it was pushed at the head) and free it.
             // SAFETY: the node is ours, allocated by glibc with malloc.
             unsafe {
