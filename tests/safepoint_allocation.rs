@@ -23,7 +23,7 @@ fn document(seed: u64, round: u64) -> Value {
         "name": format!("item-{round}-{:x}", x & 0xffff),
         "tags": (0..(x % 7)).map(|i| format!("t{i}")).collect::<Vec<_>>(),
         "values": (0..(x % 40)).map(|i| (x >> (i % 60)) & 0xff).collect::<Vec<_>>(),
-        "nested": { "flag": x % 2 == 0, "ratio": (x % 1000) as f64 / 8.0 },
+        "nested": { "flag": x.is_multiple_of(2), "ratio": (x % 1000) as f64 / 8.0 },
     })
 }
 
@@ -38,7 +38,7 @@ fn churn(seed: u64) -> (u64, usize, String) {
         let vector: Vec<u64> = (0..len as u64).map(|i| i ^ x).collect();
         checksum = checksum.wrapping_add(vector.iter().fold(0, |a, b| a ^ b));
         ring[(round % 32) as usize] = vector;
-        if x % 3 == 0 {
+        if x.is_multiple_of(3) {
             map.insert(x % 700, format!("{round}:{x:x}"));
         } else {
             map.remove(&(x % 700));

@@ -11,7 +11,7 @@
 
 mod safepoint_support;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::SeqCst};
 
 use safepoint_support::{self as sp, BusySpin, Library};
@@ -28,7 +28,7 @@ const STATS: &str = "@@late-stats";
 /// Loads the library at `path` from inside the running function, then calls it until its
 /// caller has seen it paused inside `PAUSES_INSIDE` times (or `MAX_CALLS` calls). Returns
 /// the number of calls and a checksum of their results.
-fn load_and_call(path: &PathBuf, inside: &AtomicI32, seen_inside: &AtomicU64) -> (u64, i64) {
+fn load_and_call(path: &Path, inside: &AtomicI32, seen_inside: &AtomicU64) -> (u64, i64) {
     assert!(inger::in_preemptible());
     let library = Library::open(path);
     // SAFETY: `sp_busy_spin` is defined in busy.c with exactly the signature of `BusySpin`.

@@ -167,8 +167,8 @@ fn child() {
         assert_eq!(value, expected(thread), "thread {thread}'s result");
         println!("@@lazy-stops thread={thread} stops={stops}");
     }
-    for which in 0..3 {
-        assert!(STARTED[which].load(SeqCst), "initialiser {which} ran");
+    for (which, started) in STARTED.iter().enumerate() {
+        assert!(started.load(SeqCst), "initialiser {which} ran");
     }
     sp::print_stats(STATS, before);
 }

@@ -141,9 +141,9 @@ fn printing_storm_on_two_threads_keeps_every_line_whole() {
         *next += 1;
     }
     assert_eq!(next_function_line, [LINES; 2], "every function line, once");
-    for thread in 0..2 {
+    for (thread, lines) in next_caller_line.into_iter().enumerate() {
         let stops = output.counter(&format!("@@printing-stops thread={thread}"), "stops");
-        assert_eq!(next_caller_line[thread], stops, "every caller line, once");
+        assert_eq!(lines, stops, "every caller line, once");
     }
     let preemptions = output.counter(STATS, "preemptions");
     let deferred_std = output.counter(STATS, "deferred_std");

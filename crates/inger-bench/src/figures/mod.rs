@@ -8,6 +8,7 @@ mod baseline;
 mod lifecycle;
 mod memory;
 mod preemption;
+mod safepoint;
 
 use crate::report::Figure;
 
@@ -61,6 +62,18 @@ pub const ALL: &[Entry] = &[
     entry("launch_complete", lifecycle::launch_complete),
     entry("pause_resume", lifecycle::pause_resume),
     entry("preempt_overshoot", preemption::preempt_overshoot),
+    entry(
+        "safepoint_check_depth10",
+        safepoint::safepoint_check_depth10,
+    ),
+    entry(
+        "safepoint_check_depth50",
+        safepoint::safepoint_check_depth50,
+    ),
+    entry(
+        "preempt_overshoot_depth50",
+        safepoint::preempt_overshoot_depth50,
+    ),
     entry("cancel_paused", lifecycle::cancel_paused),
     entry("rss_per_paused", memory::rss_per_paused),
     entry("fork_wait_at_end", baseline::fork_wait_at_end),
