@@ -312,9 +312,11 @@ impl Runtime {
         let mut retired = self.retired.borrow_mut();
         retired.push((stack, live_low));
         if retired.len() >= crate::stack::RETIRE_BATCH {
-            for (stack, live_low) in retired.drain(..) {
-                crate::stack::retire(&stack, live_low);
-            }
+            let batch: Vec<(&Stack, usize)> =
+                retired.iter().map(|(stack, low)| (stack, *low)).collect();
+            crate::stack::retire_all(&batch);
+            drop(batch);
+            retired.clear();
         }
     }
 

@@ -155,12 +155,23 @@ pub(crate) fn give_back_global(stack: Stack) {
 /// This costs two `madvise` calls (a few microseconds, mostly the kernel freeing pages), so
 /// runtimes batch it (see `Runtime::retire`).
 pub(crate) fn retire(stack: &Stack, live_low: usize) {
+    retire_all(&[(stack, live_low)]);
+}
+
+/// Retires several stacks at once: two system calls in all where the kernel allows it.
+pub(crate) fn retire_all(stacks: &[(&Stack, usize)]) {
     let page = crate::config::page_size();
-    let top = stack.top() as usize;
-    let guard_from = (live_low.clamp(stack.base(), top) & !(page - 1)).max(stack.base());
-    // Failures leave the memory accessible but still never reused; nothing else to do.
-    let _ = memory::guard(guard_from as *mut u8, top - guard_from);
-    memory::discard(stack.base, guard_from - stack.base());
+    let mut guards = Vec::with_capacity(stacks.len());
+    let mut discards = Vec::with_capacity(stacks.len());
+    for &(stack, live_low) in stacks {
+        let top = stack.top() as usize;
+        let guard_from = (live_low.clamp(stack.base(), top) & !(page - 1)).max(stack.base());
+        guards.push((guard_from, top - guard_from));
+        discards.push((stack.base(), guard_from - stack.base()));
+    }
+    memory::guard_all(&guards);
+    // Failure only leaves those pages committed.
+    let _ = memory::advise_all(&discards, libc::MADV_DONTNEED);
 }
 
 fn release_to_global(stacks: Vec<Stack>) {

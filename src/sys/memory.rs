@@ -81,3 +81,76 @@ pub(crate) fn discard(addr: *mut u8, len: usize) {
     // Failure only leaves the memory committed, so it is ignored.
     unsafe { libc::madvise(addr.cast::<c_void>(), len, libc::MADV_DONTNEED) };
 }
+
+/// A descriptor for this process (`pidfd_open`), for `process_madvise`, and the pid it was
+/// opened for (a forked child must open its own).
+static SELF_PIDFD: std::sync::Mutex<Option<(i32, i32)>> = std::sync::Mutex::new(None);
+
+/// Applies `advice` to every `(address, length)` range in one `process_madvise` call on this
+/// process (Linux 6.13+ accepts any advice for the caller itself), falling back to one
+/// `madvise` per range. Returns false if some range could not be advised.
+pub(crate) fn advise_all(ranges: &[(usize, usize)], advice: i32) -> bool {
+    let ranges: Vec<(usize, usize)> = ranges.iter().copied().filter(|&(_, len)| len > 0).collect();
+    if ranges.is_empty() {
+        return true;
+    }
+    let total: usize = ranges.iter().map(|&(_, len)| len).sum();
+    let iovecs: Vec<libc::iovec> = ranges
+        .iter()
+        .map(|&(address, len)| libc::iovec {
+            iov_base: address as *mut c_void,
+            iov_len: len,
+        })
+        .collect();
+    if let Some(pidfd) = self_pidfd() {
+        // SAFETY: `iovecs` describes ranges of our own mappings; the call only advises them.
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_process_madvise,
+                pidfd,
+                iovecs.as_ptr(),
+                iovecs.len(),
+                advice,
+                0,
+            )
+        };
+        if done == total as i64 {
+            return true;
+        }
+    }
+    ranges.iter().all(|&(address, len)| {
+        // SAFETY: as above, one range at a time.
+        unsafe { libc::madvise(address as *mut c_void, len, advice) == 0 }
+    })
+}
+
+fn self_pidfd() -> Option<i32> {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let mut cached = SELF_PIDFD
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match *cached {
+        Some((for_pid, fd)) if for_pid == pid => return (fd >= 0).then_some(fd),
+        _ => {}
+    }
+    // SAFETY: pidfd_open on our own pid; the descriptor is kept for the process's life.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd >= 0 {
+        // SAFETY: marking our own descriptor close-on-exec.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    *cached = Some((pid, fd));
+    (fd >= 0).then_some(fd)
+}
+
+/// Guards every range (see [`guard`]) in one system call where the kernel allows it.
+pub(crate) fn guard_all(ranges: &[(usize, usize)]) {
+    if GUARD_KIND.load(Ordering::Relaxed) == LIGHTWEIGHT && advise_all(ranges, MADV_GUARD_INSTALL) {
+        return;
+    }
+    for &(address, len) in ranges {
+        // Failures leave the memory accessible but never reused; nothing else to do.
+        let _ = guard(address as *mut u8, len);
+    }
+}
