@@ -52,6 +52,13 @@
 //!    wrapper was polled with, which every poll of the wrapper refreshes.
 //! 4. A panic in `F::poll` propagates out of the wrapper's `poll`; polling again afterwards
 //!    panics.
+//! 5. A wake that happens while a poll of `F` is in flight (running or paused) must lead to a
+//!    *new* poll of `F` after that poll returns `Pending`, as the waker contract says. When the
+//!    poll of `F` spans several polls of the wrapper, the executor may already have spent that
+//!    wake on one of the resuming polls; so the proxy records every wake, and if one happened
+//!    during an inner poll that was paused at least once and then returned `Pending`, the
+//!    wrapper wakes its task again before returning `Pending`. (Without this, a future that
+//!    calls `yield_now` and is preempted right after waking itself would sleep forever.)
 //!
 //! # Safety argument (the self-reference)
 //!
@@ -169,6 +176,7 @@ use core::mem::ManuallyDrop;
 use core::pin::Pin;
 use core::ptr::NonNull;
 use core::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::Wake;
 use std::time::Duration;
@@ -186,6 +194,7 @@ pub const MIN_SLICE: Duration = Duration::from_micros(10);
 pub fn preemptible<F: Future>(future: F, slice: Duration) -> Preemptible<F> {
     let proxy = Arc::new(ProxyWaker {
         target: Mutex::new(None),
+        woken: AtomicBool::new(false),
     });
     let shared = Box::new(Shared {
         future: UnsafeCell::new(future),
@@ -199,6 +208,7 @@ pub fn preemptible<F: Future>(future: F, slice: Duration) -> Preemptible<F> {
         slice: slice.max(MIN_SLICE),
         polls: 0,
         expired_polls: 0,
+        spanning: false,
         _owns: PhantomData,
     }
 }
@@ -239,6 +249,9 @@ pub struct Preemptible<F: Future> {
     slice: Duration,
     polls: u64,
     expired_polls: u64,
+    /// The inner poll in flight has been paused at least once (it spans several polls of
+    /// the wrapper).
+    spanning: bool,
     /// The wrapper owns an `F` (for the drop checker).
     _owns: PhantomData<F>,
 }
@@ -271,6 +284,8 @@ struct Shared<F: Future> {
 /// Forwards wakes to the waker of the wrapper's latest poll.
 struct ProxyWaker {
     target: Mutex<Option<Waker>>,
+    /// Set by every wake; cleared when a new poll of the inner future starts (rule 5).
+    woken: AtomicBool,
 }
 
 impl ProxyWaker {
@@ -299,6 +314,7 @@ impl Wake for ProxyWaker {
         // The executor's wake takes its scheduler's locks, which its workers take too: a poll
         // paused in there could deadlock them (see the module docs).
         let _no_preempt = NoPreempt::new();
+        self.woken.store(true, Ordering::SeqCst);
         let target = self
             .target
             .lock()
@@ -462,7 +478,10 @@ where
         let linger = match previous {
             Phase::Idle if !preemption_available() => return this.poll_directly(cx),
             Phase::Idle => {
-                this.shared().proxy.set_target(cx.waker());
+                let proxy = &this.shared().proxy;
+                proxy.set_target(cx.waker());
+                proxy.woken.store(false, Ordering::SeqCst);
+                this.spanning = false;
                 this.launch_poll(this.slice)
             }
             Phase::Paused(continuation) => {
@@ -491,10 +510,21 @@ where
         match linger {
             Linger::Completion(()) => {
                 this.phase = Phase::Idle;
-                this.take_output()
+                let poll = this.take_output();
+                if poll.is_pending()
+                    && this.spanning
+                    && this.shared().proxy.woken.load(Ordering::SeqCst)
+                {
+                    // Rule 5: a wake during this inner poll may have been spent on one of our
+                    // resuming polls; the inner future expects a new poll after this Pending.
+                    let _no_preempt = NoPreempt::new();
+                    cx.waker().wake_by_ref();
+                }
+                poll
             }
             Linger::Continuation(continuation) => {
                 this.phase = Phase::Paused(continuation);
+                this.spanning = true;
                 this.expired_polls += 1;
                 // Ask to be polled again, after the other tasks that are ready.
                 let _no_preempt = NoPreempt::new();

@@ -304,3 +304,40 @@ fn wrappers_are_send_when_their_futures_are() {
     let future = async { 1 }.preemptible(SLICE);
     send(&future);
 }
+
+#[test]
+fn a_wake_during_a_paused_inner_poll_leads_to_a_new_inner_poll() {
+    if !inger::future::preemption_available() {
+        return;
+    }
+    // The inner future wakes itself and is paused before returning Pending (as when a slice
+    // expires right after `yield_now` woke the task): the resuming poll of the wrapper used
+    // up the executor's wake, so the wrapper must wake the task again.
+    let mut state = 0;
+    let inner = std::future::poll_fn(move |cx| {
+        if state == 1 {
+            return Poll::Ready("second inner poll");
+        }
+        state = 1;
+        cx.waker().wake_by_ref();
+        inger::pause();
+        Poll::Pending
+    });
+    let mut future = preemptible(inner, Duration::from_secs(10));
+    let waker = Arc::new(CountingWaker::default());
+    let waker_handle = Waker::from(Arc::clone(&waker));
+    let mut cx = Context::from_waker(&waker_handle);
+    assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
+    assert!(future.is_paused());
+    let before = waker.0.load(SeqCst);
+    assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
+    assert!(!future.is_paused());
+    assert!(
+        waker.0.load(SeqCst) > before,
+        "the resumed inner poll returned Pending after a wake: the task must be woken again"
+    );
+    assert_eq!(
+        Pin::new(&mut future).poll(&mut cx),
+        Poll::Ready("second inner poll")
+    );
+}
