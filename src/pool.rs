@@ -8,7 +8,9 @@
 //! goes to the back of the queue, and the worker takes the next task: round-robin time
 //! slicing, so an endless loop cannot starve the other tasks. A paused task may be resumed by
 //! any worker (it carries its own stack and thread-locals; see
-//! [`capabilities`](crate::capabilities)).
+//! [`capabilities`](crate::capabilities)). In the shared-TLS fallback a paused task can only
+//! be resumed on the thread that started it, so it goes to that worker's own queue instead,
+//! which the worker serves alternately with the shared one.
 //!
 //! ```
 //! let pool = inger::pool::Pool::new(2);
@@ -76,8 +78,25 @@ struct PoolShared {
 }
 
 struct Queue {
+    /// Tasks any worker may take.
     tasks: VecDeque<Box<dyn Task>>,
+    /// Per worker: paused tasks that only that worker may resume (shared-TLS fallback only).
+    pinned: Vec<VecDeque<Box<dyn Task>>>,
     shutdown: bool,
+}
+
+impl Queue {
+    /// The next task for worker `index`, alternating between its pinned tasks and the shared
+    /// queue (`pinned_first` flips each time) so that neither starves.
+    fn pop_for(&mut self, index: usize, pinned_first: &mut bool) -> Option<Box<dyn Task>> {
+        *pinned_first = !*pinned_first;
+        let pinned = &mut self.pinned[index];
+        if *pinned_first {
+            pinned.pop_front().or_else(|| self.tasks.pop_front())
+        } else {
+            self.tasks.pop_front().or_else(|| pinned.pop_front())
+        }
+    }
 }
 
 #[derive(Default)]
@@ -142,6 +161,7 @@ impl Pool {
         let shared = Arc::new(PoolShared {
             queue: Mutex::new(Queue {
                 tasks: VecDeque::new(),
+                pinned: (0..threads).map(|_| VecDeque::new()).collect(),
                 shutdown: false,
             }),
             work_available: Condvar::new(),
@@ -156,7 +176,7 @@ impl Pool {
             let shared = Arc::clone(&pool.shared);
             let worker = thread::Builder::new()
                 .name(format!("inger-pool-{index}"))
-                .spawn(move || work(&shared))
+                .spawn(move || work(&shared, index))
                 .map_err(|error| Error::System {
                     call: "pthread_create",
                     errno: error.raw_os_error().unwrap_or(0),
@@ -242,7 +262,12 @@ impl Drop for Pool {
         }
         let remaining = {
             let _no_preempt = NoPreempt::new();
-            core::mem::take(&mut self.shared.lock_queue().tasks)
+            let mut queue = self.shared.lock_queue();
+            let mut remaining = core::mem::take(&mut queue.tasks);
+            for pinned in &mut queue.pinned {
+                remaining.append(pinned);
+            }
+            remaining
         };
         drop(remaining); // each one cancelled
     }
@@ -266,9 +291,10 @@ impl PoolShared {
     }
 }
 
-/// A worker: takes the task at the head of the queue, runs one slice, requeues it if it is
-/// still running. Runs outside any preemptible function (its own thread).
-fn work(shared: &PoolShared) {
+/// Worker `index`: takes the task at the head of the queue, runs one slice, requeues it if it
+/// is still running. Runs outside any preemptible function (its own thread).
+fn work(shared: &PoolShared, index: usize) {
+    let mut pinned_first = false;
     loop {
         let task = {
             let mut queue = shared.lock_queue();
@@ -276,7 +302,7 @@ fn work(shared: &PoolShared) {
                 if queue.shutdown {
                     return;
                 }
-                if let Some(task) = queue.tasks.pop_front() {
+                if let Some(task) = queue.pop_for(index, &mut pinned_first) {
                     break task;
                 }
                 queue = shared
@@ -295,7 +321,14 @@ fn work(shared: &PoolShared) {
             drop(task); // cancelled (rule 3)
             return;
         }
-        queue.tasks.push_back(task);
+        if task.pinned() {
+            queue.pinned[index].push_back(task);
+        } else {
+            queue.tasks.push_back(task);
+            drop(queue);
+            // Another worker may be idle while this one resumes its pinned tasks.
+            shared.work_available.notify_one();
+        }
     }
 }
 
@@ -304,6 +337,10 @@ trait Task: Send {
     /// Runs one slice. Returns the task if it is still running (to be requeued); `None` if
     /// it finished or was cancelled. Dropping a task cancels it.
     fn run_slice(self: Box<Self>, slice: Duration) -> Option<Box<dyn Task>>;
+
+    /// Whether only the worker that ran it last may resume it: a paused function with shared
+    /// thread-local storage (see [`capabilities`](crate::capabilities)).
+    fn pinned(&self) -> bool;
 }
 
 /// One spawned closure and where its outcome goes.
@@ -353,6 +390,10 @@ where
         };
         self.slot.fill(result);
         None
+    }
+
+    fn pinned(&self) -> bool {
+        matches!(self.stage, Stage::Paused(_)) && !crate::future::preemption_available()
     }
 }
 

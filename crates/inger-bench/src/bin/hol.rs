@@ -21,8 +21,8 @@
 
 use std::hint::black_box;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use inger::future::preemptible;
@@ -115,6 +115,27 @@ fn spin(iterations: u64) -> u64 {
     x
 }
 
+/// Kernel thread ids of the runtime's threads (recorded as they start).
+static RUNTIME_THREADS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Total time the runtime's threads and this one spent runnable but waiting for a CPU
+/// (`/proc/self/task/<tid>/schedstat`, second field), in nanoseconds: the interference of
+/// other processes, which a latency benchmark on a shared machine must report.
+fn run_queue_wait_ns() -> u64 {
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::gettid() };
+    let threads = RUNTIME_THREADS
+        .lock()
+        .map(|t| t.clone())
+        .unwrap_or_default();
+    threads
+        .iter()
+        .chain(std::iter::once(&me))
+        .filter_map(|tid| std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
 struct Outcome {
     /// Short-request latencies, microseconds.
     short: Samples,
@@ -124,6 +145,8 @@ struct Outcome {
     /// Median wall time of a short request's computation over its nominal CPU time: near 1
     /// on an idle machine, larger when other processes take the CPU away.
     stretch: f64,
+    /// Time this process's threads waited for a CPU, over the length of the run.
+    waited_share: f64,
 }
 
 /// Runs one series over `arrivals` on `runtime`.
@@ -145,6 +168,7 @@ fn run(
     let services: Arc<Vec<AtomicU64>> =
         Arc::new((0..arrivals.len()).map(|_| AtomicU64::new(0)).collect());
     let before = inger::stats().preemptions;
+    let waited_before = run_queue_wait_ns();
     let mut tasks = Vec::with_capacity(arrivals.len());
     let start = Instant::now();
     for (index, arrival) in arrivals.iter().enumerate() {
@@ -177,6 +201,8 @@ fn run(
             task.await.expect("a request task");
         }
     });
+    let elapsed = start.elapsed();
+    let waited = run_queue_wait_ns().saturating_sub(waited_before);
     let mut short = Samples::with_capacity(arrivals.len());
     let mut service = Samples::with_capacity(arrivals.len());
     for (index, arrival) in arrivals.iter().enumerate() {
@@ -191,6 +217,7 @@ fn run(
         longs: arrivals.iter().filter(|a| a.long).count(),
         preemptions: inger::stats().preemptions - before,
         stretch: service.median().unwrap_or(f64::NAN) / SHORT.as_micros() as f64,
+        waited_share: waited as f64 / elapsed.as_nanos() as f64,
     }
 }
 
@@ -227,6 +254,13 @@ fn main() -> ExitCode {
     for &workers in worker_counts {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
+            .on_thread_start(|| {
+                // SAFETY: gettid has no preconditions.
+                let tid = unsafe { libc::gettid() };
+                if let Ok(mut threads) = RUNTIME_THREADS.lock() {
+                    threads.push(tid);
+                }
+            })
             .enable_all()
             .build()
             .expect("a tokio runtime");
@@ -253,13 +287,16 @@ fn main() -> ExitCode {
                     p99_us
                 );
                 println!(
-                    "#   {} requests ({} long), {} preemptions, short-request stretch {:.2}",
-                    outcome.requests, outcome.longs, outcome.preemptions, outcome.stretch
+                    "#   {} requests ({} long), {} preemptions, short-request stretch {:.2}, waited for a CPU {:.1} % of the run",
+                    outcome.requests,
+                    outcome.longs,
+                    outcome.preemptions,
+                    outcome.stretch,
+                    outcome.waited_share * 100.0
                 );
-                if outcome.stretch > 1.25 {
+                if outcome.stretch > 1.25 || outcome.waited_share > 0.03 {
                     println!(
-                        "#   warning: short requests ran {:.2}x slower than calibrated: the machine is busy, this row is not meaningful",
-                        outcome.stretch
+                        "#   warning: other processes took the CPU away during this run: the machine is busy, this row is not meaningful"
                     );
                 }
                 p99.insert((series.name(), share_percent.to_bits()), p99_us);
