@@ -29,6 +29,8 @@ fn parse_args() -> Result<Options, String> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => options.scale = Scale::Quick,
+            // Internal: a child measuring a full-scale figure (see `launch_complete_shared_tls`).
+            "--full-child" => options.scale = Scale::Full,
             "--only" => {
                 let list = args.next().ok_or("--only needs a list of figure names")?;
                 let names: Vec<String> = list.split(',').map(str::to_owned).collect();
@@ -66,6 +68,9 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Ok(name) = std::env::var(inger_bench::figures::lifecycle::CHILD_FIGURE) {
+        return run_child(&name, options.scale);
+    }
     let started = Instant::now();
     let mode = match options.scale {
         Scale::Quick => "quick",
@@ -101,11 +106,33 @@ fn main() -> ExitCode {
         println!("{line}");
     }
     println!();
-    println!("# targets (issue 2; medians unless p99 is named)");
+    println!("# targets (issues 2, 3, 4; medians unless p99 is named)");
     for verdict in TARGETS.iter().filter_map(|target| target.check(&report)) {
         println!("{verdict}");
     }
     println!();
     println!("# took {:.1} s", started.elapsed().as_secs_f64());
     ExitCode::SUCCESS
+}
+
+/// Child mode: measures one figure and prints its raw samples, one `sample <value>` per line.
+fn run_child(name: &str, scale: Scale) -> ExitCode {
+    let Some(entry) = ALL.iter().find(|entry| entry.name == name) else {
+        eprintln!("inger-bench: unknown child figure {name:?}");
+        return ExitCode::from(2);
+    };
+    match (entry.measure)(scale) {
+        Ok(figures) => {
+            for figure in figures {
+                for value in figure.samples.values() {
+                    println!("sample {value}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("inger-bench: {name} failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

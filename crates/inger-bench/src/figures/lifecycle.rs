@@ -90,3 +90,47 @@ pub(super) fn cancel_paused(scale: Scale) -> BenchResult<Vec<Figure>> {
         Unit::Nanoseconds,
     )])
 }
+
+/// Environment variable that makes the benchmark program a child measuring one figure and
+/// printing its raw samples (used for figures that need process-wide settings).
+pub const CHILD_FIGURE: &str = "INGER_BENCH_CHILD_FIGURE";
+
+/// `launch_complete_shared_tls`: `launch_complete` with the shared-TLS fallback
+/// (`INGER_SHARED_TLS=1`), which is a process-wide setting, so it is measured by a child
+/// process of this same run: it prints its samples, one per line, and this parses them.
+pub(super) fn launch_complete_shared_tls(scale: Scale) -> BenchResult<Vec<Figure>> {
+    in_shared_tls_child(scale, "launch_complete", "launch_complete_shared_tls")
+}
+
+/// `pause_resume_shared_tls`: `pause_resume` with the shared-TLS fallback, measured the same
+/// way.
+pub(super) fn pause_resume_shared_tls(scale: Scale) -> BenchResult<Vec<Figure>> {
+    in_shared_tls_child(scale, "pause_resume", "pause_resume_shared_tls")
+}
+
+fn in_shared_tls_child(scale: Scale, figure: &str, name: &'static str) -> BenchResult<Vec<Figure>> {
+    let exe = std::env::current_exe()?;
+    let output = std::process::Command::new(exe)
+        .arg(match scale {
+            Scale::Quick => "--quick",
+            Scale::Full => "--full-child",
+        })
+        .env(CHILD_FIGURE, figure)
+        .env("INGER_SHARED_TLS", "1")
+        .output()?;
+    if !output.status.success() {
+        return Err(broken(format!(
+            "the shared-TLS child failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    let samples: crate::stats::Samples = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix("sample "))
+        .filter_map(|value| value.trim().parse::<f64>().ok())
+        .collect();
+    if samples.is_empty() {
+        return Err(broken("the shared-TLS child printed no samples"));
+    }
+    Ok(vec![Figure::new(name, samples, Unit::Nanoseconds)])
+}

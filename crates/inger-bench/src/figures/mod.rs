@@ -5,7 +5,7 @@
 //! leave memory behind (retired stacks) go late, so they do not slow down `fork_wait`.
 
 mod baseline;
-mod lifecycle;
+pub mod lifecycle;
 mod memory;
 mod preemption;
 mod safepoint;
@@ -60,7 +60,15 @@ pub const ALL: &[Entry] = &[
     entry("fork_wait", baseline::fork_wait),
     entry("context_switch", baseline::context_switch),
     entry("launch_complete", lifecycle::launch_complete),
+    entry(
+        "launch_complete_shared_tls",
+        lifecycle::launch_complete_shared_tls,
+    ),
     entry("pause_resume", lifecycle::pause_resume),
+    entry(
+        "pause_resume_shared_tls",
+        lifecycle::pause_resume_shared_tls,
+    ),
     entry("preempt_overshoot", preemption::preempt_overshoot),
     entry(
         "safepoint_check_depth10",
