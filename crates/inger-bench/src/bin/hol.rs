@@ -33,7 +33,7 @@ const LONG: Duration = Duration::from_millis(50);
 const SLICE: Duration = Duration::from_millis(1);
 const UTILISATION: f64 = 0.55;
 const SHARES_PERCENT: [f64; 4] = [0.0, 0.5, 1.0, 2.0];
-const SEED: u64 = 0x5eed_0f_401;
+const SEED: u64 = 0x0005_eed0_f401;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Series {
