@@ -139,8 +139,9 @@ impl Prober {
     }
 }
 
-/// Checks between resumes of `thread`'s function (paused now).
-fn between(thread: usize, stop: u64, prober: &Prober) {
+/// Checks between resumes of `thread`'s function (paused now); `values` are the initialisers'
+/// values, computed directly beforehand.
+fn between(thread: usize, stop: u64, prober: &Prober, values: &[u64; 3]) {
     for which in [thread, SHARED_INDEX] {
         if INITIALISER[which].load(SeqCst) != thread + 1 {
             continue; // not started, or started by the other thread's function
@@ -149,18 +150,22 @@ fn between(thread: usize, stop: u64, prober: &Prober) {
             !INSIDE[which].load(SeqCst),
             "thread {thread}'s function was paused inside initialiser {which} (stop {stop})"
         );
-        assert_eq!(prober.force(which, thread, stop), init_value(which));
+        assert_eq!(prober.force(which, thread, stop), values[which]);
     }
 }
 
 fn child() {
+    let values = [0, 1, SHARED_INDEX].map(init_value);
     let before = inger::stats();
     let results = sp::on_two_threads(|thread| {
         let prober = Prober::start();
-        let (value, stops) = sp::storm(|| body(thread), |stop| between(thread, stop, &prober));
+        let (value, stops) = sp::storm(
+            || body(thread),
+            |stop| between(thread, stop, &prober, &values),
+        );
         // The caller uses the same LazyLocks afterwards, directly.
-        assert_eq!(*OWN[thread], init_value(thread));
-        assert_eq!(*SHARED, init_value(SHARED_INDEX));
+        assert_eq!(*OWN[thread], values[thread]);
+        assert_eq!(*SHARED, values[SHARED_INDEX]);
         (value, stops)
     });
     for (thread, (value, stops)) in results.into_iter().enumerate() {
