@@ -44,8 +44,11 @@
 //! 1. The poll of `F` runs as a preemptible function ([`launch`](crate::launch)) with the
 //!    wrapper's slice as budget. It polls `F` with a [`Context`] made from the proxy waker.
 //! 2. If the slice expires before `F::poll` returns, the function is paused at a safe point:
-//!    the wrapper keeps the [`Continuation`], wakes the task (so the executor polls it again
-//!    soon, after the other tasks that are ready), and returns `Pending`.
+//!    the wrapper keeps the [`Continuation`], asks to be polled again after the other tasks
+//!    that are ready (on a tokio worker this is tokio's `yield_now`: the wake is deferred until
+//!    the worker runs out of ready tasks or does its periodic maintenance; elsewhere the task is
+//!    woken at once), and returns `Pending`. So a preempted computation runs in the worker's
+//!    spare time, and fresh work is served first.
 //! 3. The next poll of the wrapper *resumes* that paused poll for another slice; it does not
 //!    start a new one. Since the executor's `Context` of the earlier poll is gone, `F` was
 //!    given the proxy waker: an `Arc` that forwards each wake to the most recent waker the
@@ -526,13 +529,33 @@ where
                 this.phase = Phase::Paused(continuation);
                 this.spanning = true;
                 this.expired_polls += 1;
-                // Ask to be polled again, after the other tasks that are ready.
-                let _no_preempt = NoPreempt::new();
-                cx.waker().wake_by_ref();
+                yield_to_ready_tasks(cx);
                 Poll::Pending
             }
         }
     }
+}
+
+/// Asks to be polled again after the executor's other ready tasks (rule 2).
+///
+/// On a tokio worker (with the `tokio` feature) this is tokio's own yield: the wake is
+/// deferred until the worker has run out of ready tasks or does its periodic maintenance
+/// (every 61 polls by default), exactly as `tokio::task::yield_now` does. A plain wake would
+/// put the task in the worker's local queue, which tokio serves before newly spawned tasks
+/// most of the time, so a preempted computation would keep most of the worker. Elsewhere the
+/// task is woken at once.
+fn yield_to_ready_tasks(cx: &mut Context<'_>) {
+    let _no_preempt = NoPreempt::new();
+    #[cfg(feature = "tokio")]
+    {
+        // The first poll of `yield_now` hands our waker to the worker's deferred list (or
+        // wakes it at once outside a tokio worker) and returns Pending.
+        let mut yield_now = core::pin::pin!(tokio::task::yield_now());
+        if yield_now.as_mut().poll(cx).is_pending() {
+            return;
+        }
+    }
+    cx.waker().wake_by_ref();
 }
 
 impl<F: Future> Drop for Preemptible<F> {

@@ -159,23 +159,27 @@ fn a_task_paused_on_one_worker_resumes_on_another() {
     // tokio moves a task between workers when an idle worker steals it, which depends on
     // scheduling: run rounds of a few CPU-heavy tasks until one migrates mid-poll.
     let rt = runtime(2);
+    let expected: Vec<u64> = (0..4).map(|seed| crunch(seed, 3_000_000)).collect();
+    let mut resumed_polls = 0;
     for _round in 0..50 {
         let logs = rt.block_on(async {
-            let tasks: Vec<_> = (0..3)
+            // Spawned back to back, so that they compete for the two workers.
+            let tasks: Vec<_> = (0..4)
                 .map(|seed| {
                     let observed =
                         Observed::new(async move { crunch(seed, 3_000_000) }.preemptible(SLICE));
                     let log = Arc::clone(&observed.log);
-                    (tokio::spawn(observed), log, crunch(seed, 3_000_000))
+                    (tokio::spawn(observed), log)
                 })
                 .collect();
             let mut logs = Vec::new();
-            for (task, log, expected) in tasks {
-                assert_eq!(task.await.expect("a task"), expected);
+            for ((task, log), expected) in tasks.into_iter().zip(&expected) {
+                assert_eq!(task.await.expect("a task"), *expected);
                 logs.push(log.lock().unwrap().clone());
             }
             logs
         });
+        resumed_polls += logs.iter().flatten().filter(|poll| poll.resumed).count();
         let migrated = logs.iter().any(|log| {
             log.windows(2)
                 .any(|pair| pair[1].resumed && pair[0].thread != pair[1].thread)
@@ -184,7 +188,9 @@ fn a_task_paused_on_one_worker_resumes_on_another() {
             return;
         }
     }
-    panic!("no paused poll was ever resumed on another worker in 50 rounds");
+    panic!(
+        "no paused poll was ever resumed on another worker in 50 rounds ({resumed_polls} polls resumed a paused one)"
+    );
 }
 
 #[test]
@@ -297,4 +303,51 @@ fn an_endless_task_does_not_block_a_single_worker() {
     endless.abort();
     assert!(rt.block_on(endless).unwrap_err().is_cancelled());
     assert_eq!(handle.block_on(async { 6 * 7 }), 42);
+}
+
+#[test]
+fn a_preempted_task_lets_ready_tasks_run_first() {
+    if !preemption_works() {
+        return;
+    }
+    // One worker, an endless preemptible loop, then ten plain CPU-bound tasks spawned at
+    // once. A preempted poll is resumed only after the ready tasks (tokio's yield), so the
+    // loop gets at most a slice or two while the ten run; with a plain wake it would get a
+    // slice between every two of them.
+    let rt = runtime(1);
+    let observed = Observed::new(
+        async {
+            let mut n = 0u64;
+            loop {
+                n = black_box(n.wrapping_add(1));
+            }
+        }
+        .preemptible(SLICE),
+    );
+    let expired = Arc::clone(&observed.expired);
+    let endless = rt.spawn(observed);
+    while expired.load(SeqCst) < 2 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let shorts: Vec<_> = (0..10u64)
+        .map(|i| {
+            let expired = Arc::clone(&expired);
+            rt.spawn(async move {
+                let seen = expired.load(SeqCst);
+                black_box(crunch(i, 300_000));
+                seen
+            })
+        })
+        .collect();
+    let seen: Vec<u64> = shorts
+        .into_iter()
+        .map(|task| rt.block_on(task).expect("a short task"))
+        .collect();
+    let spread = seen.iter().max().unwrap() - seen.iter().min().unwrap();
+    assert!(
+        spread <= 2,
+        "the preempted loop got {spread} slices among ten ready tasks: {seen:?}"
+    );
+    endless.abort();
+    assert!(rt.block_on(endless).unwrap_err().is_cancelled());
 }
