@@ -14,7 +14,7 @@
 //!     x
 //! };
 //! // Each poll gets 1 ms; when it runs out, the poll is paused and `Pending` is returned
-//! // (after waking the task), so the executor can run other tasks in between.
+//! // (the task asks to be polled again), so the executor can run other tasks in between.
 //! let sum = block_on(busy.preemptible(Duration::from_millis(1)));
 //! assert_eq!(sum, (0..20_000_000u64).sum::<u64>());
 //! # fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -34,7 +34,7 @@
 //!                 poll: launch a poll of F           poll: resume the paused poll
 //!   Idle ───────────────────────────────────► ┬ ◄─────────────────────────────── Paused
 //!    ▲                                        │ slice expired (or inger::pause()):    ▲
-//!    │ F returned Pending                     ├──── wake the task, return Pending ────┘
+//!    │ F returned Pending                     ├─── yield to ready tasks, return Pending ┘
 //!    └────────────────────────────────────────┤
 //!                                             │ F returned Ready(v)
 //!                                             ▼
@@ -76,8 +76,8 @@
 //! - while a poll is paused, the wrapper touches only the proxy waker (through `&`, behind a
 //!   mutex) and never the future or the output slot;
 //! - the continuation is always gone (finished or cancelled) before the shared state is freed;
-//! - a paused poll is cancelled only by dropping the wrapper, and then the shared state is
-//!   **leaked**, not dropped (see below);
+//! - a paused poll is cancelled only by dropping the wrapper (or by a failed resume, which
+//!   consumes it), and then the shared state is **leaked**, not dropped (see below);
 //! - `Preemptible<F>` is `Send` only when `F` and its output are, because the poll may run on
 //!   a different thread each time (and always with its own thread-locals, see below).
 //!
@@ -156,10 +156,10 @@
 //!
 //! tokio has no hook that wraps the futures it is given (its task hooks observe tasks but
 //! cannot replace them), so inger cannot make a runtime preemptible from the outside. What
-//! works: spawn through [`spawn_preemptible`] (for instance
+//! works: spawn through `spawn_preemptible` (for instance
 //! `use inger::future::spawn_preemptible as spawn;` in place of `tokio::spawn`, enforced with
 //! clippy's `disallowed-methods = ["tokio::spawn", "tokio::task::spawn"]`), or hold a
-//! [`PreemptiveHandle`], whose `spawn` and `block_on` wrap every future they are given. Tasks
+//! `PreemptiveHandle`, whose `spawn` and `block_on` wrap every future they are given. Tasks
 //! that libraries spawn with `tokio::spawn` themselves stay cooperative.
 //!
 //! # Costs
@@ -186,7 +186,8 @@ use std::time::Duration;
 
 use crate::{Continuation, Linger, NoPreempt};
 
-/// The slice used by [`spawn_preemptible`] and [`PreemptiveHandle::current`]: 1 ms.
+/// The slice used by `spawn_preemptible` and `PreemptiveHandle::current` (`tokio` feature):
+/// 1 ms.
 pub const DEFAULT_SLICE: Duration = Duration::from_millis(1);
 
 /// Shorter slices are raised to this (10 µs): a poll needs a few microseconds just to start.
@@ -243,6 +244,10 @@ impl<F: Future> PreemptibleExt for F {}
 
 /// A future whose polls run as preemptible functions with a time slice; made by
 /// [`preemptible`] or [`PreemptibleExt::preemptible`]. See the [module docs](self).
+///
+/// It is a `Future` when `F` and its output are `Send` (each poll runs with thread-locals of
+/// its own and may be resumed on another thread, so `F` is treated as if it moved between
+/// threads), and it is `Send` and `Unpin` then too.
 #[must_use = "futures do nothing unless polled"]
 pub struct Preemptible<F: Future> {
     /// The heap-pinned future, output slot and proxy waker (valid unless `phase` is
