@@ -142,7 +142,7 @@ fn resuming_normally_after_a_request_reports_the_cancellation() {
             let mut spins = 0u64;
             loop {
                 spins = black_box(spins + 1);
-                if spins % 1000 == 0 {
+                if spins.is_multiple_of(1000) {
                     inger::checkpoint();
                 }
             }
@@ -237,7 +237,7 @@ fn a_nested_chain_unwinds_as_a_whole() {
                     let mut x = 0u64;
                     loop {
                         x = black_box(x.wrapping_add(1));
-                        if x % 4096 == 0 {
+                        if x.is_multiple_of(4096) {
                             inger::checkpoint();
                         }
                     }
