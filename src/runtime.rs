@@ -546,8 +546,16 @@ pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, 
     leaf_ref.pending.store(false, Relaxed);
     leaf_ref.retries.set(0);
     rt.current.store(leaf, Relaxed);
-    // Armed only after `current` names the leaf, so an early expiry is never lost.
-    rt.arm(effective_deadline(leaf));
+    // Armed only after `current` names the leaf, so an early expiry is never lost. If the
+    // resumer is itself overdue (its deadline passed and a retry is booked), arming for the
+    // chain's deadline would fire at once, inside this very launch, and cancel the retry
+    // that would have found a safe point: arm only for the leaf's own deadline then.
+    let overdue_parent = parent_ref.is_some_and(|parent| parent.retries.get() > 0);
+    rt.arm(if overdue_parent {
+        leaf_ref.deadline.load(Relaxed)
+    } else {
+        effective_deadline(leaf)
+    });
     let own_tls = rt.resumer_tls(parent);
     let shared_errno = if own_tls != 0 {
         Glibc::propagate_multiple_threads(own_tls, leaf_ref.tls);

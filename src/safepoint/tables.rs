@@ -361,7 +361,12 @@ fn build(generation: u64) -> Tables {
     }
     code.sort_unstable_by_key(|code| code.range.start);
     let bias = modules.first().map_or(0, |module| module.bias);
-    let std_sections = symbols::std_critical_sections(bias);
+    // The executable's symbols never change: read and demangle them once (a few ms).
+    static STD_SECTIONS: std::sync::OnceLock<Option<Vec<Range<usize>>>> =
+        std::sync::OnceLock::new();
+    let std_sections = STD_SECTIONS
+        .get_or_init(|| symbols::std_critical_sections(bias))
+        .clone();
     Tables {
         code,
         std_symbols: std_sections.is_some(),
