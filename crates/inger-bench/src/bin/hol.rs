@@ -189,8 +189,10 @@ impl Outcome {
     /// Whether other processes (or the hypervisor) visibly took the CPU away.
     fn disturbed(&self) -> bool {
         // Other processes' CPU use is reported but not a criterion by itself: on two cores
-        // they may run beside us without taking anything away.
-        self.stretch > 1.25 || self.inflation > 1.15 || self.waited_share > 0.03
+        // they may run beside us without taking anything away. Clean runs use 1.01 to 1.06
+        // times the nominal CPU; slow-downs come in bursts, so a small excess on average can
+        // hide a burst at over 100 % utilisation.
+        self.stretch > 1.25 || self.inflation > 1.08 || self.waited_share > 0.03
     }
 
     fn describe(&self) -> String {
