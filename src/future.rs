@@ -125,11 +125,17 @@
 //! slice of a millisecond, so it is rare, not impossible: with 30 µs slices, three tasks
 //! looping over a timer and a channel round trip on one worker deadlocked within seconds (the
 //! worker blocked on the timer wheel's lock, held by a paused poll); with the awaits wrapped as
-//! below the same loop ran through 80,000 preemptions. tokio is linked into the program, so
-//! naming libraries as non-preemptible does not cover it. Until inger's safe-point rule can be
-//! told about such code, put awaits of executor primitives inside a preemptible future in
-//! [`NonPreemptible`] (`.nopreempt()`), and synchronous calls into them in
-//! [`nopreempt`](crate::nopreempt); keep the CPU-heavy parts preemptible:
+//! below the same loop ran through 80,000 preemptions.
+//!
+//! The first wrapper a process creates therefore declares tokio's own code, `parking_lot` and
+//! `lock_api` non-preemptible by symbol prefix ([`crate::mark_non_preemptible_symbols`]), so
+//! the safe-point rule never pauses a poll with one of their frames on its stack. That needs
+//! the executable's symbol table (a stripped binary has none: see
+//! [`Capabilities::std_critical_sections`](crate::Capabilities::std_critical_sections)), and
+//! it does not cover other executors' primitives: for those, or as a belt-and-braces measure,
+//! put awaits of executor primitives inside a preemptible future in [`NonPreemptible`]
+//! (`.nopreempt()`), and synchronous calls into them in [`nopreempt`](crate::nopreempt); keep
+//! the CPU-heavy parts preemptible:
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -196,6 +202,11 @@ pub const MIN_SLICE: Duration = Duration::from_micros(10);
 /// Wraps `future` so that each of its polls runs preemptibly with `slice` of time (raised to
 /// [`MIN_SLICE`] if shorter; `Duration::MAX` never preempts). See the [module docs](self).
 pub fn preemptible<F: Future>(future: F, slice: Duration) -> Preemptible<F> {
+    static EXECUTOR_CODE_MARKED: std::sync::Once = std::sync::Once::new();
+    EXECUTOR_CODE_MARKED.call_once(|| {
+        // Code with locks the executor's workers also take (see the module docs).
+        crate::mark_non_preemptible_symbols(&["tokio::", "parking_lot", "lock_api"]);
+    });
     let proxy = Arc::new(ProxyWaker {
         target: Mutex::new(None),
         woken: AtomicBool::new(false),

@@ -108,6 +108,22 @@ pub fn mark_non_preemptible(name: &str) {
     safepoint::tables::mark_non_preemptible(name);
 }
 
+/// Declares code linked into the program that must never be paused, by the prefix of its
+/// demangled Rust path: a function is not paused while any frame of its stack is in a function
+/// whose path starts with one of `prefixes`. Use it for libraries with internal locks that the
+/// caller may need while a function is paused (an async runtime's timer wheel and scheduler,
+/// `parking_lot`). Needs the executable's symbol table (see
+/// [`Capabilities::std_critical_sections`]). Also read, comma-separated, from
+/// `INGER_NONPREEMPTIBLE_SYMBOLS` at start-up.
+///
+/// ```
+/// inger::mark_non_preemptible_symbols(&["parking_lot", "my_crate::cache"]);
+/// ```
+pub fn mark_non_preemptible_symbols(prefixes: &[&str]) {
+    safepoint::tables::init();
+    safepoint::tables::mark_non_preemptible_symbols(prefixes);
+}
+
 /// Whether inger's signal handler still owns the preemption signal (someone calling
 /// `sigaction` on it after inger started would silently disable preemption).
 pub fn preemption_handler_intact() -> bool {

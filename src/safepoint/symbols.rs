@@ -31,18 +31,33 @@ use std::ops::Range;
 use object::{Object, ObjectSymbol, SymbolKind};
 
 /// Address ranges (sorted, load bias applied) of the standard library's critical sections.
+#[cfg(test)]
 pub(crate) fn std_critical_sections(load_bias: usize) -> Option<Vec<Range<usize>>> {
+    critical_sections(load_bias, &[])
+}
+
+/// The standard library's critical sections plus every function whose demangled path starts
+/// with one of `prefixes` (user-named code, e.g. `tokio::runtime` or `parking_lot`).
+pub(crate) fn critical_sections(
+    load_bias: usize,
+    prefixes: &[String],
+) -> Option<Vec<Range<usize>>> {
     let data = std::fs::read("/proc/self/exe").ok()?;
     let file = object::File::parse(&*data).ok()?;
     let mut ranges = Vec::new();
     let mut any_symbol = false;
+    // Cheap filters before demangling: the first path segment appears in the mangled name.
+    let first_segments: Vec<&str> = prefixes
+        .iter()
+        .map(|prefix| prefix.split("::").next().unwrap_or(prefix))
+        .collect();
     for symbol in file.symbols() {
         any_symbol = true;
         if symbol.kind() != SymbolKind::Text || symbol.size() == 0 {
             continue;
         }
         let Ok(name) = symbol.name() else { continue };
-        if is_critical(name) {
+        if is_critical(name) || matches_prefix(name, prefixes, &first_segments) {
             let start = load_bias.wrapping_add(symbol.address() as usize);
             ranges.push(start..start + symbol.size() as usize);
         }
@@ -52,6 +67,25 @@ pub(crate) fn std_critical_sections(load_bias: usize) -> Option<Vec<Range<usize>
     }
     ranges.sort_unstable_by_key(|range| range.start);
     Some(ranges)
+}
+
+/// Whether a (mangled) symbol's demangled path starts with one of `prefixes`.
+fn matches_prefix(mangled: &str, prefixes: &[String], first_segments: &[&str]) -> bool {
+    if prefixes.is_empty()
+        || !first_segments
+            .iter()
+            .any(|segment| mangled.contains(segment))
+    {
+        return false;
+    }
+    let Ok(demangled) = rustc_demangle::try_demangle(mangled) else {
+        return false;
+    };
+    let path = format!("{demangled:#}");
+    let path = path.trim_start_matches('<');
+    prefixes
+        .iter()
+        .any(|prefix| path.starts_with(prefix.as_str()))
 }
 
 /// Whether a (mangled) symbol name is one of the critical sections listed in the module docs.

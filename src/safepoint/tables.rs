@@ -153,6 +153,8 @@ const BLOCKING_WRAPPERS: &[&CStr] = &[
 static TABLES: AtomicPtr<Tables> = AtomicPtr::new(core::ptr::null_mut());
 static INIT: Once = Once::new();
 static EXTRA_NON_PREEMPTIBLE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Path prefixes of code in the executable that must never be paused (user-named).
+static EXTRA_SYMBOL_PREFIXES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static REFRESH_FD: AtomicI32 = AtomicI32::new(-1);
 static REFRESH_REQUESTED: AtomicBool = AtomicBool::new(false);
 static BUILD: Mutex<()> = Mutex::new(());
@@ -167,6 +169,18 @@ pub(crate) fn current() -> Option<&'static Tables> {
 /// signal handlers.
 pub(crate) fn init() {
     INIT.call_once(|| {
+        if let Ok(prefixes) = std::env::var("INGER_NONPREEMPTIBLE_SYMBOLS") {
+            let mut extra = EXTRA_SYMBOL_PREFIXES
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            extra.extend(
+                prefixes
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(String::from),
+            );
+        }
         if let Ok(names) = std::env::var("INGER_NONPREEMPTIBLE") {
             let mut extra = EXTRA_NON_PREEMPTIBLE
                 .lock()
@@ -204,6 +218,27 @@ pub(crate) fn mark_non_preemptible(name: &str) {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         extra.push(name.to_owned());
+    }
+    refresh(true);
+}
+
+/// Declares code in the executable that must never be paused, by demangled path prefix
+/// (`"tokio::runtime"`, `"parking_lot"`), and rebuilds the tables. Also read, comma-separated,
+/// from `INGER_NONPREEMPTIBLE_SYMBOLS` at start-up.
+pub(crate) fn mark_non_preemptible_symbols(prefixes: &[&str]) {
+    {
+        let mut extra = EXTRA_SYMBOL_PREFIXES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let before = extra.len();
+        for prefix in prefixes {
+            if !prefix.is_empty() && !extra.iter().any(|known| known == prefix) {
+                extra.push((*prefix).to_owned());
+            }
+        }
+        if extra.len() == before {
+            return;
+        }
     }
     refresh(true);
 }
@@ -361,12 +396,24 @@ fn build(generation: u64) -> Tables {
     }
     code.sort_unstable_by_key(|code| code.range.start);
     let bias = modules.first().map_or(0, |module| module.bias);
-    // The executable's symbols never change: read and demangle them once (a few ms).
-    static STD_SECTIONS: std::sync::OnceLock<Option<Vec<Range<usize>>>> =
-        std::sync::OnceLock::new();
-    let std_sections = STD_SECTIONS
-        .get_or_init(|| symbols::std_critical_sections(bias))
+    // The executable's symbols never change: read and demangle them once per set of
+    // user-named prefixes (a few ms).
+    static SECTIONS: Mutex<Option<(Vec<String>, Option<Vec<Range<usize>>>)>> = Mutex::new(None);
+    let prefixes = EXTRA_SYMBOL_PREFIXES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let std_sections = {
+        let mut cached = SECTIONS.lock().unwrap_or_else(|p| p.into_inner());
+        match &*cached {
+            Some((for_prefixes, sections)) if *for_prefixes == prefixes => sections.clone(),
+            _ => {
+                let sections = symbols::critical_sections(bias, &prefixes);
+                *cached = Some((prefixes, sections.clone()));
+                sections
+            }
+        }
+    };
     Tables {
         code,
         std_symbols: std_sections.is_some(),
@@ -520,5 +567,36 @@ mod tests {
         assert!(tables.std_symbols);
         let stdout = std::io::stdout as fn() -> std::io::Stdout as usize;
         assert_eq!(tables.classify(stdout), Class::StdSection);
+    }
+}
+
+#[cfg(test)]
+mod symbol_prefix_tests {
+    use super::*;
+
+    #[inline(never)]
+    fn marked_function_for_the_prefix_test(x: u64) -> u64 {
+        std::hint::black_box(x) + 1
+    }
+
+    #[test]
+    fn user_named_symbol_prefixes_become_critical_sections() {
+        init();
+        let address = marked_function_for_the_prefix_test as *const () as usize;
+        assert_eq!(
+            std::hint::black_box(marked_function_for_the_prefix_test(1)),
+            2
+        );
+        assert_eq!(
+            current().expect("built").classify(address),
+            Class::Preemptible
+        );
+        mark_non_preemptible_symbols(&[
+            "inger::safepoint::tables::symbol_prefix_tests::marked_function",
+        ]);
+        assert_eq!(
+            current().expect("built").classify(address),
+            Class::StdSection
+        );
     }
 }
