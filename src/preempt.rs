@@ -311,7 +311,9 @@ pub fn pause() {
     // SAFETY: on our own stack, holding a unit of the counter (rule 1).
     unsafe { leave(rt, lpf, lpf, state::PAUSED, true) };
     release_nopreempt(this);
-    checkpoint();
+    if this.cancel_requested.load(Relaxed) {
+        checkpoint();
+    }
 }
 
 /// A cancellation point: if the caller asked to cancel the running function cooperatively
