@@ -398,7 +398,9 @@ fn build(generation: u64) -> Tables {
     let bias = modules.first().map_or(0, |module| module.bias);
     // The executable's symbols never change: read and demangle them once per set of
     // user-named prefixes (a few ms).
-    static SECTIONS: Mutex<Option<(Vec<String>, Option<Vec<Range<usize>>>)>> = Mutex::new(None);
+    /// The sections found, and the prefixes they were found for.
+    type Cached = Option<(Vec<String>, Option<Vec<Range<usize>>>)>;
+    static SECTIONS: Mutex<Cached> = Mutex::new(None);
     let prefixes = EXTRA_SYMBOL_PREFIXES
         .lock()
         .unwrap_or_else(|p| p.into_inner())
