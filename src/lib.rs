@@ -33,8 +33,19 @@
 //! ## What "same thread" means here
 //!
 //! A preemptible function runs on its caller's kernel thread, so it deadlocks if it waits for
-//! a lock its caller holds (and vice versa). Until per-function thread-local storage lands,
-//! it also shares the caller's thread-locals, which is why a [`Continuation`] is not `Send`.
+//! a lock its caller holds (and vice versa). It has its own thread-local storage (errno, Rust
+//! `thread_local!`s, C `__thread` variables, pthread keys), as code on another thread would,
+//! so a [`Continuation`] is `Send` and may be resumed on any thread
+//! ([`capabilities`] reports the fallback where glibc's internals are not found).
+//!
+//! ## Safe points and cancellation
+//!
+//! A function is paused only where no frame of its stack is in non-reentrant code (libc, the
+//! loader, the standard library's critical sections, libraries you name, [`nopreempt`]
+//! sections); see [`mark_non_preemptible`] and [`stats`]. Dropping a paused continuation
+//! discards its stack without running destructors;
+//! [`Continuation::cancel_cooperatively`] unwinds it instead.
+
 //!
 //! ## Platform
 //!
