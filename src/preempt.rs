@@ -254,14 +254,7 @@ pub(crate) fn pending_preemption(lpf: *mut Lpf) {
     }
     // The whole-stack rule applies here too: the section that just ended may sit inside a
     // critical section further down the stack. Walk from this very frame.
-    let mut captured = [0usize; 3];
-    crate::arch::capture_caller_registers(&mut captured);
-    let registers = safepoint::Registers {
-        ip: captured[0],
-        sp: captured[1],
-        bp: captured[2],
-        ip_is_return_address: true,
-    };
+    let registers = safepoint::caller_registers();
     // A timer expiry during the walk returns at once (and retries): the cache is ours.
     this.in_handler.store(true, Relaxed);
     // SAFETY: we run on `lpf`, the innermost LPF; `expired` is on its chain; the cache is this
@@ -570,14 +563,7 @@ pub(crate) fn time_safepoint_checks(iterations: u64) -> (std::time::Duration, bo
     this.in_handler.store(true, Relaxed);
     let start = std::time::Instant::now();
     for _ in 0..iterations {
-        let mut captured = [0usize; 3];
-        crate::arch::capture_caller_registers(&mut captured);
-        let registers = safepoint::Registers {
-            ip: captured[0],
-            sp: captured[1],
-            bp: captured[2],
-            ip_is_return_address: true,
-        };
+        let registers = safepoint::caller_registers();
         // SAFETY: as in `pending_preemption`: our own stack, our cache, guarded by the flag.
         passed = unsafe { safepoint::check(rt.unwind_cache(), this, lpf, registers) }.is_ok();
     }

@@ -227,6 +227,20 @@ fn at_system_call(tables: &Tables, ip: usize) -> bool {
     read(ip) == Some(SYSCALL) || ip.checked_sub(2).and_then(read) == Some(SYSCALL)
 }
 
+/// The registers of the function this is inlined into, for a walk from its frame (ordinary
+/// code, not a signal handler). Always inlined: a call would capture its own frame instead.
+#[inline(always)]
+pub(crate) fn caller_registers() -> Registers {
+    let mut captured = [0usize; 3];
+    arch::capture_caller_registers(&mut captured);
+    Registers {
+        ip: captured[0],
+        sp: captured[1],
+        bp: captured[2],
+        ip_is_return_address: true,
+    }
+}
+
 /// The registers of an interrupted context.
 ///
 /// # Safety
