@@ -10,13 +10,13 @@
     reason = "each test binary uses a different subset of these helpers"
 )]
 
-use std::ffi::{CString, c_void};
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Read;
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::ffi::c_void;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The environment variable that tells a re-run test binary which child scenario to play.
 pub const CHILD_ENV: &str = "INGER_SAFEPOINT_TEST_CHILD";
@@ -109,69 +109,8 @@ pub fn child_mode() -> Option<String> {
     std::env::var(CHILD_ENV).ok()
 }
 
-/// What a child process did.
-pub struct ChildOutput {
-    /// Its exit status.
-    pub status: ExitStatus,
-    /// Everything it wrote to stdout.
-    pub stdout: String,
-    /// Everything it wrote to stderr.
-    pub stderr: String,
-}
-
-impl ChildOutput {
-    /// Describes the child's exit for assertion messages (output cut to its last 4 KiB).
-    pub fn describe(&self) -> String {
-        fn tail(text: &str) -> &str {
-            let mut start = text.len().saturating_sub(4096);
-            while !text.is_char_boundary(start) {
-                start += 1;
-            }
-            &text[start..]
-        }
-        format!(
-            "status {:?}\n--- stdout (tail) ---\n{}\n--- stderr (tail) ---\n{}",
-            self.status,
-            tail(&self.stdout),
-            tail(&self.stderr)
-        )
-    }
-
-    /// Asserts that the child exited successfully.
-    pub fn assert_success(&self) {
-        assert!(
-            self.status.success(),
-            "the child failed: {}",
-            self.describe()
-        );
-    }
-
-    /// The text written between the lines `begin` and `end` (exclusive; the marker lines
-    /// themselves may carry the test harness's text before them).
-    pub fn between(&self, begin: &str, end: &str) -> &str {
-        let start =
-            self.stdout.find(begin).unwrap_or_else(|| {
-                panic!("no {begin:?} in the child's stdout: {}", self.describe())
-            }) + begin.len();
-        let length = self.stdout[start..]
-            .find(end)
-            .unwrap_or_else(|| panic!("no {end:?} in the child's stdout: {}", self.describe()));
-        &self.stdout[start..start + length]
-    }
-
-    /// The value of `key=<u64>` on the child's line starting with (or containing) `tag`.
-    pub fn counter(&self, tag: &str, key: &str) -> u64 {
-        let line = self
-            .stdout
-            .lines()
-            .find(|line| line.contains(tag))
-            .unwrap_or_else(|| panic!("no {tag:?} line from the child: {}", self.describe()));
-        line.split_whitespace()
-            .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
-            .and_then(|value| value.parse().ok())
-            .unwrap_or_else(|| panic!("no {key}= on {line:?}"))
-    }
-}
+#[allow(unused_imports, reason = "not every test binary loads a library")]
+pub use common::{ChildOutput, Library};
 
 /// Prints inger's counters on one line tagged `tag`, for a parent to read with
 /// [`ChildOutput::counter`].
@@ -201,161 +140,14 @@ pub fn run_child(test_name: &str, mode: &str, env: &[(&str, &str)]) -> ChildOutp
 
 /// As [`run_child`], running the executable `exe` (a copy of this test binary).
 pub fn run_child_of(exe: &Path, test_name: &str, mode: &str, env: &[(&str, &str)]) -> ChildOutput {
-    let mut command = Command::new(exe);
-    command.args([test_name, "--exact", "--nocapture", "--test-threads=1"]);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("INGER_") {
-            command.env_remove(key);
-        }
-    }
-    command.env(CHILD_ENV, mode);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("re-running the test binary");
-    let readers = [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    ]
-    .map(|pipe| {
-        let mut pipe = pipe.expect("piped output");
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = pipe.read_to_end(&mut text);
-            String::from_utf8_lossy(&text).into_owned()
-        })
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the child") {
-            break status;
-        }
-        if started.elapsed() > CHILD_HANG_LIMIT {
-            let _ = child.kill();
-            let status = child.wait().expect("reaping the killed child");
-            let [stdout, stderr] = readers.map(|reader| reader.join().unwrap_or_default());
-            let output = ChildOutput {
-                status,
-                stdout,
-                stderr,
-            };
-            panic!(
-                "child {mode:?} hung (deadlock?) and was killed after {CHILD_HANG_LIMIT:?}: {}",
-                output.describe()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let [stdout, stderr] = readers.map(|reader| reader.join().expect("output reader"));
-    ChildOutput {
-        status,
-        stdout,
-        stderr,
-    }
+    common::run_child(exe, CHILD_ENV, CHILD_HANG_LIMIT, test_name, mode, env)
 }
 
 /// Compiles `tests/c/safepoint/<name>.c` into a shared library named
-/// `<output_stem>-<hash>.so` and returns its path. The name depends on the source, so
-/// concurrent test processes never overwrite a library someone has loaded; each compiles to
-/// a private temporary file and renames it into place. Distinct stems give distinct modules.
+/// `<output_stem>-<hash>.so` and returns its path (see [`common::compile_c`]). Distinct stems
+/// give distinct modules.
 pub fn compile_c(name: &str, output_stem: &str) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/c/safepoint")
-        .join(format!("{name}.c"));
-    let text =
-        std::fs::read(&source).unwrap_or_else(|e| panic!("reading {}: {e}", source.display()));
-    let mut hasher = DefaultHasher::new();
-    text.hash(&mut hasher);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("safepoint-c");
-    std::fs::create_dir_all(&dir).expect("creating the C output directory");
-    let output = dir.join(format!("{output_stem}-{:016x}.so", hasher.finish()));
-    if output.exists() {
-        return output;
-    }
-    let temporary = dir.join(format!(
-        ".{output_stem}-{}-{:?}.tmp",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let result = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".to_owned()))
-        .args([
-            "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror", "-o",
-        ])
-        .arg(&temporary)
-        .arg(&source)
-        .output()
-        .expect("running the C compiler (cc)");
-    assert!(
-        result.status.success(),
-        "compiling {} failed:\n{}",
-        source.display(),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    std::fs::rename(&temporary, &output).expect("moving the compiled library into place");
-    output
-}
-
-/// A shared library opened with `dlopen`, never closed (functions may still point into it).
-pub struct Library {
-    handle: *mut c_void,
-    path: PathBuf,
-}
-
-// The handle is only used for dlsym, which is thread-safe.
-// SAFETY: a dlopen handle may be used from any thread.
-unsafe impl Send for Library {}
-// SAFETY: as above; dlsym takes the loader's own lock.
-unsafe impl Sync for Library {}
-
-impl Library {
-    /// `dlopen`s `path` with `RTLD_NOW | RTLD_LOCAL`.
-    pub fn open(path: &Path) -> Library {
-        let name = CString::new(path.to_str().expect("UTF-8 path")).expect("no NUL in path");
-        // SAFETY: a NUL-terminated path; the libraries under tests/c/safepoint have no
-        // constructors.
-        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-        if handle.is_null() {
-            // SAFETY: dlerror returns a NUL-terminated message after a failed dlopen.
-            let why = unsafe { std::ffi::CStr::from_ptr(libc::dlerror()) };
-            panic!("dlopen {}: {}", path.display(), why.to_string_lossy());
-        }
-        Library {
-            handle,
-            path: path.to_owned(),
-        }
-    }
-
-    /// The address of the symbol `name`; panics if it is missing.
-    pub fn address(&self, name: &str) -> *mut c_void {
-        let symbol = CString::new(name).expect("no NUL in a symbol name");
-        // SAFETY: a live handle and a NUL-terminated name.
-        let address = unsafe { libc::dlsym(self.handle, symbol.as_ptr()) };
-        assert!(
-            !address.is_null(),
-            "{} has no symbol {name}",
-            self.path.display()
-        );
-        address
-    }
-
-    /// The library's file name (what `inger::mark_non_preemptible` matches against).
-    pub fn file_name(&self) -> String {
-        self.path
-            .file_name()
-            .expect("a file name")
-            .to_string_lossy()
-            .into_owned()
-    }
+    common::compile_c("safepoint", name, output_stem, &[])
 }
 
 /// `long sp_busy_spin(volatile int *inside, long rounds)` of `tests/c/safepoint/busy.c`.

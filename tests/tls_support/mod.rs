@@ -9,13 +9,13 @@
     reason = "each test binary uses a different subset of these helpers"
 )]
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::ffi::{CString, c_void};
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The environment variable that tells a re-run test binary which child scenario to play.
 pub const CHILD_ENV: &str = "INGER_TLS_TEST_CHILD";
@@ -29,97 +29,15 @@ pub fn child_mode() -> Option<String> {
     std::env::var(CHILD_ENV).ok()
 }
 
-/// What a child process did.
-pub struct ChildOutput {
-    /// Its exit status.
-    pub status: ExitStatus,
-    /// Everything it wrote to stdout.
-    pub stdout: String,
-    /// Everything it wrote to stderr.
-    pub stderr: String,
-}
-
-impl ChildOutput {
-    /// Describes the child's exit for assertion messages.
-    pub fn describe(&self) -> String {
-        format!(
-            "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-
-    /// The lines of stdout that contain `prefix`, with everything up to the end of the
-    /// prefix removed (the test harness prints its own text around them, and its
-    /// "test name ... " has no newline before the test's own output).
-    pub fn lines_with(&self, prefix: &str) -> Vec<String> {
-        self.stdout
-            .lines()
-            .filter_map(|line| {
-                let start = line.find(prefix)?;
-                Some(line[start + prefix.len()..].to_owned())
-            })
-            .collect()
-    }
-}
+#[allow(unused_imports, reason = "not every test binary loads a library")]
+pub use common::{ChildOutput, Library};
 
 /// Re-runs this test binary, running only the test `test_name`, with `CHILD_ENV=mode` and the
 /// extra environment `env` (every `INGER_*` variable of the parent is removed first). Kills
 /// the child and panics if it has not finished after a generous limit.
 pub fn run_child(test_name: &str, mode: &str, env: &[(&str, &str)]) -> ChildOutput {
     let exe = std::env::current_exe().expect("the test binary's own path");
-    let mut command = Command::new(exe);
-    command.args([test_name, "--exact", "--nocapture", "--test-threads=1"]);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("INGER_") {
-            command.env_remove(key);
-        }
-    }
-    command.env(CHILD_ENV, mode);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("re-running the test binary");
-    let mut stdout_pipe = child.stdout.take().expect("piped stdout");
-    let mut stderr_pipe = child.stderr.take().expect("piped stderr");
-    let stdout_reader = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = stdout_pipe.read_to_end(&mut text);
-        text
-    });
-    let stderr_reader = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = stderr_pipe.read_to_end(&mut text);
-        text
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the child") {
-            break status;
-        }
-        if started.elapsed() > CHILD_HANG_LIMIT {
-            let _ = child.kill();
-            let status = child.wait().expect("reaping the killed child");
-            let stdout = stdout_reader.join().unwrap_or_default();
-            let stderr = stderr_reader.join().unwrap_or_default();
-            panic!(
-                "child {mode:?} hung and was killed ({status:?})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                String::from_utf8_lossy(&stdout),
-                String::from_utf8_lossy(&stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = stdout_reader.join().expect("stdout reader");
-    let stderr = stderr_reader.join().expect("stderr reader");
-    ChildOutput {
-        status,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
+    common::run_child(&exe, CHILD_ENV, CHILD_HANG_LIMIT, test_name, mode, env)
 }
 
 /// Compiles `tests/c/tls/<name>.c` into a shared library with the system C compiler and
@@ -134,80 +52,7 @@ pub fn compile_c(name: &str, flags: &[&str]) -> PathBuf {
 /// As [`compile_c`], naming the output `<output_stem>-<hash>.so` (several copies of one
 /// source become distinct modules when loaded).
 pub fn compile_c_as(name: &str, output_stem: &str, flags: &[&str]) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/c/tls")
-        .join(format!("{name}.c"));
-    let text =
-        std::fs::read(&source).unwrap_or_else(|e| panic!("reading {}: {e}", source.display()));
-    let mut hasher = DefaultHasher::new();
-    text.hash(&mut hasher);
-    flags.hash(&mut hasher);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tls-c");
-    std::fs::create_dir_all(&dir).expect("creating the C output directory");
-    let output = dir.join(format!("{output_stem}-{:016x}.so", hasher.finish()));
-    if output.exists() {
-        return output;
-    }
-    let temporary = dir.join(format!(
-        ".{output_stem}-{}-{:x}.tmp",
-        std::process::id(),
-        hasher.finish()
-    ));
-    let result = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".to_owned()))
-        .args(["-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror"])
-        .args(flags)
-        .arg("-o")
-        .arg(&temporary)
-        .arg(&source)
-        .output()
-        .expect("running the C compiler (cc)");
-    assert!(
-        result.status.success(),
-        "compiling {} failed:\n{}",
-        source.display(),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    std::fs::rename(&temporary, &output).expect("moving the compiled library into place");
-    output
-}
-
-/// A shared library opened with `dlopen`. It is never closed: functions launched by the
-/// tests may still point into it.
-pub struct Library {
-    handle: *mut c_void,
-    path: PathBuf,
-}
-
-impl Library {
-    /// `dlopen`s `path` with `RTLD_NOW | RTLD_LOCAL`.
-    pub fn open(path: &Path) -> Library {
-        let name = CString::new(path.to_str().expect("UTF-8 path")).expect("no NUL in path");
-        // SAFETY: a NUL-terminated path; the libraries under tests/c/tls have no constructors
-        // with preconditions.
-        let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-        if handle.is_null() {
-            // SAFETY: dlerror returns a NUL-terminated message after a failed dlopen.
-            let why = unsafe { std::ffi::CStr::from_ptr(libc::dlerror()) };
-            panic!("dlopen {}: {}", path.display(), why.to_string_lossy());
-        }
-        Library {
-            handle,
-            path: path.to_owned(),
-        }
-    }
-
-    /// The address of the symbol `name`; panics if it is missing.
-    pub fn address(&self, name: &str) -> *mut c_void {
-        let symbol = CString::new(name).expect("no NUL in a symbol name");
-        // SAFETY: a live handle and a NUL-terminated name.
-        let address = unsafe { libc::dlsym(self.handle, symbol.as_ptr()) };
-        assert!(
-            !address.is_null(),
-            "{} has no symbol {name}",
-            self.path.display()
-        );
-        address
-    }
+    common::compile_c("tls", name, output_stem, flags)
 }
 
 /// The address of `name` in any module loaded at start-up (`RTLD_DEFAULT`), e.g. a library
