@@ -78,14 +78,19 @@ fn matches_prefix(mangled: &str, prefixes: &[String], first_segments: &[&str]) -
     {
         return false;
     }
-    let Ok(demangled) = rustc_demangle::try_demangle(mangled) else {
-        return false;
-    };
+    rust_path(mangled).is_some_and(|path| {
+        prefixes
+            .iter()
+            .any(|prefix| path.starts_with(prefix.as_str()))
+    })
+}
+
+/// The demangled Rust path of a symbol, without the hash suffix (`{:#}`) and without the
+/// leading `<` of a trait or inherent impl (`<std::io::stdio::Stdout as ..>::write_fmt`).
+fn rust_path(mangled: &str) -> Option<String> {
+    let demangled = rustc_demangle::try_demangle(mangled).ok()?;
     let path = format!("{demangled:#}");
-    let path = path.trim_start_matches('<');
-    prefixes
-        .iter()
-        .any(|prefix| path.starts_with(prefix.as_str()))
+    Some(path.trim_start_matches('<').to_owned())
 }
 
 /// Whether a (mangled) symbol name is one of the critical sections listed in the module docs.
@@ -101,12 +106,10 @@ pub(crate) fn is_critical(mangled: &str) -> bool {
     if !mangled.contains("std") {
         return false;
     }
-    let Ok(demangled) = rustc_demangle::try_demangle(mangled) else {
+    let Some(path) = rust_path(mangled) else {
         return false;
     };
-    // `{:#}` leaves out the hash suffix.
-    let path = format!("{demangled:#}");
-    let path = path.trim_start_matches('<');
+    let path = path.as_str();
     if path.starts_with("std::io::stdio::")
         || path.starts_with("std::sys::sync::once::")
         || path.starts_with("std::sys::thread_local::")
