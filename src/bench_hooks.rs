@@ -40,7 +40,8 @@ pub fn context_switch_round_trips(round_trips: u64) -> Result<u64, Error> {
         unsafe { arch::switch(&raw mut state.main_sp, state.side_sp) };
     }
     // The side context stays suspended forever; its stack is discarded, not reused.
-    stack::retire(&stack, stack.top() as usize);
+    let top = stack.top() as usize;
+    stack::retire(stack, top);
     Ok(round_trips)
 }
 

@@ -262,7 +262,7 @@ impl<T> Drop for Continuation<'_, T> {
                 match runtime::runtime_if_started() {
                     Some(rt) => rt.retire(stack, live_low),
                     // No runtime on this thread (it is exiting): the TLS block is abandoned.
-                    None => stack::retire(&stack, live_low),
+                    None => stack::retire(stack, live_low),
                 }
             }
         }

@@ -265,9 +265,7 @@ pub(crate) struct Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         crate::preempt::forget_runtime(self);
-        for (stack, live_low) in self.retired.get_mut().drain(..) {
-            crate::stack::retire(&stack, live_low);
-        }
+        crate::stack::retire_all(self.retired.get_mut());
     }
 }
 
@@ -312,10 +310,7 @@ impl Runtime {
         let mut retired = self.retired.borrow_mut();
         retired.push((stack, live_low));
         if retired.len() >= crate::stack::RETIRE_BATCH {
-            let batch: Vec<(&Stack, usize)> =
-                retired.iter().map(|(stack, low)| (stack, *low)).collect();
-            crate::stack::retire_all(&batch);
-            drop(batch);
+            crate::stack::retire_all(&retired);
             retired.clear();
         }
     }

@@ -154,16 +154,17 @@ pub(crate) fn give_back_global(stack: Stack) {
 ///
 /// This costs two `madvise` calls (a few microseconds, mostly the kernel freeing pages), so
 /// runtimes batch it (see `Runtime::retire`).
-pub(crate) fn retire(stack: &Stack, live_low: usize) {
+pub(crate) fn retire(stack: Stack, live_low: usize) {
     retire_all(&[(stack, live_low)]);
 }
 
-/// Retires several stacks at once: two system calls in all where the kernel allows it.
-pub(crate) fn retire_all(stacks: &[(&Stack, usize)]) {
+/// Retires several stacks at once, each with its `live_low`: two system calls in all where the
+/// kernel allows it.
+pub(crate) fn retire_all(stacks: &[(Stack, usize)]) {
     let page = crate::config::page_size();
     let mut guards = Vec::with_capacity(stacks.len());
     let mut discards = Vec::with_capacity(stacks.len());
-    for &(stack, live_low) in stacks {
+    for &(ref stack, live_low) in stacks {
         let top = stack.top() as usize;
         let guard_from = (live_low.clamp(stack.base(), top) & !(page - 1)).max(stack.base());
         guards.push((guard_from, top - guard_from));
