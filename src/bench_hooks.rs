@@ -67,5 +67,29 @@ fn recurse(depth: usize, iterations: u64) -> (std::time::Duration, bool) {
         let result = recurse(std::hint::black_box(depth - 1), iterations);
         return std::hint::black_box(result);
     }
-    crate::preempt::time_safepoint_checks(iterations)
+    time_safepoint_checks(iterations)
+}
+
+/// Runs the whole-stack check `iterations` times from the calling frame of the running
+/// function; returns the time taken and whether the last check passed.
+#[inline(never)]
+fn time_safepoint_checks(iterations: u64) -> (std::time::Duration, bool) {
+    runtime::with_running(|this| {
+        // SAFETY: the runtime of the thread running us outlives the run.
+        let Some(rt) = (unsafe {
+            this.runtime
+                .load(core::sync::atomic::Ordering::Relaxed)
+                .as_ref()
+        }) else {
+            return (std::time::Duration::ZERO, false);
+        };
+        crate::safepoint::tables::init();
+        let mut passed = false;
+        let start = std::time::Instant::now();
+        for _ in 0..iterations {
+            passed = runtime::check_running_stack(rt, this, this, arch::caller_registers()).is_ok();
+        }
+        (start.elapsed(), passed)
+    })
+    .unwrap_or((std::time::Duration::ZERO, false))
 }

@@ -1,14 +1,21 @@
 //! Process-wide settings: a builder plus environment variables.
 //!
+//! Context: caller only (never the signal handler, which reads the validated copies the
+//! runtime keeps).
+//!
 //! The settings are fixed the first time they are needed (the first launch, or an explicit
-//! [`Config::install`]). Environment variables, read at that moment:
+//! [`Config::install`]). Every `INGER_*` variable of the library is read here, once, the first
+//! time any of them is needed (the README lists the same table):
 //!
 //! | variable | meaning | default |
 //! | --- | --- | --- |
 //! | `INGER_STACK_SIZE` | stack size of each preemptible function, bytes; `K`/`M`/`G` suffixes | `2M` |
 //! | `INGER_SIGNAL` | the timer signal: a number, `SIGRTMIN+n` or `SIGRTMAX-n` | `SIGRTMAX-4` |
-//! | `INGER_PREEMPT` | `0`, `off` or `false` turns timer preemption off (kill switch) | on |
+//! | `INGER_PREEMPT` | `0`, `off`, `false` or `no` turns timer preemption off (kill switch) | on |
 //! | `INGER_RETRY_US` | first retry interval after a deferred preemption, microseconds | `50` |
+//! | `INGER_SHARED_TLS` | any value but `0`: functions share their caller's thread-locals (diagnostics) | off |
+//! | `INGER_NONPREEMPTIBLE` | comma-separated libraries never paused inside (file names or prefixes) | none |
+//! | `INGER_NONPREEMPTIBLE_SYMBOLS` | comma-separated Rust path prefixes of code never paused inside | none |
 //!
 //! `INGER_PREEMPT=0` wins over everything, including [`Config::preemption`]: it is the
 //! operator's switch for ruling inger's signal out when chasing a problem. Functions then
@@ -18,6 +25,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::sys::process::page_size;
 
 /// The smallest stack accepted: room for the function's header, a few frames, and a
 /// kernel signal frame with a full XSAVE area.
@@ -66,17 +74,18 @@ impl Config {
     /// The defaults with the `INGER_*` environment variables applied.
     pub fn from_env() -> Result<Self, Error> {
         let mut config = Self::default();
-        if let Some(value) = env("INGER_STACK_SIZE") {
-            config.stack_size = parse_size(&value)
+        let environment = environment();
+        if let Some(value) = &environment.stack_size {
+            config.stack_size = parse_size(value)
                 .ok_or_else(|| Error::InvalidConfig(format!("INGER_STACK_SIZE={value:?}")))?;
         }
-        if let Some(value) = env("INGER_SIGNAL") {
+        if let Some(value) = &environment.signal {
             config.signal = Some(
-                parse_signal(&value)
+                parse_signal(value)
                     .ok_or_else(|| Error::InvalidConfig(format!("INGER_SIGNAL={value:?}")))?,
             );
         }
-        if let Some(value) = env("INGER_RETRY_US") {
+        if let Some(value) = &environment.retry_us {
             let micros: u64 = value
                 .trim()
                 .parse()
@@ -159,9 +168,7 @@ impl Config {
                 self.retry
             )));
         }
-        let kill_switch = env("INGER_PREEMPT")
-            .map(|v| matches!(v.trim(), "0" | "off" | "false" | "no"))
-            .unwrap_or(false);
+        let kill_switch = environment().preemption_off;
         Ok(Settings {
             stack_size: round_to_page(self.stack_size),
             signal,
@@ -196,14 +203,56 @@ pub fn preemption_enabled() -> bool {
     settings().map(|s| s.preemption).unwrap_or(false)
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// The library's `INGER_*` environment variables (see the module docs), read once.
+#[derive(Debug, Default)]
+pub(crate) struct Environment {
+    stack_size: Option<String>,
+    signal: Option<String>,
+    retry_us: Option<String>,
+    /// `INGER_PREEMPT` is `0`, `off`, `false` or `no`.
+    preemption_off: bool,
+    /// `INGER_SHARED_TLS` is set to anything but `0`.
+    pub(crate) shared_tls: bool,
+    /// `INGER_NONPREEMPTIBLE`, split at commas.
+    pub(crate) non_preemptible: Vec<String>,
+    /// `INGER_NONPREEMPTIBLE_SYMBOLS`, split at commas.
+    pub(crate) non_preemptible_symbols: Vec<String>,
 }
 
-pub(crate) fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 { size as usize } else { 4096 }
+impl Environment {
+    fn read() -> Environment {
+        fn var(name: &str) -> Option<String> {
+            std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+        }
+        fn list(name: &str) -> Vec<String> {
+            var(name)
+                .map(|value| {
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        Environment {
+            stack_size: var("INGER_STACK_SIZE"),
+            signal: var("INGER_SIGNAL"),
+            retry_us: var("INGER_RETRY_US"),
+            preemption_off: var("INGER_PREEMPT")
+                .is_some_and(|v| matches!(v.trim(), "0" | "off" | "false" | "no")),
+            shared_tls: std::env::var_os("INGER_SHARED_TLS").is_some_and(|v| v != "0"),
+            non_preemptible: list("INGER_NONPREEMPTIBLE"),
+            non_preemptible_symbols: list("INGER_NONPREEMPTIBLE_SYMBOLS"),
+        }
+    }
+}
+
+/// The `INGER_*` variables as they were when first needed.
+pub(crate) fn environment() -> &'static Environment {
+    static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
+    ENVIRONMENT.get_or_init(Environment::read)
 }
 
 fn round_to_page(bytes: usize) -> usize {

@@ -59,16 +59,17 @@ mod error;
 pub mod future;
 mod linger;
 pub mod pool;
-mod preempt;
 mod runtime;
 mod safepoint;
 mod stack;
+mod stats;
 mod sys;
 
 pub use config::{Config, MIN_STACK_SIZE, preemption_enabled};
 pub use error::Error;
 pub use linger::{Cancelled, Continuation, Linger, launch, resume};
-pub use preempt::{NoPreempt, Stats, checkpoint, in_preemptible, nopreempt, pause, stats};
+pub use runtime::{NoPreempt, checkpoint, in_preemptible, nopreempt, pause};
+pub use stats::{Stats, stats};
 
 /// What this process's inger can do (see [`capabilities`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,5 +139,5 @@ pub fn mark_non_preemptible_symbols(prefixes: &[&str]) {
 /// Whether inger's signal handler still owns the preemption signal (someone calling
 /// `sigaction` on it after inger started would silently disable preemption).
 pub fn preemption_handler_intact() -> bool {
-    preempt::handler_intact()
+    runtime::handler_intact()
 }

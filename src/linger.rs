@@ -32,6 +32,7 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::runtime::{self, Lpf, Outcome, state};
 use crate::stack::{self, Stack};
+use crate::sys::signal::abort_with;
 
 /// The result of [`launch`]: the function either finished in time or is waiting to be resumed.
 #[must_use = "dropping a Linger that holds a continuation cancels the function"]
@@ -253,7 +254,7 @@ impl<T> Drop for Continuation<'_, T> {
                 unsafe { (self.drop_unstarted)(self.lpf) };
                 give_back(stack);
             }
-            state::RUNNING => runtime::abort_with(
+            state::RUNNING => abort_with(
                 b"inger: a running preemptible function's continuation was dropped from inside it\n",
             ),
             _ => {
@@ -339,7 +340,7 @@ where
             slot: UnsafeCell::new(Slot::Ready(f)),
         });
         let top = (frame as usize & !15) as *mut u8;
-        Lpf::prepare(frame.cast::<Lpf>(), top);
+        runtime::prepare(frame.cast::<Lpf>(), top);
     }
     let mut continuation = Continuation {
         // SAFETY: `frame` is non-null (inside a mapped stack); the header is its first field.
@@ -404,7 +405,7 @@ unsafe fn run<F: FnOnce() -> T, T>(lpf: *mut Lpf) -> bool {
     // SAFETY: per the contract; the slot is touched by nobody else while we run.
     let slot = unsafe { &mut *(*frame).slot.get() };
     let Slot::Ready(f) = core::mem::replace(slot, Slot::Running) else {
-        runtime::abort_with(b"inger: a preemptible function was started twice\n")
+        abort_with(b"inger: a preemptible function was started twice\n")
     };
     let outcome = catch_unwind(AssertUnwindSafe(f));
     // The slot is written before the state says the function finished (see `finish`).
@@ -424,7 +425,7 @@ unsafe fn take_outcome<F, T>(lpf: NonNull<Lpf>) -> Result<T, Box<dyn Any + Send>
     match core::mem::replace(slot, Slot::Running) {
         Slot::Returned(value) => Ok(value),
         Slot::Panicked(payload) => Err(payload),
-        _ => runtime::abort_with(b"inger: the outcome of a preemptible function was missing\n"),
+        _ => abort_with(b"inger: the outcome of a preemptible function was missing\n"),
     }
 }
 

@@ -161,7 +161,7 @@ pub(crate) fn retire(stack: Stack, live_low: usize) {
 /// Retires several stacks at once, each with its `live_low`: two system calls in all where the
 /// kernel allows it.
 pub(crate) fn retire_all(stacks: &[(Stack, usize)]) {
-    let page = crate::config::page_size();
+    let page = crate::sys::process::page_size();
     let mut guards = Vec::with_capacity(stacks.len());
     let mut discards = Vec::with_capacity(stacks.len());
     for &(ref stack, live_low) in stacks {

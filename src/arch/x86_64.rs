@@ -136,37 +136,52 @@ pub(crate) fn control_words() -> u64 {
     slot
 }
 
-/// The interrupted context's instruction pointer, from a signal handler's `ucontext`.
+/// Registers of a suspended or interrupted frame: where a stack walk starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Registers {
+    /// The instruction pointer.
+    pub(crate) ip: usize,
+    /// The stack pointer.
+    pub(crate) sp: usize,
+    /// The frame pointer.
+    pub(crate) bp: usize,
+    /// Whether `ip` is a return address (a call site) rather than an interrupted instruction.
+    pub(crate) ip_is_return_address: bool,
+}
+
+/// The interrupted context's registers, from a signal handler's `ucontext`.
 ///
 /// # Safety
 /// `ucontext` must be the third argument of an `SA_SIGINFO` handler that is still running.
-pub(crate) unsafe fn interrupted_ip(ucontext: *mut c_void) -> usize {
+pub(crate) unsafe fn interrupted_registers(ucontext: *mut c_void) -> Registers {
     // SAFETY: per the contract, the kernel-written ucontext_t is valid for reads.
-    unsafe {
-        (*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RIP as usize] as usize
+    let gregs = unsafe { &(*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
+    Registers {
+        ip: gregs[libc::REG_RIP as usize] as usize,
+        sp: gregs[libc::REG_RSP as usize] as usize,
+        bp: gregs[libc::REG_RBP as usize] as usize,
+        ip_is_return_address: false,
     }
 }
 
 /// The interrupted context's stack pointer, from a signal handler's `ucontext`.
 ///
 /// # Safety
-/// As for [`interrupted_ip`].
+/// As for [`interrupted_registers`].
 pub(crate) unsafe fn interrupted_sp(ucontext: *mut c_void) -> usize {
-    // SAFETY: per the contract, the kernel-written ucontext_t is valid for reads.
-    unsafe {
-        (*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RSP as usize] as usize
-    }
+    // SAFETY: per the contract.
+    unsafe { interrupted_registers(ucontext) }.sp
 }
 
-/// The interrupted context's frame pointer, from a signal handler's `ucontext`.
-///
-/// # Safety
-/// As for [`interrupted_ip`].
-pub(crate) unsafe fn interrupted_fp(ucontext: *mut c_void) -> usize {
-    // SAFETY: per the contract, the kernel-written ucontext_t is valid for reads.
+/// The current stack pointer (for the cheap `debug_assert!`s of execution contexts).
+#[inline(always)]
+pub(crate) fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: copies rsp into a register; touches no memory.
     unsafe {
-        (*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RBP as usize] as usize
-    }
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    sp
 }
 
 /// The current thread pointer (the fs base), read from the TCB's self-pointer at `%fs:0`,
@@ -212,27 +227,28 @@ pub(crate) unsafe fn set_thread_pointer_slow(tp: usize) {
 }
 
 /// Replaces the signal mask and alternate-stack settings that `sigreturn` will install from
-/// a suspended signal frame, with the calling thread's current ones (used when a function
-/// paused inside the handler is resumed on another thread). Async-signal-safe.
+/// a suspended signal frame (used when a function paused inside the handler is resumed on
+/// another thread, whose own settings `mask` and `stack` are). Async-signal-safe.
 ///
 /// # Safety
 /// `ucontext` must be the `ucontext` of a handler frame that is still suspended or running
 /// on the calling thread.
-pub(crate) unsafe fn adopt_thread_signal_state(ucontext: *mut c_void) {
+pub(crate) unsafe fn set_frame_signal_state(
+    ucontext: *mut c_void,
+    mask: &libc::sigset_t,
+    stack: Option<libc::stack_t>,
+) {
     let uc = ucontext.cast::<libc::ucontext_t>();
-    // SAFETY: zeroed sigset/stack_t are valid out-parameters; both calls only query.
+    // SAFETY: per the contract the frame is writable. The kernel's frame holds only its own
+    // 8-byte signal set here (glibc's sigset_t is larger and the bytes after the first 8
+    // belong to the kernel's siginfo): copy 8.
     unsafe {
-        let mut mask: libc::sigset_t = core::mem::zeroed();
-        libc::pthread_sigmask(libc::SIG_SETMASK, core::ptr::null(), &mut mask);
-        // The kernel's frame holds only its own 8-byte signal set here (glibc's sigset_t is
-        // larger and the bytes after the first 8 belong to the kernel's siginfo): copy 8.
         core::ptr::copy_nonoverlapping(
-            (&raw const mask).cast::<u8>(),
+            (mask as *const libc::sigset_t).cast::<u8>(),
             (&raw mut (*uc).uc_sigmask).cast::<u8>(),
             8,
         );
-        let mut stack: libc::stack_t = core::mem::zeroed();
-        if libc::sigaltstack(core::ptr::null(), &mut stack) == 0 {
+        if let Some(stack) = stack {
             (*uc).uc_stack = stack;
         }
     }
@@ -243,11 +259,11 @@ pub(crate) unsafe fn adopt_thread_signal_state(ucontext: *mut c_void) {
 ///
 /// # Safety
 /// `sp` must be a stack pointer saved by `switch` whose context is still suspended.
-pub(crate) unsafe fn suspended_registers(sp: usize) -> crate::safepoint::Registers {
+pub(crate) unsafe fn suspended_registers(sp: usize) -> Registers {
     let slots = sp as *const usize;
     // SAFETY: per the contract, the switch frame described in the module docs is at `sp`.
     unsafe {
-        crate::safepoint::Registers {
+        Registers {
             ip: slots.add(7).read(),
             sp: sp + SWITCH_FRAME,
             bp: slots.add(6).read(),
@@ -256,11 +272,24 @@ pub(crate) unsafe fn suspended_registers(sp: usize) -> crate::safepoint::Registe
     }
 }
 
+/// The registers of the function this is inlined into, for a walk from its frame (ordinary
+/// code, not a signal handler). Always inlined: a call would capture its own frame instead.
+#[inline(always)]
+pub(crate) fn caller_registers() -> Registers {
+    let mut captured = [0usize; 3];
+    capture_caller_registers(&mut captured);
+    Registers {
+        ip: captured[0],
+        sp: captured[1],
+        bp: captured[2],
+        ip_is_return_address: true,
+    }
+}
+
 /// The registers of the code that called this function: its return address, the stack
-/// pointer after returning to it, and the frame pointer. Used to walk the current stack from
-/// ordinary (non-handler) code.
+/// pointer after returning to it, and the frame pointer.
 #[unsafe(naked)]
-pub(crate) extern "C" fn capture_caller_registers(out: *mut [usize; 3]) {
+extern "C" fn capture_caller_registers(out: *mut [usize; 3]) {
     naked_asm!(
         "mov rax, [rsp]", // our return address: an instruction in the caller
         "mov [rdi], rax",

@@ -41,17 +41,21 @@
 //!
 //! If the walk cannot finish (no unwind information, a corrupt stack), the function is not
 //! paused: a deferral is always safe, a wrong pause is not.
+//!
+//! # Context and dependencies
+//!
+//! Context: signal handler (the check) or the running function's own stack with its
+//! handler kept out (`pending_preemption`); everything here is async-signal-safe and
+//! allocation-free once the tables exist. This module is a leaf: it knows stacks only as the
+//! [`StackToWalk`] spans its caller hands it, not the runtime's control blocks.
 
 pub(crate) mod symbols;
 pub(crate) mod tables;
 
-use core::ffi::c_void;
-
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64};
 use framehop::{FrameAddress, MustNotAllocateDuringUnwind, Unwinder};
 
-use crate::arch;
-use crate::runtime::Lpf;
+use crate::arch::Registers;
 use tables::{Class, Tables};
 
 /// Per-thread caches of the walk (allocated once, never while unwinding): framehop's unwind
@@ -105,66 +109,52 @@ pub(crate) enum Reason {
     Unwind,
 }
 
-/// Registers of a suspended or interrupted frame.
+/// One stack of a chain to check, innermost first: where its walk starts and the memory it
+/// may read.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Registers {
-    /// The instruction pointer.
-    pub(crate) ip: usize,
-    /// The stack pointer.
-    pub(crate) sp: usize,
-    /// The frame pointer.
-    pub(crate) bp: usize,
-    /// Whether `ip` is a return address (a call site) rather than an interrupted instruction.
-    pub(crate) ip_is_return_address: bool,
+pub(crate) struct StackToWalk {
+    /// The registers of the stack's innermost frame (interrupted, or suspended in a switch).
+    pub(crate) registers: Registers,
+    /// Lowest readable address of the stack.
+    pub(crate) low: usize,
+    /// One past its highest readable address.
+    pub(crate) high: usize,
+    /// Frames whose stack pointer reaches this address belong to the runtime's entry code:
+    /// the walk ends there.
+    pub(crate) base: usize,
 }
 
-/// Applies the whole-stack rule to the chain from `leaf` (interrupted with `registers`) up to
-/// `outer`.
+/// Applies the whole-stack rule to a chain of stacks, innermost first. Only the innermost
+/// frames of the first stack, if interrupted at a system call, may be blocking wrappers.
 ///
 /// # Safety
-/// Runs on `leaf`'s thread with `leaf` the innermost running function, not preemptible by
-/// re-entry (its `in_handler` flag set); `outer` is on its chain; `cache` is this thread's.
+/// Each stack's `[low, high)` must be mapped and readable and must not be unmapped during
+/// the check; the caller must keep other users of `cache` away (it is the thread's own, and
+/// the handler is kept out by the running function's `in_handler` flag).
 pub(crate) unsafe fn check(
     cache: &mut UnwindCache,
-    leaf: &Lpf,
-    outer: *const Lpf,
-    registers: Registers,
+    stacks: impl IntoIterator<Item = StackToWalk>,
 ) -> Result<(), Reason> {
     let tables = tables::current().ok_or(Reason::Unknown)?;
-    walk(tables, cache, leaf, registers, true)?;
-    let mut child = leaf;
-    while !core::ptr::eq(child, outer) {
-        // SAFETY: every ancestor up to `outer` is live and suspended in `resume`.
-        let Some(parent) = (unsafe {
-            child
-                .parent
-                .load(core::sync::atomic::Ordering::Relaxed)
-                .as_ref()
-        }) else {
-            break;
-        };
-        // SAFETY: the parent is suspended inside `switch`, at the pointer it saved there.
-        let registers = unsafe { arch::suspended_registers(child.caller_sp()) };
-        walk(tables, cache, parent, registers, false)?;
-        child = parent;
+    for (index, stack) in stacks.into_iter().enumerate() {
+        walk(tables, cache, &stack, index == 0)?;
     }
     Ok(())
 }
 
-/// Walks one function's stack from `registers` to its base.
+/// Walks one stack from its registers to its base.
 fn walk(
     tables: &Tables,
     cache: &mut UnwindCache,
-    lpf: &Lpf,
-    registers: Registers,
+    stack: &StackToWalk,
     innermost: bool,
 ) -> Result<(), Reason> {
-    let (low, high) = (lpf.stack_low, lpf.stack_high);
-    let base = lpf.walk_base();
+    let (low, high, base, registers) = (stack.low, stack.high, stack.base, stack.registers);
     let mut read_stack = |address: u64| {
         let address = address as usize;
         if address >= low && address.checked_add(8).is_some_and(|end| end <= high) {
-            // SAFETY: inside the function's own mapped stack, 8-byte readable.
+            // SAFETY: inside the function's own mapped stack (the caller's contract),
+            // 8-byte readable.
             Ok(unsafe { (address as *const u64).read_unaligned() })
         } else {
             Err(())
@@ -225,34 +215,4 @@ fn at_system_call(tables: &Tables, ip: usize) -> bool {
         }
     };
     read(ip) == Some(SYSCALL) || ip.checked_sub(2).and_then(read) == Some(SYSCALL)
-}
-
-/// The registers of the function this is inlined into, for a walk from its frame (ordinary
-/// code, not a signal handler). Always inlined: a call would capture its own frame instead.
-#[inline(always)]
-pub(crate) fn caller_registers() -> Registers {
-    let mut captured = [0usize; 3];
-    arch::capture_caller_registers(&mut captured);
-    Registers {
-        ip: captured[0],
-        sp: captured[1],
-        bp: captured[2],
-        ip_is_return_address: true,
-    }
-}
-
-/// The registers of an interrupted context.
-///
-/// # Safety
-/// `ucontext` must be a running handler's.
-pub(crate) unsafe fn interrupted_registers(ucontext: *mut c_void) -> Registers {
-    // SAFETY: per the contract.
-    unsafe {
-        Registers {
-            ip: arch::interrupted_ip(ucontext),
-            sp: arch::interrupted_sp(ucontext),
-            bp: arch::interrupted_fp(ucontext),
-            ip_is_return_address: false,
-        }
-    }
 }

@@ -2,21 +2,26 @@
 //! information, which modules are non-preemptible, the standard library's critical sections,
 //! and the blocking system-call wrappers.
 //!
+//! Context: built by the caller (start-up, `mark_non_preemptible*`) or the refresher thread;
+//! read by the signal handler through [`current`] and the `Tables` methods, which are
+//! async-signal-safe.
+//!
 //! Tables are built outside any signal handler (at start-up, and by a background thread when
 //! the handler meets code in no known module) and published through one atomic pointer. A
 //! handler reads whichever tables were current when it started; replaced tables are never
 //! freed, since a handler on another thread may still be reading them (a refresh happens only
 //! when modules were loaded or unloaded, so this is bounded by the program's `dlopen`s).
 
-use core::ffi::{CStr, c_int, c_void};
+use core::ffi::CStr;
 use core::ops::Range;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, Once};
 
 use framehop::x86_64::UnwinderX86_64;
 use framehop::{ExplicitModuleSectionInfo, Module, MustNotAllocateDuringUnwind, Unwinder};
 
 use super::symbols;
+use crate::sys::modules::{self, LoadedModule, Refresher};
 
 /// The unwinder type: module data borrowed from the loaded images, no allocation while
 /// unwinding.
@@ -155,8 +160,7 @@ static INIT: Once = Once::new();
 static EXTRA_NON_PREEMPTIBLE: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// Path prefixes of code in the executable that must never be paused (user-named).
 static EXTRA_SYMBOL_PREFIXES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static REFRESH_FD: AtomicI32 = AtomicI32::new(-1);
-static REFRESH_REQUESTED: AtomicBool = AtomicBool::new(false);
+static REFRESHER: Refresher = Refresher::new();
 static BUILD: Mutex<()> = Mutex::new(());
 
 /// The current tables, if built. Async-signal-safe.
@@ -169,44 +173,24 @@ pub(crate) fn current() -> Option<&'static Tables> {
 /// signal handlers.
 pub(crate) fn init() {
     INIT.call_once(|| {
-        if let Ok(prefixes) = std::env::var("INGER_NONPREEMPTIBLE_SYMBOLS") {
-            let mut extra = EXTRA_SYMBOL_PREFIXES
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            extra.extend(
-                prefixes
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(String::from),
-            );
-        }
-        if let Ok(names) = std::env::var("INGER_NONPREEMPTIBLE") {
-            let mut extra = EXTRA_NON_PREEMPTIBLE
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            extra.extend(
-                names
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty())
-                    .map(String::from),
-            );
-        }
+        let environment = crate::config::environment();
+        EXTRA_SYMBOL_PREFIXES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(environment.non_preemptible_symbols.iter().cloned());
+        EXTRA_NON_PREEMPTIBLE
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(environment.non_preemptible.iter().cloned());
         refresh(true);
-        start_refresher();
+        REFRESHER.start(|| refresh(false));
     });
 }
 
 /// Asks the refresher thread to rebuild the tables (code was found in no known module).
-/// Async-signal-safe: one `write` to a pipe, at most once until the refresher has run.
+/// Context: signal handler; async-signal-safe.
 pub(crate) fn request_refresh() {
-    let fd = REFRESH_FD.load(Ordering::Relaxed);
-    if fd >= 0 && !REFRESH_REQUESTED.swap(true, Ordering::Relaxed) {
-        // SAFETY: writing one byte from a local to a pipe we own; failure (a full pipe)
-        // means a request is already queued.
-        unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
-    }
+    REFRESHER.request();
 }
 
 /// Declares a library (by file name or its stem, e.g. `"libfoo"` or `"libfoo.so.1"`) whose
@@ -246,7 +230,7 @@ pub(crate) fn mark_non_preemptible_symbols(prefixes: &[&str]) {
 /// Rebuilds and publishes the tables if modules changed since the last build (or `force`).
 pub(crate) fn refresh(force: bool) {
     let _serial = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    let generation = module_generation();
+    let generation = modules::generation();
     if !force && current().is_some_and(|tables| tables.generation == generation) {
         return;
     }
@@ -255,115 +239,10 @@ pub(crate) fn refresh(force: bool) {
     TABLES.store(Box::into_raw(tables), Ordering::Release);
 }
 
-fn start_refresher() {
-    let mut fds = [0 as c_int; 2];
-    // SAFETY: `fds` is a valid out-parameter for two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-        return;
-    }
-    let read_fd = fds[0];
-    // The reader blocks: clear O_NONBLOCK on its end only.
-    // SAFETY: plain fcntl on a descriptor we own.
-    unsafe { libc::fcntl(read_fd, libc::F_SETFL, 0) };
-    let spawned = std::thread::Builder::new()
-        .name("inger-modules".into())
-        .stack_size(256 * 1024)
-        .spawn(move || {
-            let mut buffer = [0u8; 64];
-            loop {
-                // SAFETY: reading into a local buffer from our pipe.
-                let n = unsafe { libc::read(read_fd, buffer.as_mut_ptr().cast(), buffer.len()) };
-                if n == 0 || (n < 0 && crate::error::last_errno() != libc::EINTR) {
-                    return;
-                }
-                REFRESH_REQUESTED.store(false, Ordering::Relaxed);
-                refresh(false);
-            }
-        });
-    if spawned.is_ok() {
-        REFRESH_FD.store(fds[1], Ordering::Relaxed);
-    }
-}
-
-/// What dl_iterate_phdr reports about one module.
-struct ModuleInfo {
-    name: String,
-    bias: usize,
-    executable: Vec<Range<usize>>,
-    eh_frame_hdr: Option<Range<usize>>,
-    loads: Vec<Range<usize>>,
-}
-
-fn module_generation() -> u64 {
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
-        _: usize,
-        data: *mut c_void,
-    ) -> c_int {
-        // SAFETY: valid info and our out-pointer.
-        let (info, out) = unsafe { (&*info, &mut *data.cast::<u64>()) };
-        *out = info.dlpi_adds.wrapping_add(info.dlpi_subs);
-        1 // the counters are process-wide: one module is enough
-    }
-    let mut generation = 0u64;
-    // SAFETY: callback and data match dl_iterate_phdr's contract.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut generation).cast()) };
-    generation
-}
-
-fn loaded_modules() -> Vec<ModuleInfo> {
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
-        _: usize,
-        data: *mut c_void,
-    ) -> c_int {
-        // SAFETY: valid info and our out-pointer.
-        let (info, out) = unsafe { (&*info, &mut *data.cast::<Vec<ModuleInfo>>()) };
-        let name = if info.dlpi_name.is_null() {
-            String::new()
-        } else {
-            // SAFETY: a non-null dlpi_name is NUL-terminated.
-            unsafe { CStr::from_ptr(info.dlpi_name) }
-                .to_string_lossy()
-                .into_owned()
-        };
-        let bias = info.dlpi_addr as usize;
-        let mut module = ModuleInfo {
-            name,
-            bias,
-            executable: Vec::new(),
-            eh_frame_hdr: None,
-            loads: Vec::new(),
-        };
-        for index in 0..info.dlpi_phnum as usize {
-            // SAFETY: dlpi_phdr points to dlpi_phnum headers.
-            let header = unsafe { &*info.dlpi_phdr.add(index) };
-            let start = bias + header.p_vaddr as usize;
-            let range = start..start + header.p_memsz as usize;
-            match header.p_type {
-                libc::PT_LOAD => {
-                    if header.p_flags & libc::PF_X != 0 {
-                        module.executable.push(range.clone());
-                    }
-                    module.loads.push(range);
-                }
-                libc::PT_GNU_EH_FRAME => module.eh_frame_hdr = Some(range),
-                _ => {}
-            }
-        }
-        out.push(module);
-        0
-    }
-    let mut modules = Vec::new();
-    // SAFETY: callback and data match dl_iterate_phdr's contract.
-    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut modules).cast()) };
-    modules
-}
-
 /// The executable's load bias (its `dlpi_addr`).
 #[cfg(test)]
 pub(crate) fn executable_load_bias() -> usize {
-    loaded_modules().first().map_or(0, |module| module.bias)
+    modules::executable_load_bias()
 }
 
 fn build(generation: u64) -> Tables {
@@ -371,12 +250,12 @@ fn build(generation: u64) -> Tables {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    let modules = loaded_modules();
+    let modules = modules::loaded();
     let mut code = Vec::new();
     let mut unwinder = StackUnwinder::new();
     let mut libc_range: Option<Range<usize>> = None;
     for module in &modules {
-        let file = module.name.rsplit('/').next().unwrap_or("");
+        let file = module.file_name();
         let preemptible = !(NON_PREEMPTIBLE.iter().any(|stem| file.starts_with(stem))
             || extra
                 .iter()
@@ -428,27 +307,16 @@ fn build(generation: u64) -> Tables {
 
 /// The framehop module for one loaded image, from its in-memory `.eh_frame_hdr` and
 /// `.eh_frame`.
-fn unwind_module(module: &ModuleInfo) -> Option<Module<&'static [u8]>> {
+fn unwind_module(module: &LoadedModule) -> Option<Module<&'static [u8]>> {
     let text = module.executable.first()?.clone();
     let text_end = module.executable.iter().map(|range| range.end).max()?;
     let hdr = module.eh_frame_hdr.clone()?;
-    // SAFETY: PT_GNU_EH_FRAME lies inside a loaded, readable segment of a module that stays
-    // loaded (inger does not support unloading modules it is running code of).
-    let hdr_bytes: &'static [u8] =
-        unsafe { core::slice::from_raw_parts(hdr.start as *const u8, hdr.len()) };
+    let hdr_bytes = module.loaded_bytes(hdr.clone())?;
     let eh_frame = eh_frame_address(hdr.start, hdr_bytes)?;
-    let segment_end = module
-        .loads
-        .iter()
-        .find(|load| load.contains(&eh_frame))?
-        .end;
-    // SAFETY: from `.eh_frame` to the end of the loaded segment that contains it is mapped
-    // and readable.
-    let eh_frame_bytes: &'static [u8] =
-        unsafe { core::slice::from_raw_parts(eh_frame as *const u8, segment_end - eh_frame) };
-    // SAFETY: the executable segment is mapped and readable.
-    let text_bytes: &'static [u8] =
-        unsafe { core::slice::from_raw_parts(text.start as *const u8, text.len()) };
+    // `.eh_frame` has no segment of its own: it runs to the end of the segment holding it.
+    let segment_end = module.segment_end(eh_frame)?;
+    let eh_frame_bytes = module.loaded_bytes(eh_frame..segment_end)?;
+    let text_bytes = module.loaded_bytes(text.clone())?;
     let svma = |avma: usize| (avma - module.bias) as u64;
     let info = ExplicitModuleSectionInfo {
         base_svma: 0,
@@ -496,38 +364,13 @@ fn eh_frame_address(hdr_address: usize, hdr: &[u8]) -> Option<usize> {
 
 /// Address ranges of libc's blocking system-call wrappers.
 fn blocking_wrappers(libc_range: Option<Range<usize>>) -> Vec<Range<usize>> {
-    const RTLD_DL_SYMENT: c_int = 1;
     let Some(libc_range) = libc_range else {
         return Vec::new();
     };
-    let mut ranges = Vec::new();
-    for name in BLOCKING_WRAPPERS {
-        // SAFETY: dlsym with a NUL-terminated name.
-        let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
-        if !libc_range.contains(&address) {
-            continue;
-        }
-        // SAFETY: zeroed Dl_info is a valid out-parameter.
-        let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
-        let mut symbol: *const libc::Elf64_Sym = core::ptr::null();
-        // SAFETY: dladdr1 with RTLD_DL_SYMENT stores a pointer to the symbol's ElfW(Sym).
-        let found = unsafe {
-            libc::dladdr1(
-                address as *const c_void,
-                &mut info,
-                (&raw mut symbol).cast(),
-                RTLD_DL_SYMENT,
-            )
-        };
-        if found == 0 {
-            continue;
-        }
-        // SAFETY: on success `symbol` points into the module's dynamic symbol table.
-        let size = unsafe { symbol.as_ref() }.map_or(0, |symbol| symbol.st_size as usize);
-        if size > 0 {
-            ranges.push(address..address + size);
-        }
-    }
+    let mut ranges: Vec<Range<usize>> = BLOCKING_WRAPPERS
+        .iter()
+        .filter_map(|name| modules::function_range(name, &libc_range))
+        .collect();
     ranges.sort_unstable_by_key(|range| range.start);
     ranges
 }

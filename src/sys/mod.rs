@@ -1,8 +1,11 @@
-//! Operating-system and glibc specifics: clocks, timers, signals, memory, the module table.
-//! Nothing outside this module calls these interfaces directly.
+//! Operating-system and glibc specifics: clocks, timers, signals, memory, processes, the
+//! module table, and glibc's TLS internals. Nothing outside this module (and `arch`, for
+//! register state) calls these interfaces directly.
 
 pub(crate) mod clock;
 pub(crate) mod memory;
+pub(crate) mod modules;
+pub(crate) mod process;
 pub(crate) mod signal;
 pub(crate) mod timer;
 pub(crate) mod tls;

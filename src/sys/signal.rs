@@ -159,15 +159,9 @@ pub(crate) unsafe fn si_code(info: *const libc::siginfo_t) -> i32 {
 /// # Safety
 /// `info` must be the `siginfo_t` of a running handler for a POSIX timer expiry.
 pub(crate) unsafe fn timer_value(info: *const libc::siginfo_t) -> *mut c_void {
-    // The kernel's x86-64 layout: three ints and padding (16 bytes), then for timers
-    // `si_tid: i32`, `si_overrun: i32`, then `si_value` at byte 24.
-    // SAFETY: siginfo_t is 128 bytes; offset 24 holds the sigval for SI_TIMER.
-    unsafe {
-        info.cast::<u8>()
-            .add(24)
-            .cast::<*mut c_void>()
-            .read_unaligned()
-    }
+    // SAFETY: per the contract, `info` is readable and its union holds a timer's fields,
+    // whose `si_value` sits where the `_rt` accessor reads it.
+    unsafe { (*info).si_value().sival_ptr }
 }
 
 /// `si_addr` of a fault signal. Async-signal-safe.
@@ -175,9 +169,41 @@ pub(crate) unsafe fn timer_value(info: *const libc::siginfo_t) -> *mut c_void {
 /// # Safety
 /// `info` must be the `siginfo_t` of a running SIGSEGV/SIGBUS handler.
 pub(crate) unsafe fn fault_address(info: *const libc::siginfo_t) -> usize {
-    // For faults the union at byte 16 starts with `si_addr`.
-    // SAFETY: siginfo_t is 128 bytes; offset 16 holds si_addr for fault signals.
-    unsafe { info.cast::<u8>().add(16).cast::<usize>().read_unaligned() }
+    // SAFETY: per the contract, `info` is readable and holds a fault's fields.
+    unsafe { (*info).si_addr() as usize }
+}
+
+/// The calling thread's signal mask and alternate signal stack (`None` if it could not be
+/// queried), for a signal frame that will be returned from on this thread.
+/// Async-signal-safe.
+pub(crate) fn thread_signal_state() -> (libc::sigset_t, Option<libc::stack_t>) {
+    // SAFETY: zeroed sigset/stack_t are valid out-parameters; both calls only query.
+    unsafe {
+        let mut mask: libc::sigset_t = core::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_SETMASK, core::ptr::null(), &mut mask);
+        let mut stack: libc::stack_t = core::mem::zeroed();
+        let queried = libc::sigaltstack(core::ptr::null(), &mut stack) == 0;
+        (mask, queried.then_some(stack))
+    }
+}
+
+/// Blocks `signal` on the calling thread (an exiting thread stops taking timer expiries).
+pub(crate) fn block_on_this_thread(signal: i32) {
+    // SAFETY: a sigset filled with one signal; blocking only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, core::ptr::null_mut());
+    }
+}
+
+/// Writes `message` to stderr and aborts. Async-signal-safe; for states where continuing
+/// would be unsound.
+pub(crate) fn abort_with(message: &[u8]) -> ! {
+    write_stderr(&[message]);
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
 }
 
 /// Writes to standard error with `write(2)`, ignoring failures. Async-signal-safe.

@@ -104,7 +104,7 @@ static GLIBC: OnceLock<Option<Glibc>> = OnceLock::new();
 pub(crate) fn glibc() -> Option<&'static Glibc> {
     GLIBC
         .get_or_init(|| {
-            if std::env::var_os("INGER_SHARED_TLS").is_some_and(|v| v != "0") {
+            if crate::config::environment().shared_tls {
                 return None;
             }
             Glibc::find()

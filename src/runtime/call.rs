@@ -1,0 +1,210 @@
+//! Running a function: preparing its first switch, `resume` (which switches in and returns
+//! when the function pauses or finishes), migration of a paused chain to the resuming thread,
+//! and the function's first and last code on its own stack.
+//!
+//! Context: [`resume`] runs in the caller's context (the thread's own, or an enclosing
+//! function's stack for a nested call) and switches into the function; [`lpf_entry`] and
+//! [`finish`] run on the function's stack. Not the signal handler.
+
+use core::ffi::c_void;
+use core::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use super::control::{Lpf, NEVER, Runtime, effective_deadline, set_current, state};
+use super::preempt::release_nopreempt;
+use super::startup::runtime;
+use super::transfer::leave;
+use crate::arch;
+use crate::error::Error;
+use crate::sys::clock::deadline_after;
+use crate::sys::signal::{abort_with, errno, set_errno};
+use crate::sys::tls::{self, Glibc};
+
+/// What a `resume` ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Paused; `yielded` tells `pause()` from the timer.
+    Paused,
+    /// Finished: returned or panicked. The slot holds the outcome.
+    Finished,
+}
+
+/// Prepares the first switch into the fresh function whose control block is `this`, with
+/// its stack's free part ending at `top`. Context: caller.
+///
+/// # Safety
+/// `this` must point to a control block at the top of its stack, below which the stack
+/// is unused; `top` must be 16-byte aligned and at or below `this`.
+pub(crate) unsafe fn prepare(this: *mut Lpf, top: *mut u8) {
+    // SAFETY: per the contract, the stack below `top` is ours to write.
+    unsafe {
+        (*this).leaf.set(this);
+        (*this).walk_base.set(top as usize);
+        *(*this).saved_sp.get() = arch::prepare_stack(top, lpf_entry, this.cast());
+    }
+}
+
+/// Runs `lpf` (fresh or paused) for `budget`, on the calling context's behalf.
+///
+/// # Safety
+/// `lpf` must point to a live control block in state READY or PAUSED whose stack stays
+/// mapped until it finishes or is discarded, and whose closure may run on this thread.
+pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, Error> {
+    let rt = runtime()?;
+    // SAFETY: per the contract `lpf` is live; all access is on this thread.
+    let this = unsafe { &*lpf };
+    match this.state.load(Relaxed) {
+        state::READY | state::PAUSED => {}
+        state::RUNNING => return Err(Error::AlreadyRunning),
+        _ => return Err(Error::Finished),
+    }
+    // SAFETY: a non-null `current` is the live LPF we are running in.
+    let parent = unsafe { rt.current.load(Relaxed).as_ref() };
+    if let Some(parent) = parent {
+        if parent.in_handler.load(Relaxed) {
+            return Err(Error::InSignalHandler);
+        }
+        // Rule 3: no pausing the resumer half-way through this function.
+        parent.hold_nopreempt();
+    }
+    // SAFETY: the leaf of a paused chain is live (suspended on the chain's stacks).
+    let leaf = unsafe { &*this.leaf.get() };
+    if !core::ptr::eq(this.runtime.load(Relaxed), rt)
+        && let Err(error) = migrate(rt, this)
+    {
+        if let Some(parent) = parent {
+            release_nopreempt(parent);
+        }
+        return Err(error);
+    }
+    let deadline = if rt.timer.is_some() && budget != Duration::MAX {
+        deadline_after(budget)
+    } else {
+        NEVER
+    };
+    this.parent.store(
+        parent.map_or(core::ptr::null_mut(), |p| p as *const Lpf as *mut Lpf),
+        Relaxed,
+    );
+    this.deadline.store(deadline, Relaxed);
+    this.yielded.set(false);
+    this.leaf.set(lpf);
+    this.state.store(state::RUNNING, Relaxed);
+    leaf.pending.store(false, Relaxed);
+    leaf.retries.set(0);
+    rt.current.store(leaf as *const Lpf as *mut Lpf, Relaxed);
+    // Armed only after `current` names the leaf, so an early expiry is never lost. If the
+    // resumer is itself overdue (its deadline passed and a retry is booked), arming for the
+    // chain's deadline would fire at once, inside this very launch, and cancel the retry
+    // that would have found a safe point: arm only for the leaf's own deadline then.
+    let overdue_parent = parent.is_some_and(|parent| parent.retries.get() > 0);
+    rt.arm(if overdue_parent {
+        leaf.deadline.load(Relaxed)
+    } else {
+        effective_deadline(leaf)
+    });
+    let shared_errno = enter_tls(rt, parent, leaf);
+    // SAFETY: `leaf.saved_sp` was saved by `switch` when the leaf was suspended (or prepared
+    // for a fresh LPF), and nothing has continued it since: its state was READY or PAUSED.
+    unsafe { arch::switch(this.caller_sp.get(), *leaf.saved_sp.get()) };
+    // Back on our stack: the LPF set `current` to `parent` and reinstalled our TLS block.
+    if let Some(ours) = shared_errno {
+        if this.state.load(Relaxed) == state::PAUSED {
+            // SAFETY: a paused LPF's leaf is live (suspended on its chain).
+            unsafe { (*this.leaf.get()).errno.set(errno()) };
+        }
+        set_errno(ours);
+    }
+    let outcome = match this.state.load(Relaxed) {
+        state::PAUSED => Outcome::Paused,
+        _ => Outcome::Finished,
+    };
+    if let Some(parent) = parent {
+        release_nopreempt(parent);
+    }
+    Ok(outcome)
+}
+
+/// Installs the leaf's TLS before switching into it. With shared TLS, swaps errno (the one
+/// thread-local every C call touches) and returns the caller's, to restore afterwards.
+fn enter_tls(rt: &Runtime, parent: Option<&Lpf>, leaf: &Lpf) -> Option<i32> {
+    let own_tls = rt.resumer_tls(parent);
+    let shared_errno = if own_tls != 0 {
+        Glibc::propagate_multiple_threads(own_tls, leaf.tls);
+        None
+    } else {
+        set_current(leaf as *const Lpf as *mut Lpf);
+        let ours = errno();
+        set_errno(leaf.errno.get());
+        Some(ours)
+    };
+    rt.install_tls(leaf.tls);
+    shared_errno
+}
+
+/// Moves the paused chain of `outer` (from its leaf up to it) to the calling thread.
+fn migrate(rt: &Runtime, outer: &Lpf) -> Result<(), Error> {
+    let Some(glibc) = rt.glibc else {
+        return Err(Error::WrongThread);
+    };
+    for node in outer.paused_chain() {
+        node.runtime
+            .store(rt as *const Runtime as *mut Runtime, Relaxed);
+        glibc.set_tid(node.tls, rt.tid);
+    }
+    Ok(())
+}
+
+/// Asks every function of the paused chain of `lpf` to unwind at its next checkpoint.
+/// Context: caller.
+pub(crate) fn request_cancel(lpf: &Lpf) {
+    for node in lpf.paused_chain() {
+        node.cancel_requested.store(true, Relaxed);
+    }
+}
+
+/// First code on a fresh LPF's stack. Context: function stack.
+///
+/// # Safety
+/// Entered only through the trampoline with the LPF's control block as `arg`.
+pub(super) unsafe extern "C" fn lpf_entry(arg: *mut c_void) -> ! {
+    let lpf = arg.cast::<Lpf>();
+    // SAFETY: `lpf` is the live control block at the top of this very stack.
+    let this = unsafe { &*lpf };
+    if this.tls != 0 {
+        // Our own block is installed: point its CURRENT at us, reset errno and the locale.
+        set_current(lpf);
+        tls::enter_block();
+    }
+    release_nopreempt(this);
+    // SAFETY: `run` is the monomorphised runner matching the closure stored in the slot.
+    let panicked = unsafe { (this.run)(lpf) };
+
+    if this.tls != 0 {
+        // Like a thread exit: destructors of the function's thread-locals run in its context.
+        // SAFETY: a non-null runtime pointer is live while we run on its thread.
+        if let Some(glibc) = unsafe { this.runtime.load(Relaxed).as_ref() }.and_then(|rt| rt.glibc)
+        {
+            glibc.run_tls_destructors();
+        }
+    }
+    finish(this, panicked)
+}
+
+/// Leaves a finished LPF for good; its stack may be reused once the resumer sees the state.
+/// The state says so only from here, with preemption deferred: a timer expiry on the way
+/// out must not turn the finished function back into a paused one. Context: function stack.
+fn finish(this: &Lpf, panicked: bool) -> ! {
+    this.hold_nopreempt();
+    let final_state = if panicked {
+        state::PANICKED
+    } else {
+        state::COMPLETED
+    };
+    // SAFETY: the runtime of the thread running us outlives the run.
+    let rt = unsafe { this.runtime.load(Relaxed).as_ref() }
+        .unwrap_or_else(|| abort_with(b"inger: runtime vanished under a running function\n"));
+    // SAFETY: we hold a unit of our counter; `this` is the innermost running LPF.
+    unsafe { leave(rt, this, this, final_state, false) };
+    abort_with(b"inger: a finished preemptible function was resumed\n")
+}

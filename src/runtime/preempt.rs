@@ -1,0 +1,295 @@
+//! Preemption: the timer signal's handler, the decision it makes at an expiry, deferral, and
+//! the pending preemption that takes effect when a section ends.
+//!
+//! Context: **signal handler** for [`on_timer`], [`on_expiry`] and [`defer`] (running on the
+//! interrupted function's own stack, or on the thread's stack when no function runs); function
+//! stack for [`release_nopreempt`] and [`pending_preemption`]. All of it is async-signal-safe:
+//! no allocation, no locks; errno is saved and restored around the handler.
+//!
+//! # How a running function is paused
+//!
+//! Each thread that launches functions owns one POSIX timer (`CLOCK_MONOTONIC`,
+//! `SIGEV_THREAD_ID`) that sends one real-time signal to that thread alone, carrying a pointer
+//! to the thread's runtime in `si_value`. The handler runs on the interrupted function's own
+//! stack (no `SA_ONSTACK`), above the kernel's signal frame, which holds every register the
+//! function had, including flags and the whole XSAVE area. To pause, the handler simply
+//! switches from inside itself back to the resumer, leaving that frame suspended on the
+//! function's stack. Resuming switches back into the handler, which returns; `sigreturn` then
+//! restores everything. No register is copied by us, and cooperative pauses pay only the
+//! callee-saved switch (no signal, no system call).
+//!
+//! The timer is armed lazily: a resume arms it only if it is not already set to fire at or
+//! before the new deadline, and nothing disarms it. An expiry that finds nothing to do either
+//! re-arms for the deadline now in force or returns. In steady state launch and resume make
+//! no system call.
+//!
+//! # The signal and its flags
+//!
+//! The signal is chosen by these criteria: it must be a real-time signal (queued, never sent by
+//! the kernel for faults or job control, and none of glibc's internal ones, which sit below
+//! `SIGRTMIN`); it should stay clear of both ends of the range, which applications and other
+//! runtimes pick first. The default is `SIGRTMAX-4`; `INGER_SIGNAL` overrides it. If the signal
+//! already has someone else's handler, start-up fails with [`Error::SignalInUse`] instead of
+//! stealing it. `SA_NODEFER` is used because the handler may leave by a switch, which would
+//! leave the signal blocked for the resumer; a per-function `in_handler` flag prevents the
+//! handler's own tail from being preempted after a resume (frames would pile up).
+//!
+//! # Safe points
+//!
+//! Preempting arbitrary instructions is only safe where nothing non-reentrant is
+//! half-updated. The handler pauses a function only if (a) its `nopreempt` counter is zero
+//! (runtime bookkeeping and user critical sections, see [`nopreempt`](crate::nopreempt)), and
+//! (b) no frame of any stack of the chain being paused is in non-preemptible code: the
+//! dynamic loader, libc, libgcc_s, libstdc++, libraries the user names, the standard
+//! library's critical sections, or code in no known module (the whole-stack rule of
+//! [`safepoint`](crate::safepoint), DESIGN.md §3). Otherwise the preemption is deferred:
+//! for (a) it takes effect when the counter drops to zero ([`release_nopreempt`]); for (b)
+//! the timer is re-armed a short interval later, doubling twice at most.
+//!
+//! # Rejected alternatives
+//!
+//! - A private copy of every shared library per function (libgotcha, the original's way):
+//!   it needs a custom-built glibc to exceed 15 functions and costs a namespace per function.
+//! - Asynchronous unwinding to cancel at the interrupted instruction: unwinding from an
+//!   instruction that is not a call site aborts in Rust's personality routine and breaks the
+//!   invariants of unsafe code. Cancellation discards the stack instead.
+//! - Saving registers by hand in the handler: the kernel's frame already has all of them.
+//! - `sigprocmask` to unblock the signal after switching out: a system call on every
+//!   preemption; `SA_NODEFER` plus the flag costs nothing.
+//! - Looking only at the interrupted instruction (the first version of the rule): it misses
+//!   a lock held by a frame further down the stack (`println!` running user `Display` code,
+//!   a `LazyLock` initialiser, `qsort` calling a Rust comparator).
+
+use core::ffi::c_void;
+use core::sync::atomic::{
+    Ordering::{Relaxed, SeqCst},
+    compiler_fence,
+};
+
+use super::control::{Lpf, NEVER, Runtime, effective_deadline, outermost_expired, state};
+use super::transfer::leave;
+use crate::arch;
+use crate::error::Error;
+use crate::safepoint::{self, Reason};
+use crate::stats::COUNTERS;
+use crate::sys::clock::now_ns;
+use crate::sys::signal;
+
+/// Retries back off by doubling, at most this many times (50 us grows to 200 us by default):
+/// a function that spends most of its time in critical sections (printing in a loop, say)
+/// is only pausable in the short windows between them, and a long interval would miss them;
+/// a retry costs about 5 us of signal delivery and stack walk, so this stays under 3% of a
+/// core even when a function is never pausable.
+const MAX_BACKOFF_DOUBLINGS: u32 = 2;
+/// Longest retry interval, whatever the configured first interval.
+const MAX_RETRY_NS: u64 = 1_000_000;
+
+/// The preemption signal handler. Context: signal handler; async-signal-safe.
+///
+/// # Safety
+/// Installed only as an `SA_SIGINFO` handler for the preemption signal.
+pub(super) unsafe extern "C" fn on_timer(
+    _signal: i32,
+    info: *mut libc::siginfo_t,
+    ucontext: *mut c_void,
+) {
+    // SAFETY: `info` is the kernel's siginfo for this delivery.
+    if unsafe { signal::si_code(info) } != libc::SI_TIMER {
+        return; // sent by kill/sigqueue, not our timer: ignore
+    }
+    // SAFETY: for SI_TIMER the value is the runtime pointer we gave timer_create; the
+    // runtime outlives its timer. Null only if someone else's timer uses our signal.
+    let Some(rt) = (unsafe { signal::timer_value(info).cast::<Runtime>().as_ref() }) else {
+        return;
+    };
+    let saved_errno = signal::errno();
+    rt.armed.store(NEVER, Relaxed);
+    // SAFETY: `ucontext` is the kernel's, valid while the handler runs.
+    unsafe { on_expiry(rt, ucontext) };
+    signal::set_errno(saved_errno);
+}
+
+/// The decision: nothing to do, re-arm, defer, or pause. Context: signal handler.
+///
+/// # Safety
+/// Called from the signal handler on the thread owning `rt`, with the kernel's `ucontext`.
+unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
+    // SAFETY: a non-null `current` is the live running LPF of this thread.
+    let Some(leaf) = (unsafe { rt.current.load(Relaxed).as_ref() }) else {
+        return;
+    };
+    let now = now_ns();
+    if leaf.in_handler.load(Relaxed) {
+        // The handler's own tail, after a resume: never pause here; look again shortly.
+        rt.arm_retry(now, rt.retry_ns);
+        return;
+    }
+    leaf.in_handler.store(true, Relaxed);
+    match outermost_expired(leaf, now) {
+        None => {
+            let deadline = effective_deadline(leaf);
+            if deadline != NEVER {
+                rt.arm(deadline);
+            }
+        }
+        Some(_) if leaf.nopreempt.load(Relaxed) > 0 => {
+            // Inside runtime bookkeeping or a user critical section: the section end acts.
+            leaf.pending.store(true, Relaxed);
+            COUNTERS.deferred_nopreempt.fetch_add(1, Relaxed);
+        }
+        Some(expired) => {
+            // SAFETY: `ucontext` is the running handler's (our contract).
+            let registers = unsafe { arch::interrupted_registers(ucontext) };
+            let verdict = if leaf.owns_stack_pointer(registers.sp) {
+                // SAFETY: the chain's stacks are live and mapped; the cache is this thread's
+                // and nothing else uses it while our `in_handler` flag is set.
+                unsafe {
+                    safepoint::check(rt.unwind_cache(), leaf.stacks_to_walk(expired, registers))
+                }
+            } else {
+                Err(Reason::Unwind)
+            };
+            match verdict {
+                Err(reason) => defer(rt, leaf, now, reason),
+                Ok(()) => {
+                    // SAFETY: we run on the leaf's stack (checked above).
+                    unsafe { pause_from_handler(rt, leaf, expired, now, ucontext) }
+                }
+            }
+        }
+    }
+    leaf.in_handler.store(false, Relaxed);
+}
+
+/// Pauses the chain from `leaf` up to `expired` from inside the handler, and returns once
+/// it is resumed. Context: signal handler, on the leaf's stack.
+///
+/// # Safety
+/// `ucontext` is the running handler's; `leaf` is the running leaf of `rt`, whose stack we
+/// run on, and `expired` is on its chain.
+unsafe fn pause_from_handler(
+    rt: &Runtime,
+    leaf: &Lpf,
+    expired: &Lpf,
+    now: u64,
+    ucontext: *mut c_void,
+) {
+    count_preemption(expired, now);
+    leaf.retries.set(0);
+    leaf.hold_nopreempt();
+    // SAFETY: on the leaf's stack, holding a unit of its counter (rule 1).
+    unsafe { leave(rt, leaf, expired, state::PAUSED, false) };
+    // Resumed: the resumer re-armed the timer for the new deadline. If that happened on
+    // another thread, sigreturn must install that thread's mask and alternate stack, not
+    // the ones saved in our frame.
+    if !core::ptr::eq(leaf.runtime.load(Relaxed), rt) {
+        let (mask, altstack) = signal::thread_signal_state();
+        // SAFETY: our own handler frame's ucontext, on the thread now running us.
+        unsafe { arch::set_frame_signal_state(ucontext, &mask, altstack) };
+    }
+    // Rule 2: landing releases the unit. No pending check: the handler's own tail must not
+    // pause (the `in_handler` flag is still set), and a fresh expiry re-arms a retry.
+    leaf.nopreempt
+        .store(leaf.nopreempt.load(Relaxed) - 1, Relaxed);
+}
+
+/// Counts a preemption of `expired`, whose deadline passed, taking effect at `now`.
+fn count_preemption(expired: &Lpf, now: u64) {
+    let overshoot = now.saturating_sub(expired.deadline.load(Relaxed));
+    COUNTERS.longest_deferral_ns.fetch_max(overshoot, Relaxed);
+    COUNTERS.preemptions.fetch_add(1, Relaxed);
+}
+
+/// Counts a deferral and re-arms the timer a little later, backing off while it repeats.
+/// Context: signal handler or function stack; async-signal-safe.
+fn defer(rt: &Runtime, lpf: &Lpf, now: u64, reason: Reason) {
+    let retries = lpf.retries.get();
+    lpf.retries.set(retries.saturating_add(1));
+    let delay = (rt.retry_ns << retries.min(MAX_BACKOFF_DOUBLINGS)).min(MAX_RETRY_NS);
+    rt.arm_retry(now, delay);
+    let counter = match reason {
+        Reason::Library => &COUNTERS.deferred_library,
+        Reason::StdSection => &COUNTERS.deferred_std,
+        Reason::Unknown => &COUNTERS.deferred_unknown,
+        Reason::Unwind => &COUNTERS.deferred_unwind,
+    };
+    counter.fetch_add(1, Relaxed);
+    COUNTERS.retries.fetch_add(1, Relaxed);
+}
+
+/// Releases one unit of `lpf`'s counter; at zero, acts on a pending preemption.
+/// Context: function stack (`lpf` running, or its resumer's code inside `resume`).
+#[inline]
+pub(crate) fn release_nopreempt(lpf: &Lpf) {
+    compiler_fence(SeqCst);
+    let held = lpf.nopreempt.load(Relaxed);
+    lpf.nopreempt.store(held - 1, Relaxed);
+    // The pending flag is read after the store: an expiry between the two sees a non-zero
+    // count and sets the flag, which is then seen here.
+    compiler_fence(SeqCst);
+    if held == 1 && lpf.pending.load(Relaxed) {
+        pending_preemption(lpf);
+    }
+}
+
+/// A deadline passed while `lpf` could not be paused, and now it can: pause it if a deadline
+/// on its chain has really passed, else make sure the timer is armed. Context: function stack
+/// (`lpf` is running this code).
+#[cold]
+fn pending_preemption(lpf: &Lpf) {
+    debug_assert!(lpf.owns_stack_pointer(arch::stack_pointer()));
+    lpf.pending.store(false, Relaxed);
+    // SAFETY: the runtime of the thread running us outlives the run.
+    let Some(rt) = (unsafe { lpf.runtime.load(Relaxed).as_ref() }) else {
+        return;
+    };
+    if !core::ptr::eq(rt.current.load(Relaxed), lpf) {
+        return;
+    }
+    let now = now_ns();
+    let Some(expired) = outermost_expired(lpf, now) else {
+        rt.arm(effective_deadline(lpf));
+        return;
+    };
+    // The whole-stack rule applies here too: the section that just ended may sit inside a
+    // critical section further down the stack. Walk from this very frame.
+    if let Err(reason) = check_running_stack(rt, lpf, expired, arch::caller_registers()) {
+        defer(rt, lpf, now, reason);
+        return;
+    }
+    count_preemption(expired, now);
+    lpf.hold_nopreempt();
+    // SAFETY: on our own stack, holding a unit of the counter.
+    unsafe { leave(rt, lpf, expired, state::PAUSED, false) };
+    release_nopreempt(lpf);
+}
+
+/// Applies the whole-stack rule to the chain from the running `lpf` (whose stack this code
+/// runs on, at `registers`) up to `outer`, keeping the handler out meanwhile (an expiry during
+/// the walk returns at once and retries). Context: function stack.
+pub(crate) fn check_running_stack(
+    rt: &Runtime,
+    lpf: &Lpf,
+    outer: &Lpf,
+    registers: arch::Registers,
+) -> Result<(), Reason> {
+    debug_assert!(lpf.owns_stack_pointer(registers.sp));
+    lpf.in_handler.store(true, Relaxed);
+    // SAFETY: we run on `lpf`, the innermost LPF; `outer` is on its chain; the cache is this
+    // thread's and the flag above keeps the handler off it.
+    let verdict =
+        unsafe { safepoint::check(rt.unwind_cache(), lpf.stacks_to_walk(outer, registers)) };
+    lpf.in_handler.store(false, Relaxed);
+    verdict
+}
+
+/// Whether inger's handler still owns the preemption signal. Context: caller.
+pub(crate) fn handler_intact() -> bool {
+    crate::config::settings()
+        .is_ok_and(|s| !s.preemption || signal::handler_is_installed(s.signal, on_timer))
+}
+
+/// Installs [`on_timer`] for the preemption signal. Context: caller, once per process.
+pub(super) fn install_handler(signal: i32) -> Result<(), Error> {
+    signal::install_preemption_handler(signal, on_timer)
+}

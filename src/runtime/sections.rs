@@ -1,0 +1,149 @@
+//! What code inside a function calls: [`pause`], [`checkpoint`], [`nopreempt`] and its guard
+//! [`NoPreempt`], [`in_preemptible`], and the runtime's own deferral around bookkeeping.
+//!
+//! Context: function stack (each is a no-op, or just calls its closure, outside any
+//! function). Never called from the signal handler.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::control::{Lpf, current_lpf, state, with_running};
+use super::preempt::release_nopreempt;
+use super::transfer::leave;
+
+/// Returns control to whoever launched or resumed the calling preemptible function, at once.
+/// The [`Linger`](crate::Linger) they get reports [`yielded`](crate::Linger::yielded).
+/// Outside a preemptible function, does nothing.
+///
+/// ```
+/// let mut steps = 0;
+/// let mut linger = inger::launch(|| { steps += 1; inger::pause(); steps += 1; }, std::time::Duration::MAX)?;
+/// assert!(linger.yielded());
+/// inger::resume(&mut linger, std::time::Duration::MAX)?;
+/// assert!(linger.is_completion());
+/// drop(linger);
+/// assert_eq!(steps, 2);
+/// # Ok::<(), inger::Error>(())
+/// ```
+pub fn pause() {
+    let cancel = with_running(|this| {
+        // SAFETY: the runtime of the thread running us outlives the run.
+        let Some(rt) = (unsafe { this.runtime.load(Relaxed).as_ref() }) else {
+            return false;
+        };
+        this.hold_nopreempt();
+        rt.counters.count_yield();
+        // SAFETY: on our own stack, holding a unit of the counter (rule 1).
+        unsafe { leave(rt, this, this, state::PAUSED, true) };
+        release_nopreempt(this);
+        this.cancel_requested.load(Relaxed)
+    });
+    if cancel == Some(true) {
+        checkpoint();
+    }
+}
+
+/// A cancellation point: if the caller asked to cancel the running function cooperatively
+/// ([`Continuation::cancel_cooperatively`](crate::Continuation::cancel_cooperatively)), unwinds
+/// its stack from here with a [`Cancelled`](crate::Cancelled) payload, so that destructors
+/// run. [`pause`] and the end of a [`nopreempt`] section are cancellation points too. Outside
+/// a preemptible function, or while already unwinding, does nothing.
+///
+/// Call it in long loops that should be cancellable with their destructors run.
+pub fn checkpoint() {
+    let unwind = with_running(|this| {
+        this.cancel_requested.load(Relaxed) && this.nopreempt.load(Relaxed) == 0
+    });
+    if unwind == Some(true) && !std::thread::panicking() {
+        std::panic::resume_unwind(Box::new(crate::Cancelled));
+    }
+}
+
+/// Whether the caller runs inside a preemptible function (on this thread's innermost one).
+pub fn in_preemptible() -> bool {
+    !current_lpf().is_null()
+}
+
+/// Runs `f` with preemption deferred: if the budget expires meanwhile, the function is paused
+/// as soon as `f` returns. Use it around code that must not be paused half-way, such as a
+/// critical section shared with the caller. Costs a few instructions; outside a preemptible
+/// function it just calls `f`.
+///
+/// ```
+/// let total = inger::nopreempt(|| 2 + 2);
+/// assert_eq!(total, 4);
+/// ```
+pub fn nopreempt<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = NoPreempt::new();
+    f()
+}
+
+/// Guard form of [`nopreempt`]: preemption of the current function is deferred while it lives.
+///
+/// The guard applies to the function that is running when it is dropped; create and drop it
+/// in the same function (it is `!Send`, and moving it elsewhere only mis-attributes the count).
+///
+/// ```
+/// {
+///     let _guard = inger::NoPreempt::new();
+///     // ... not paused in here ...
+/// }
+/// ```
+#[must_use = "preemption is deferred only while the guard lives"]
+pub struct NoPreempt {
+    _not_send: core::marker::PhantomData<*mut ()>,
+}
+
+impl NoPreempt {
+    /// Defers preemption of the running function until the guard is dropped.
+    #[inline]
+    pub fn new() -> Self {
+        with_running(Lpf::hold_nopreempt);
+        NoPreempt {
+            _not_send: core::marker::PhantomData,
+        }
+    }
+}
+
+impl Default for NoPreempt {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NoPreempt {
+    #[inline]
+    fn drop(&mut self) {
+        let released = with_running(|this| {
+            let held = this.nopreempt.load(Relaxed) > 0;
+            if held {
+                release_nopreempt(this);
+            }
+            held
+        });
+        if released == Some(true) {
+            checkpoint();
+        }
+    }
+}
+
+/// Defers preemption of the running function (if any) around runtime bookkeeping, without
+/// the cancellation checkpoint of the public [`NoPreempt`] guard.
+pub(crate) struct RuntimeSection(*mut Lpf);
+
+impl RuntimeSection {
+    /// Enters the section.
+    pub(crate) fn enter() -> Self {
+        with_running(Lpf::hold_nopreempt);
+        RuntimeSection(current_lpf())
+    }
+}
+
+impl Drop for RuntimeSection {
+    fn drop(&mut self) {
+        // SAFETY: the section never outlives the function it was entered in, whose control
+        // block is live while its code runs.
+        if let Some(this) = unsafe { self.0.as_ref() } {
+            release_nopreempt(this);
+        }
+    }
+}

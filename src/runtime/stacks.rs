@@ -1,0 +1,59 @@
+//! Stacks for functions, taken from and returned to the thread's pools, with preemption of
+//! the calling function (if any) deferred around the bookkeeping.
+//!
+//! Context: caller or function stack, on the runtime's own thread; never the signal handler.
+
+use super::control::Runtime;
+use super::sections::RuntimeSection;
+use crate::error::Error;
+use crate::stack::{self, Stack};
+
+impl Runtime {
+    /// Takes a stack with an initialised private TLS block (if TLS is private).
+    /// Context: caller or function stack.
+    pub(crate) fn take_stack(&self) -> Result<Stack, Error> {
+        let _section = RuntimeSection::enter();
+        let mut stack = self.pool.borrow_mut().take()?;
+        if let Some(glibc) = self.glibc {
+            if stack.tls == 0 {
+                match glibc.new_block(self.tid) {
+                    Ok(block) => stack.tls = block,
+                    Err(error) => {
+                        self.pool.borrow_mut().give_back(stack);
+                        return Err(error);
+                    }
+                }
+            } else {
+                glibc.reuse_block(stack.tls, self.tid);
+            }
+        }
+        Ok(stack)
+    }
+
+    /// Returns the stack of a function that finished (or never started).
+    /// Context: caller or function stack.
+    pub(crate) fn give_back(&self, stack: Stack) {
+        let _section = RuntimeSection::enter();
+        self.pool.borrow_mut().give_back(stack);
+    }
+
+    /// Retires the stack of a function cancelled while paused (see `stack` for what that
+    /// guarantees); its TLS block is reset and kept for reuse. Context: caller or function
+    /// stack.
+    pub(crate) fn retire(&self, mut stack: Stack, live_low: usize) {
+        let _section = RuntimeSection::enter();
+        let block = core::mem::take(&mut stack.tls);
+        if block != 0
+            && let Some(glibc) = self.glibc
+        {
+            glibc.reset_cancelled_block(block, self.tid);
+            self.pool.borrow_mut().keep_tls(block);
+        }
+        let mut retired = self.retired.borrow_mut();
+        retired.push((stack, live_low));
+        if retired.len() >= stack::RETIRE_BATCH {
+            stack::retire_all(&retired);
+            retired.clear();
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Counters of what the preemption machinery did, and their public snapshot [`Stats`].
+//!
+//! Context: the counters are bumped by the signal handler and by functions' own stacks
+//! (relaxed atomics, no locks); [`stats`] and the thread registry run in the caller's
+//! context. A leaf module: it knows nothing of the runtime.
+//!
+//! Most counters are process-wide atomics, bumped only on slow paths (an expiry, a deferral).
+//! Cooperative pauses are on the fast path, so each thread counts its own in its
+//! [`ThreadCounters`] with plain loads and stores; [`stats`] sums the live threads' counters
+//! and those of exited threads, folded in at their exit.
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// Process-wide counters.
+pub(crate) struct Counters {
+    pub(crate) preemptions: AtomicU64,
+    yields: AtomicU64,
+    pub(crate) deferred_nopreempt: AtomicU64,
+    pub(crate) deferred_library: AtomicU64,
+    pub(crate) deferred_std: AtomicU64,
+    pub(crate) deferred_unknown: AtomicU64,
+    pub(crate) deferred_unwind: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) longest_deferral_ns: AtomicU64,
+}
+
+/// The process-wide counters.
+pub(crate) static COUNTERS: Counters = Counters {
+    preemptions: AtomicU64::new(0),
+    yields: AtomicU64::new(0),
+    deferred_nopreempt: AtomicU64::new(0),
+    deferred_library: AtomicU64::new(0),
+    deferred_std: AtomicU64::new(0),
+    deferred_unknown: AtomicU64::new(0),
+    deferred_unwind: AtomicU64::new(0),
+    retries: AtomicU64::new(0),
+    longest_deferral_ns: AtomicU64::new(0),
+};
+
+/// Counters one thread bumps on its fast paths, written only by that thread.
+#[derive(Debug, Default)]
+pub(crate) struct ThreadCounters {
+    yields: AtomicU64,
+}
+
+impl ThreadCounters {
+    /// Counts one cooperative pause. Context: function stack, on the owning thread only
+    /// (a load and a store, no locked instruction).
+    #[inline]
+    pub(crate) fn count_yield(&self) {
+        self.yields.store(self.yields.load(Relaxed) + 1, Relaxed);
+    }
+}
+
+/// Live threads' counters, as addresses of [`ThreadCounters`] registered with [`register`].
+static LIVE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// Registers a thread's counters, which must stay at this address until [`unregister`].
+pub(crate) fn register(counters: &ThreadCounters) {
+    let mut live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    live.push(counters as *const ThreadCounters as usize);
+}
+
+/// Unregisters a thread's counters at its exit, folding them into the process totals.
+pub(crate) fn unregister(counters: &ThreadCounters) {
+    let mut live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    live.retain(|&other| other != counters as *const ThreadCounters as usize);
+    COUNTERS
+        .yields
+        .fetch_add(counters.yields.load(Relaxed), Relaxed);
+}
+
+fn live_yields() -> u64 {
+    let live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    live.iter()
+        // SAFETY: registered counters stay valid until `unregister` removes them, which
+        // takes this lock first.
+        .map(|&counters| {
+            unsafe { &*(counters as *const ThreadCounters) }
+                .yields
+                .load(Relaxed)
+        })
+        .sum()
+}
+
+/// A snapshot of the process-wide preemption counters (see [`stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Functions paused because a deadline passed.
+    pub preemptions: u64,
+    /// Cooperative pauses ([`pause`](crate::pause)).
+    pub yields: u64,
+    /// Expiries deferred because the function was in a `nopreempt` section or runtime code.
+    pub deferred_nopreempt: u64,
+    /// Expiries deferred because a frame of the function was in a non-preemptible library
+    /// (the loader, libc, libgcc_s, libstdc++, or one named by the user).
+    pub deferred_library: u64,
+    /// Expiries deferred because a frame was in one of the standard library's critical
+    /// sections (stdio printing, one-time initialisation, panics, the environment, ...).
+    pub deferred_std: u64,
+    /// Expiries deferred because a frame was in code of no known module (JIT code, or a
+    /// library loaded after the module tables were last refreshed).
+    pub deferred_unknown: u64,
+    /// Expiries deferred because the stack could not be walked to its base.
+    pub deferred_unwind: u64,
+    /// Timer re-arms after a deferral.
+    pub retries: u64,
+    /// Longest time from a deadline to the pause it caused, in nanoseconds.
+    pub longest_deferral_ns: u64,
+}
+
+/// Reads the process-wide preemption counters.
+///
+/// ```
+/// let before = inger::stats();
+/// inger::launch(|| inger::pause(), std::time::Duration::MAX)?;
+/// assert!(inger::stats().yields > before.yields);
+/// # Ok::<(), inger::Error>(())
+/// ```
+pub fn stats() -> Stats {
+    let c = &COUNTERS;
+    Stats {
+        preemptions: c.preemptions.load(Relaxed),
+        yields: c.yields.load(Relaxed) + live_yields(),
+        deferred_nopreempt: c.deferred_nopreempt.load(Relaxed),
+        deferred_library: c.deferred_library.load(Relaxed),
+        deferred_std: c.deferred_std.load(Relaxed),
+        deferred_unknown: c.deferred_unknown.load(Relaxed),
+        deferred_unwind: c.deferred_unwind.load(Relaxed),
+        retries: c.retries.load(Relaxed),
+        longest_deferral_ns: c.longest_deferral_ns.load(Relaxed),
+    }
+}
