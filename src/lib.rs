@@ -136,6 +136,20 @@ pub fn mark_non_preemptible_symbols(prefixes: &[&str]) {
     safepoint::tables::mark_non_preemptible_symbols(prefixes);
 }
 
+/// Whether the caller runs inside a signal handler, as far as inger can tell: it looks for a
+/// kernel signal frame among the caller's frames (with libgcc's unwinder, behind a cheap
+/// scan of the thread's stack). [`launch`], [`resume`] and cancellation refuse to run there
+/// ([`Error::InSignalHandler`]); dropping a paused continuation inside a handler leaks it.
+/// Frames without unwind information (hand-written assembly, some JIT code) end the search
+/// early, so a handler reached through them is not recognised.
+///
+/// ```
+/// assert!(!inger::in_signal_handler());
+/// ```
+pub fn in_signal_handler() -> bool {
+    runtime::in_signal_handler()
+}
+
 /// Whether inger's signal handler still owns the preemption signal (someone calling
 /// `sigaction` on it after inger started would silently disable preemption).
 pub fn preemption_handler_intact() -> bool {

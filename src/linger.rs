@@ -257,6 +257,11 @@ impl<T> Drop for Continuation<'_, T> {
             state::RUNNING => abort_with(
                 b"inger: a running preemptible function's continuation was dropped from inside it\n",
             ),
+            _ if runtime::refuse_in_signal_handler().is_err() => {
+                // Discarding allocates and takes locks: inside a signal handler the function
+                // and its stack are leaked instead, never reused.
+                stack.leak();
+            }
             _ => {
                 // SAFETY: the control block of a paused function is live.
                 let live_low = unsafe { self.lpf.as_ref() }.live_stack_pointer();

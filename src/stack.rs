@@ -62,6 +62,10 @@ impl Stack {
         self.base as usize
     }
 
+    /// Gives the stack up for good: its memory stays mapped and is never reused (used where
+    /// returning it to a pool is not possible, such as inside a signal handler).
+    pub(crate) fn leak(self) {}
+
     /// Whether `address` lies in this stack's guard region.
     #[cfg(test)]
     pub(crate) fn guard_contains(&self, address: usize) -> bool {
@@ -91,6 +95,18 @@ impl StackPool {
             stack.tls = block;
         }
         Ok(stack)
+    }
+
+    /// Whether [`take`](Self::take) must refill (lock the process-wide list or map memory)
+    /// or [`give_back`](Self::give_back) would hand stacks to the process-wide list: the
+    /// slow paths, which are not async-signal-safe.
+    pub(crate) fn on_slow_path(&self, taking: bool) -> bool {
+        if taking {
+            self.free.is_empty()
+                || (self.free.last().is_some_and(|s| s.tls == 0) && self.spare_tls.is_empty())
+        } else {
+            self.free.len() >= THREAD_POOL_CAP
+        }
     }
 
     /// Keeps a TLS block (already reset) for a later stack that has none.

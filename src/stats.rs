@@ -74,12 +74,11 @@ pub(crate) fn unregister(counters: &ThreadCounters) {
 fn live_yields() -> u64 {
     let live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     live.iter()
-        // SAFETY: registered counters stay valid until `unregister` removes them, which
-        // takes this lock first.
         .map(|&counters| {
-            unsafe { &*(counters as *const ThreadCounters) }
-                .yields
-                .load(Relaxed)
+            // SAFETY: registered counters stay valid until `unregister` removes them, which
+            // takes this lock first.
+            let counters = unsafe { &*(counters as *const ThreadCounters) };
+            counters.yields.load(Relaxed)
         })
         .sum()
 }

@@ -60,10 +60,12 @@ pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, 
     }
     // SAFETY: a non-null `current` is the live LPF we are running in.
     let parent = unsafe { rt.current.load(Relaxed).as_ref() };
+    if parent.is_some_and(|parent| parent.in_handler.load(Relaxed)) {
+        return Err(Error::InSignalHandler);
+    }
+    // Bookkeeping until the function lands (which ends it) and again from when it leaves.
+    rt.begin_busy()?;
     if let Some(parent) = parent {
-        if parent.in_handler.load(Relaxed) {
-            return Err(Error::InSignalHandler);
-        }
         // Rule 3: no pausing the resumer half-way through this function.
         parent.hold_nopreempt();
     }
@@ -72,6 +74,7 @@ pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, 
     if !core::ptr::eq(this.runtime.load(Relaxed), rt)
         && let Err(error) = migrate(rt, this)
     {
+        rt.end_busy();
         if let Some(parent) = parent {
             release_nopreempt(parent);
         }
@@ -119,6 +122,7 @@ pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, 
         state::PAUSED => Outcome::Paused,
         _ => Outcome::Finished,
     };
+    rt.end_busy();
     if let Some(parent) = parent {
         release_nopreempt(parent);
     }
@@ -171,6 +175,10 @@ pub(super) unsafe extern "C" fn lpf_entry(arg: *mut c_void) -> ! {
     let lpf = arg.cast::<Lpf>();
     // SAFETY: `lpf` is the live control block at the top of this very stack.
     let this = unsafe { &*lpf };
+    // SAFETY: the runtime of the thread that resumed us is live while we run on it.
+    if let Some(rt) = unsafe { this.runtime.load(Relaxed).as_ref() } {
+        rt.end_busy(); // the landing side ends the resume's bookkeeping
+    }
     if this.tls != 0 {
         // Our own block is installed: point its CURRENT at us, reset errno and the locale.
         set_current(lpf);

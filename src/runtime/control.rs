@@ -20,6 +20,7 @@ use core::sync::atomic::{
 use std::cell::Cell as StdCell;
 
 use crate::arch;
+use crate::error::Error;
 use crate::safepoint::StackToWalk;
 use crate::safepoint::UnwindCache;
 use crate::stack::{self, Stack, StackPool};
@@ -247,6 +248,10 @@ pub(crate) struct Runtime {
     pub(super) unwind_cache: UnsafeCell<Box<UnwindCache>>,
     /// Counters bumped on this thread's fast paths.
     pub(crate) counters: ThreadCounters,
+    /// Runtime bookkeeping of this thread is under way (a launch, a resume, a switch, pool
+    /// work), in whichever context. A launch or resume that finds it set can only come from a
+    /// signal handler that interrupted that bookkeeping, and is refused: see [`Busy`].
+    pub(crate) busy: AtomicBool,
     /// Stacks of cancelled functions waiting to be guarded and discarded, with the lowest
     /// stack pointer of their live frames.
     pub(super) retired: RefCell<Vec<(Stack, usize)>>,
@@ -261,6 +266,34 @@ impl Drop for Runtime {
 }
 
 impl Runtime {
+    /// Marks runtime bookkeeping as under way until the guard drops.
+    ///
+    /// # Errors
+    /// [`Error::InSignalHandler`] if it already is: the caller is a signal handler that
+    /// interrupted inger's own code on this thread (ordinary code never nests bookkeeping).
+    pub(crate) fn enter_busy(&self) -> Result<Busy<'_>, Error> {
+        self.begin_busy()?;
+        Ok(Busy(self))
+    }
+
+    /// Marks bookkeeping as under way, for a hand-over that the other side of a switch
+    /// ends with [`end_busy`](Self::end_busy). Async-signal-safe.
+    pub(crate) fn begin_busy(&self) -> Result<(), Error> {
+        if self.busy.load(Relaxed) {
+            return Err(Error::InSignalHandler);
+        }
+        self.busy.store(true, Relaxed);
+        compiler_fence(SeqCst);
+        Ok(())
+    }
+
+    /// Ends the bookkeeping begun on this thread (by this context or by the one that switched
+    /// here). Async-signal-safe.
+    pub(crate) fn end_busy(&self) {
+        compiler_fence(SeqCst);
+        self.busy.store(false, Relaxed);
+    }
+
     /// The thread's unwind rule cache. Context: signal handler or function stack.
     ///
     /// # Safety
@@ -324,6 +357,15 @@ impl Runtime {
             self.armed.store(at, Relaxed);
             timer.arm_at(at);
         }
+    }
+}
+
+/// Runtime bookkeeping under way on a thread (see [`Runtime::busy`]); ends on drop.
+pub(crate) struct Busy<'a>(&'a Runtime);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.end_busy();
     }
 }
 

@@ -74,5 +74,6 @@ mod transfer;
 pub(crate) use call::{Outcome, prepare, request_cancel, resume};
 pub(crate) use control::{Lpf, state, with_running};
 pub(crate) use preempt::{check_running_stack, handler_intact};
+pub(crate) use process::{in_signal_handler, refuse_in_signal_handler};
 pub use sections::{NoPreempt, checkpoint, in_preemptible, nopreempt, pause};
 pub(crate) use startup::{runtime, runtime_if_started};

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::safepoint;
 use crate::stack::GUARD_SIZE;
 use crate::sys::signal::{self, abort_with};
-use crate::sys::{memory, process};
+use crate::sys::{memory, process, signal_frame};
 
 static HANDLERS: OnceLock<Result<(), Error>> = OnceLock::new();
 
@@ -29,12 +29,35 @@ pub(super) fn install_process_handlers() -> Result<(), Error> {
             safepoint::tables::init();
             process::at_fork(before_fork, after_fork_in_parent);
             signal::install_fault_handler(on_fault)?;
+            // glibc installed our fault handler with its signal trampoline, which the
+            // signal-handler detection looks for.
+            signal_frame::learn_trampoline();
             if settings.preemption {
                 preempt::install_handler(settings.signal)?;
             }
             Ok(())
         })
         .clone()
+}
+
+/// Whether the caller runs inside a signal handler (see `sys::signal_frame` for how, and its
+/// limits). Context: caller, function stack, or any signal handler.
+pub(crate) fn in_signal_handler() -> bool {
+    signal_frame::in_signal_handler(super::sections::in_preemptible())
+}
+
+/// Refuses work that is not async-signal-safe (allocation, locks) when the caller runs in a
+/// signal handler. Called on slow paths only; the fast paths of launch and resume are
+/// async-signal-safe and guarded by [`Runtime::busy`](super::control::Runtime::busy).
+///
+/// # Errors
+/// [`Error::InSignalHandler`] inside a handler.
+pub(crate) fn refuse_in_signal_handler() -> Result<(), Error> {
+    if in_signal_handler() {
+        Err(Error::InSignalHandler)
+    } else {
+        Ok(())
+    }
 }
 
 /// Stacks are not inherited by `fork` (see `sys::memory::map`), except those of the function

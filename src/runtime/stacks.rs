@@ -1,9 +1,13 @@
 //! Stacks for functions, taken from and returned to the thread's pools, with preemption of
 //! the calling function (if any) deferred around the bookkeeping.
 //!
-//! Context: caller or function stack, on the runtime's own thread; never the signal handler.
+//! Context: caller or function stack, on the runtime's own thread; never inger's signal
+//! handler. A user's signal handler may get here (a launch from a handler): the fast paths
+//! (a pooled stack, a block that needs no `free`) are async-signal-safe, the slow ones
+//! refuse with [`Error::InSignalHandler`] or, where nothing can be refused any more, leak.
 
 use super::control::Runtime;
+use super::process::{in_signal_handler, refuse_in_signal_handler};
 use super::sections::RuntimeSection;
 use crate::error::Error;
 use crate::stack::{self, Stack};
@@ -13,8 +17,17 @@ impl Runtime {
     /// Context: caller or function stack.
     pub(crate) fn take_stack(&self) -> Result<Stack, Error> {
         let _section = RuntimeSection::enter();
+        let _busy = self.enter_busy()?;
+        if self.pool.borrow().on_slow_path(true) {
+            refuse_in_signal_handler()?;
+        }
         let mut stack = self.pool.borrow_mut().take()?;
         if let Some(glibc) = self.glibc {
+            let slow = stack.tls == 0 || glibc.reuse_frees(stack.tls);
+            if slow && let Err(error) = refuse_in_signal_handler() {
+                self.pool.borrow_mut().give_back(stack);
+                return Err(error);
+            }
             if stack.tls == 0 {
                 match glibc.new_block(self.tid) {
                     Ok(block) => stack.tls = block,
@@ -34,6 +47,15 @@ impl Runtime {
     /// Context: caller or function stack.
     pub(crate) fn give_back(&self, stack: Stack) {
         let _section = RuntimeSection::enter();
+        let Ok(_busy) = self.enter_busy() else {
+            // A handler interrupted the pool's own bookkeeping: leave the stack unused.
+            stack.leak();
+            return;
+        };
+        if self.pool.borrow().on_slow_path(false) && in_signal_handler() {
+            stack.leak(); // handing stacks to the process-wide list locks
+            return;
+        }
         self.pool.borrow_mut().give_back(stack);
     }
 
@@ -42,6 +64,10 @@ impl Runtime {
     /// stack.
     pub(crate) fn retire(&self, mut stack: Stack, live_low: usize) {
         let _section = RuntimeSection::enter();
+        let Ok(_busy) = self.enter_busy() else {
+            stack.leak(); // see `give_back`
+            return;
+        };
         let block = core::mem::take(&mut stack.tls);
         if block != 0
             && let Some(glibc) = self.glibc

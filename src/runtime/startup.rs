@@ -9,7 +9,7 @@ use core::cell::{Cell, RefCell, UnsafeCell};
 use core::ffi::c_void;
 use core::ptr;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::Relaxed};
 use std::cell::OnceCell;
 
 use super::control::{NEVER, Runtime, with_running};
@@ -18,7 +18,7 @@ use crate::arch;
 use crate::config::settings;
 use crate::error::Error;
 use crate::safepoint::UnwindCache;
-use crate::stack::StackPool;
+use crate::stack::{self, StackPool};
 use crate::stats::{self, ThreadCounters};
 use crate::sys::clock;
 use crate::sys::process::thread_id;
@@ -36,6 +36,8 @@ pub(crate) fn runtime() -> Result<&'static Runtime, Error> {
 
 #[cold]
 fn start_runtime() -> Result<&'static Runtime, Error> {
+    // Nothing here is async-signal-safe (allocation, thread-locals with destructors).
+    process::refuse_in_signal_handler()?;
     let settings = settings()?;
     process::install_process_handlers()?;
     clock::calibrate();
@@ -49,7 +51,8 @@ fn start_runtime() -> Result<&'static Runtime, Error> {
         thread_tp: arch::thread_pointer(),
         tid: thread_id(),
         pool: RefCell::new(StackPool::default()),
-        retired: RefCell::new(Vec::new()),
+        retired: RefCell::new(Vec::with_capacity(stack::RETIRE_BATCH)),
+        busy: AtomicBool::new(false),
         counters: ThreadCounters::default(),
         unwind_cache: UnsafeCell::new(Box::new(UnwindCache::new())),
         _altstack: AltStack::ensure(),

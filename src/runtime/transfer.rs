@@ -22,6 +22,9 @@ pub(crate) unsafe fn leave(rt: &Runtime, leaf: &Lpf, outer: &Lpf, new_state: u8,
     debug_assert!(leaf.nopreempt.load(Relaxed) > 0);
     debug_assert!(leaf.owns_stack_pointer(arch::stack_pointer()));
     debug_assert!(core::ptr::eq(rt.current.load(Relaxed), leaf));
+    debug_assert!(!rt.busy.load(Relaxed));
+    // Bookkeeping until the resumer lands in `resume` (which ends it).
+    rt.busy.store(true, Relaxed);
     let leaf_ptr = leaf as *const Lpf as *mut Lpf;
     outer.leaf.set(leaf_ptr);
     outer.yielded.set(yielded);
@@ -39,4 +42,9 @@ pub(crate) unsafe fn leave(rt: &Runtime, leaf: &Lpf, outer: &Lpf, new_state: u8,
     // SAFETY: `outer.caller_sp` was saved by the `switch` in `resume`, whose context waits
     // for exactly this; `leaf.saved_sp` is ours to write.
     unsafe { arch::switch(leaf.saved_sp.get(), *outer.caller_sp.get()) };
+    // Resumed, perhaps on another thread: end that thread's resume bookkeeping.
+    // SAFETY: the runtime of the thread that resumed us is live while we run on it.
+    if let Some(rt) = unsafe { leaf.runtime.load(Relaxed).as_ref() } {
+        rt.end_busy();
+    }
 }

@@ -7,5 +7,6 @@ pub(crate) mod memory;
 pub(crate) mod modules;
 pub(crate) mod process;
 pub(crate) mod signal;
+pub(crate) mod signal_frame;
 pub(crate) mod timer;
 pub(crate) mod tls;

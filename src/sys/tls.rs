@@ -230,6 +230,18 @@ impl Glibc {
         Ok(block)
     }
 
+    /// Whether [`reuse_block`](Self::reuse_block) would free memory (dynamic TLS of modules
+    /// loaded after start-up, or pthread-key storage beyond the first 32 keys): reuse is
+    /// async-signal-safe only when it would not.
+    pub(crate) fn reuse_frees(&self, block: usize) -> bool {
+        // SAFETY: `block` is a live TCB; `block + 8` holds its DTV pointer, whose first
+        // entry is the DTV's generation; `specific_used` was validated in `find`.
+        unsafe {
+            let dtv = get::<usize>(block, 8) as *const usize;
+            dtv.read() > self.base_generation || get::<u8>(block, self.specific_used) != 0
+        }
+    }
+
     /// Makes a used block look fresh to the next function (see the module docs).
     pub(crate) fn reuse_block(&self, block: usize, tid: i32) {
         for image in &self.images {

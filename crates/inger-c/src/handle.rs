@@ -35,7 +35,7 @@ use crate::errors::{
     INGER_EBADHANDLE, INGER_EFINISHED, INGER_EINHANDLER, INGER_ENULL, INGER_ERUNNING, INGER_OK,
     code_of,
 };
-use crate::signal_context::{in_signal_handler, learn_trampoline};
+use inger_core::in_signal_handler;
 
 /// `magic` of a live handle ("inger C\0" in ASCII, little-endian).
 const LIVE: u64 = u64::from_le_bytes(*b"inger C\0");
@@ -113,7 +113,6 @@ pub unsafe extern "C" fn inger_launch(
             Ok(linger) => linger,
             Err(error) => return code_of(&error),
         };
-        learn_trampoline();
         let handle = Box::new(inger_linger {
             magic: AtomicU64::new(LIVE),
             busy: AtomicBool::new(false),

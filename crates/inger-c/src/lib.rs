@@ -2,10 +2,10 @@
 //!
 //! Every exported function is `extern "C"`, catches Rust panics at the boundary
 //! ([`boundary`]), checks its pointer arguments, and returns an error code (see [`errors`])
-//! instead of aborting on bad input. The handle type and its life cycle are in [`handle`];
-//! how a call from a signal handler is recognised, and the limits of that, in
-//! [`signal_context`]. The header is written by hand; `tests/header.rs` fails when it and
-//! this crate drift apart.
+//! instead of aborting on bad input. The handle type and its life cycle are in [`handle`].
+//! Calls from a signal handler are recognised by the core (`inger::in_signal_handler`, which
+//! documents how and its limits) and refused with `INGER_EINHANDLER`. The header is written
+//! by hand; `tests/header.rs` fails when it and this crate drift apart.
 
 #![allow(
     non_camel_case_types,
@@ -16,4 +16,3 @@ pub mod boundary;
 pub mod errors;
 pub mod extras;
 pub mod handle;
-pub mod signal_context;

@@ -1,8 +1,11 @@
 //! Is the caller running inside a signal handler?
 //!
-//! `inger_launch`, `inger_resume` and `inger_cancel` are not async-signal-safe (they may map
-//! memory, call `malloc` and `free`, and they switch stacks), so the C API refuses them inside
-//! a signal handler. Linux keeps no "in a handler" flag: a handler is ordinary code whose
+//! Launching, resuming and cancelling are not async-signal-safe (they may map memory, call
+//! `malloc` and `free`, and they switch stacks), so both the Rust and the C API refuse them
+//! inside a signal handler ([`Error::InSignalHandler`](crate::Error::InSignalHandler)).
+//! Context: caller, or any signal handler (the detection itself is async-signal-safe once
+//! the thread's stack bounds are known). Linux keeps no "in a handler" flag: a handler is
+//! ordinary code whose
 //! frames sit above a kernel *signal frame*, whose return address is the C library's
 //! `rt_sigreturn` trampoline (glibc's `__restore_rt`). Detection therefore looks for such a
 //! frame among the caller's frames.
@@ -57,10 +60,10 @@
 //!   system call with a private restorer) is detected by the walk only if libgcc recognises
 //!   that trampoline's bytes, and escapes the fast filter.
 //! - A walk deeper than [`MAX_FRAMES`] frames stops there and reports "not in a handler".
-//! - The detection itself is async-signal-safe when `libinger.so` is linked into the program
-//!   (or `libinger.a` is): its thread-locals then live in static TLS. A `libinger.so` loaded
-//!   with `dlopen` may have its thread-locals allocated (with `malloc`) on a thread's first
-//!   access, which could then happen inside a handler.
+//! - The detection itself is async-signal-safe when inger is linked into the program (the
+//!   Rust crate, or `libinger.so`/`libinger.a` for C): its thread-locals then live in static
+//!   TLS. A `libinger.so` loaded with `dlopen` may have its thread-locals allocated (with
+//!   `malloc`) on a thread's first access, which could then happen inside a handler.
 
 use core::cell::Cell;
 use core::ffi::{c_int, c_void};
@@ -147,10 +150,10 @@ thread_local! {
 static TRAMPOLINE: AtomicUsize = AtomicUsize::new(0);
 
 /// Whether the caller runs inside a signal handler (see the module docs for how and the
-/// limits). Async-signal-safe.
-pub(crate) fn in_signal_handler() -> bool {
-    let here = stack_pointer();
-    let inside_function = inger_core::in_preemptible();
+/// limits). `inside_function`: the caller runs on a preemptible function's stack, whose
+/// bounds this module does not know. Async-signal-safe.
+pub(crate) fn in_signal_handler(inside_function: bool) -> bool {
+    let here = crate::arch::stack_pointer();
     if !inside_function && filter_says_clear(here) {
         return false;
     }
@@ -175,17 +178,6 @@ fn filter_says_clear(here: usize) -> bool {
         }
         _ => false,
     }
-}
-
-/// The current stack pointer.
-#[inline(always)]
-fn stack_pointer() -> usize {
-    let sp: usize;
-    // SAFETY: copies rsp into a register; touches no memory.
-    unsafe {
-        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
-    };
-    sp
 }
 
 /// Whether any aligned word in `[from, to)` equals `value`.
@@ -317,8 +309,7 @@ fn query_thread_stack() -> Option<ThreadStack> {
 }
 
 /// Learns the address of the C library's signal trampoline, once, from the handler inger
-/// installed for SIGSEGV. Call after a successful launch (the core installs it on first use),
-/// not from a signal handler.
+/// installed for SIGSEGV. Call after that handler is installed, not from a signal handler.
 pub(crate) fn learn_trampoline() {
     if TRAMPOLINE.load(Relaxed) != 0 {
         return;
