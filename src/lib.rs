@@ -50,6 +50,31 @@
 //! ## Platform
 //!
 //! x86-64 Linux with glibc only. Settings: see [`Config`].
+//!
+//! ## Map of the code
+//!
+//! Each module, the execution context its code runs in, and what it may call. A module calls
+//! only modules below it in this table (`runtime`'s own files are layered the same way, see
+//! its docs); nothing outside `sys` and `arch` calls the operating system, touches glibc's
+//! internals, a `ucontext` or the fs base.
+//!
+//! | module | what | context | may call |
+//! | --- | --- | --- | --- |
+//! | `future`, `pool` | preemptible futures; a preemptive pool of threads | caller | the public API |
+//! | `linger` | the public state machine: [`launch`], [`Linger`], [`Continuation`], [`resume`] | caller | `runtime`, `stack` |
+//! | `runtime` | per-thread state, switching, the preemption handler, sections, start-up | caller, function stack, **signal handler** | everything below |
+//! | `safepoint` | the whole-stack rule and the tables it reads (a leaf: it walks the stacks it is given) | **signal handler**; tables built by the caller | `arch`, `sys`, `config` |
+//! | `stack` | mapped, guarded, pooled stacks | caller, function stack | `sys`, `config` |
+//! | `stats` | counters and [`stats`] (a leaf) | any; bumped by the signal handler | nothing |
+//! | `config` | [`Config`] and every `INGER_*` variable | caller | `sys` |
+//! | `error` | [`Error`] | any | nothing |
+//! | `sys` | clocks, timers, signals, memory, processes, the module table, glibc's TLS internals, signal-frame detection | any; each function says | the OS, glibc |
+//! | `arch` | the context switch, fresh stacks, register sets, `ucontext` access, the fs base | any; async-signal-safe | nothing |
+//!
+//! Code reachable from the signal handler (`runtime::preempt`, `runtime::transfer`, the
+//! accessors of `runtime::control`, `safepoint`'s check, and what they call in `sys` and
+//! `arch`) is async-signal-safe: no allocation, no locks. Functions that run in more than one
+//! context say which in a `Context:` line of their docs.
 
 mod arch;
 #[doc(hidden)]
@@ -97,7 +122,7 @@ pub struct Capabilities {
 /// ```
 pub fn capabilities() -> Capabilities {
     Capabilities {
-        private_tls: sys::tls::glibc().is_some(),
+        private_tls: runtime::private_tls().is_some(),
         fast_tls_switch: arch::fsgsbase_available(),
         preemption: config::preemption_enabled(),
         std_critical_sections: {

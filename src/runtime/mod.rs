@@ -9,12 +9,12 @@
 //! | `transfer` | `leave`: switch from a function back to its resumer | function stack, **also the signal handler** |
 //! | `preempt` | the timer handler, expiry decision, deferral, pending preemption (design essay) | **signal handler**; function stack |
 //! | `sections` | `pause`, `checkpoint`, `nopreempt`, `NoPreempt`, runtime sections | function stack |
-//! | `call` | `resume`, migration, a function's entry and finish | caller; function stack |
+//! | `process` | handler installation, fork hooks, the stack-overflow fault handler, signal-handler detection | caller; **signal handler** (faults) |
 //! | `stacks` | taking and returning stacks | caller or function stack |
-//! | `process` | handler installation, fork hooks, the stack-overflow fault handler | caller; **signal handler** (faults) |
 //! | `startup` | each thread's runtime, created on first use | caller |
+//! | `call` | `resume`, migration, a function's entry and finish | caller; function stack |
 //!
-//! Each module depends only on those above it in this list (and `control` on none of them).
+//! Each module uses only those above it in this list (`control` uses none of them).
 //! Code the signal handler may reach (`transfer`, `preempt`, the `control` accessors, and
 //! everything they call in `sys`, `arch` and `safepoint`) is async-signal-safe: no
 //! allocation, no locks, no thread-local access but the constant `CURRENT` slot.
@@ -76,4 +76,4 @@ pub(crate) use control::{Lpf, state, with_running};
 pub(crate) use preempt::{check_running_stack, handler_intact};
 pub(crate) use process::{in_signal_handler, refuse_in_signal_handler};
 pub use sections::{NoPreempt, checkpoint, in_preemptible, nopreempt, pause};
-pub(crate) use startup::{runtime, runtime_if_started};
+pub(crate) use startup::{private_tls, runtime, runtime_if_started};

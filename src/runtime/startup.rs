@@ -26,6 +26,12 @@ use crate::sys::signal::AltStack;
 use crate::sys::timer::ThreadTimer;
 use crate::sys::tls;
 
+/// glibc's TLS internals, for private TLS per function: `None` under `INGER_SHARED_TLS` or
+/// when they were not found (the shared-TLS fallback). Context: caller.
+pub(crate) fn private_tls() -> Option<&'static tls::Glibc> {
+    tls::glibc(!crate::config::environment().shared_tls)
+}
+
 /// The thread's runtime, starting it (and the process-wide handlers) on first use.
 pub(crate) fn runtime() -> Result<&'static Runtime, Error> {
     if let Some(rt) = runtime_if_started() {
@@ -46,7 +52,7 @@ fn start_runtime() -> Result<&'static Runtime, Error> {
         armed: AtomicU64::new(NEVER),
         timer: None,
         retry_ns: settings.retry_ns,
-        glibc: tls::glibc(),
+        glibc: private_tls(),
         fast_fs: arch::fsgsbase_available(),
         thread_tp: arch::thread_pointer(),
         tid: thread_id(),

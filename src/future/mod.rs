@@ -176,6 +176,9 @@
 //! machine, against 2 ns for a direct poll of a trivial future. An expired slice costs a timer
 //! signal and a resume (about 6 µs). Nothing is held between polls except the paused stack of
 //! a poll that ran out of time.
+//!
+//! (This file is longer than most: its first part is the specification of the wrapper, and
+//! the state machine that follows it is one unit.)
 
 use core::cell::UnsafeCell;
 use core::fmt;
@@ -186,11 +189,20 @@ use core::pin::Pin;
 use core::ptr::NonNull;
 use core::task::{Context, Poll, Waker};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::task::Wake;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::{Continuation, Linger, NoPreempt};
+
+mod nonpreemptible;
+#[cfg(feature = "tokio")]
+mod tokio_support;
+mod waker;
+
+pub use nonpreemptible::NonPreemptible;
+#[cfg(feature = "tokio")]
+pub use tokio_support::{PreemptiveHandle, spawn_preemptible, spawn_preemptible_with};
+use waker::ProxyWaker;
 
 /// The slice used by `spawn_preemptible` and `PreemptiveHandle::current` (`tokio` feature):
 /// 1 ms.
@@ -298,51 +310,6 @@ struct Shared<F: Future> {
     /// `Waker::from(proxy)`: what the inner future sees as `cx.waker()`.
     waker: Waker,
     proxy: Arc<ProxyWaker>,
-}
-
-/// Forwards wakes to the waker of the wrapper's latest poll.
-struct ProxyWaker {
-    target: Mutex<Option<Waker>>,
-    /// Set by every wake; cleared when a new poll of the inner future starts (rule 5).
-    woken: AtomicBool,
-}
-
-impl ProxyWaker {
-    /// Makes `waker` the target (unless it already wakes the same task).
-    fn set_target(&self, waker: &Waker) {
-        // The lock is also taken by wakes from inside preemptible polls: never pause while
-        // holding it (the caller may itself run preemptibly).
-        let _no_preempt = NoPreempt::new();
-        let previous = {
-            let mut target = self.target.lock().unwrap_or_else(PoisonError::into_inner);
-            if target.as_ref().is_some_and(|t| t.will_wake(waker)) {
-                return;
-            }
-            target.replace(waker.clone())
-        };
-        drop(previous); // outside the lock: dropping a waker may free a task
-    }
-}
-
-impl Wake for ProxyWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        // The executor's wake takes its scheduler's locks, which its workers take too: a poll
-        // paused in there could deadlock them (see the module docs).
-        let _no_preempt = NoPreempt::new();
-        self.woken.store(true, Ordering::SeqCst);
-        let target = self
-            .target
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(target) = target {
-            target.wake();
-        }
-    }
 }
 
 /// The closure a preemptible poll runs: a type-erased pointer to the shared state and the
@@ -626,145 +593,5 @@ impl<F: Future> fmt::Debug for Preemptible<F> {
             .field("polls", &self.polls)
             .field("expired_polls", &self.expired_polls)
             .finish()
-    }
-}
-
-/// A future polled and dropped with preemption deferred ([`nopreempt`](crate::nopreempt)
-/// around each poll and around its destructor); made by [`PreemptibleExt::nopreempt`].
-///
-/// Use it inside a preemptible future around awaits of executor primitives (timers,
-/// channels, I/O) whose critical sections the executor's workers share: see "Locks shared
-/// with the executor" in the [module docs](self). If a slice expires meanwhile, the pause
-/// happens right after the poll returns.
-#[must_use = "futures do nothing unless polled"]
-pub struct NonPreemptible<F> {
-    inner: ManuallyDrop<F>,
-}
-
-impl<F: Future> Future for NonPreemptible<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let _no_preempt = NoPreempt::new();
-        // SAFETY: structural pinning of `inner`: it is never moved out, `Drop` drops it in
-        // place, and `NonPreemptible` is `Unpin` only when `F` is.
-        let inner = unsafe { self.map_unchecked_mut(|this| &mut *this.inner) };
-        inner.poll(cx)
-    }
-}
-
-impl<F> Drop for NonPreemptible<F> {
-    fn drop(&mut self) {
-        let _no_preempt = NoPreempt::new();
-        // SAFETY: dropped in place exactly once, here; never used afterwards.
-        unsafe { ManuallyDrop::drop(&mut self.inner) };
-    }
-}
-
-impl<F> fmt::Debug for NonPreemptible<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NonPreemptible").finish_non_exhaustive()
-    }
-}
-
-#[cfg(feature = "tokio")]
-pub use self::tokio_support::{PreemptiveHandle, spawn_preemptible, spawn_preemptible_with};
-
-#[cfg(feature = "tokio")]
-mod tokio_support {
-    use core::future::Future;
-    use std::time::Duration;
-
-    use tokio::runtime::Handle;
-    use tokio::task::JoinHandle;
-
-    use super::{DEFAULT_SLICE, preemptible};
-
-    /// `tokio::spawn` of `future` made preemptible with the [default slice](DEFAULT_SLICE).
-    ///
-    /// # Panics
-    /// Outside a tokio runtime, as `tokio::spawn` does.
-    pub fn spawn_preemptible<F>(future: F) -> JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        spawn_preemptible_with(future, DEFAULT_SLICE)
-    }
-
-    /// `tokio::spawn` of `future` made preemptible with `slice`.
-    ///
-    /// # Panics
-    /// Outside a tokio runtime, as `tokio::spawn` does.
-    pub fn spawn_preemptible_with<F>(future: F, slice: Duration) -> JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        tokio::spawn(preemptible(future, slice))
-    }
-
-    /// A tokio runtime handle whose `spawn` and `block_on` make every future preemptible.
-    ///
-    /// ```
-    /// # fn main() {
-    /// let runtime = tokio::runtime::Builder::new_multi_thread()
-    ///     .worker_threads(2)
-    ///     .enable_all()
-    ///     .build()
-    ///     .unwrap();
-    /// let handle = inger::future::PreemptiveHandle::new(runtime.handle().clone(), inger::future::DEFAULT_SLICE);
-    /// let task = handle.spawn(async { (0..1_000_000u64).map(std::hint::black_box).sum::<u64>() });
-    /// assert_eq!(handle.block_on(task).unwrap(), 499_999_500_000);
-    /// # }
-    /// ```
-    #[derive(Debug, Clone)]
-    pub struct PreemptiveHandle {
-        handle: Handle,
-        slice: Duration,
-    }
-
-    impl PreemptiveHandle {
-        /// Wraps `handle`; futures get `slice` per poll.
-        pub fn new(handle: Handle, slice: Duration) -> Self {
-            PreemptiveHandle { handle, slice }
-        }
-
-        /// The runtime this code runs in, with the [default slice](DEFAULT_SLICE).
-        ///
-        /// # Panics
-        /// Outside a tokio runtime, as `Handle::current` does.
-        pub fn current() -> Self {
-            Self::new(Handle::current(), DEFAULT_SLICE)
-        }
-
-        /// The underlying tokio handle.
-        pub fn handle(&self) -> &Handle {
-            &self.handle
-        }
-
-        /// The slice given to each poll.
-        pub fn slice(&self) -> Duration {
-            self.slice
-        }
-
-        /// Spawns `future`, made preemptible, on the runtime.
-        pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
-        where
-            F: Future + Send + 'static,
-            F::Output: Send + 'static,
-        {
-            self.handle.spawn(preemptible(future, self.slice))
-        }
-
-        /// Runs `future`, made preemptible, to completion on the current thread, inside the
-        /// runtime's context (as `Handle::block_on`).
-        pub fn block_on<F>(&self, future: F) -> F::Output
-        where
-            F: Future + Send,
-            F::Output: Send,
-        {
-            self.handle.block_on(preemptible(future, self.slice))
-        }
     }
 }
