@@ -8,7 +8,8 @@
 //! - [`report`]: figures, rows (`<name> <median> <p90> <p99> <unit>`), ratios, floors,
 //!   PASS/MISS targets;
 //! - [`figures`]: one function per figure and the list the program runs ([`figures::ALL`]);
-//! - [`targets`]: the ratios printed and the targets checked;
+//! - [`targets`]: the ratios printed, the floors, the validity checks and the targets;
+//! - [`output`]: the summary after the table and the `--json` document;
 //! - [`child`]: figures measured by a child process of the same run;
 //! - [`machine`]: the CPU model and the rest of a run's header;
 //! - [`procfs`]: resident set, page-table and address-space sizes of this process.
@@ -17,6 +18,7 @@ pub mod bare;
 pub mod child;
 pub mod figures;
 pub mod machine;
+pub mod output;
 pub mod procfs;
 pub mod report;
 pub mod stats;

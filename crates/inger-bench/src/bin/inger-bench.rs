@@ -1,35 +1,44 @@
-//! `inger-bench`: measures inger's costs against a plain call, a bare context switch, a
-//! thread and a process, in one run, and checks them against issue 2's targets.
+//! `inger-bench`: measures inger's costs against a plain call, a bare context switch, a bare
+//! POSIX timer and signal, a thread and a process, in one run, and checks them against the
+//! issues' targets.
 //!
-//! Usage: `inger-bench [--quick] [--only NAME[,NAME...]]`
+//! Usage: `inger-bench [--quick] [--json] [--only NAME[,NAME...]]`
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use inger_bench::figures::{ALL, Scale};
+use inger_bench::figures::{ALL, Scale, find};
+use inger_bench::machine::Machine;
+use inger_bench::output::Summary;
 use inger_bench::report::Report;
-use inger_bench::targets::{RATIOS, TARGETS};
+use inger_bench::targets::floors;
 
-const USAGE: &str = "usage: inger-bench [--quick] [--only NAME[,NAME...]]\n\
-    --quick  fewer samples (finishes within a minute)\n\
-    --only   run only the named figures (ratios and targets need both of their figures)";
+const USAGE: &str = "usage: inger-bench [--quick] [--json] [--only NAME[,NAME...]]\n\
+    --quick  fewer samples (well within a minute)\n\
+    --json   print the table on stderr and one JSON document on stdout\n\
+    --only   run only the named figures (ratios and targets need both of their figures)\n\
+    exit status: 0 after a complete run (targets may MISS), 1 if a figure failed,\n\
+    2 for bad arguments, 3 if the run is invalid (its synthetic work is placement-dependent)";
 
 struct Options {
     scale: Scale,
+    json: bool,
     only: Option<Vec<String>>,
 }
 
 fn parse_args() -> Result<Options, String> {
     let mut options = Options {
         scale: Scale::Full,
+        json: false,
         only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => options.scale = Scale::Quick,
-            // Internal: a child measuring a full-scale figure (see `launch_complete_shared_tls`).
+            "--json" => options.json = true,
+            // Internal: a child measuring a full-scale figure (see `inger_bench::child`).
             "--full-child" => options.scale = Scale::Full,
             "--only" => {
                 let list = args.next().ok_or("--only needs a list of figure names")?;
@@ -68,15 +77,33 @@ fn main() -> ExitCode {
             };
         }
     };
-    if let Ok(name) = std::env::var(inger_bench::figures::lifecycle::CHILD_FIGURE) {
+    if let Ok(name) = std::env::var(inger_bench::child::CHILD_FIGURE) {
         return run_child(&name, options.scale);
     }
+    // The table goes to stdout, or to stderr when stdout carries the JSON document.
+    let mut table: Box<dyn Write> = if options.json {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
     let started = Instant::now();
     let mode = match options.scale {
         Scale::Quick => "quick",
         Scale::Full => "full",
     };
-    println!("# inger-bench ({mode} run): <name> <median> <p99> <unit>");
+    let machine = Machine::current();
+    let _ = writeln!(table, "# inger-bench ({mode} run) on {machine}");
+    let caps = inger::capabilities();
+    let _ = writeln!(
+        table,
+        "# inger: private TLS {}, wrfsbase {}, preemption {}, std critical sections {}",
+        caps.private_tls, caps.fast_tls_switch, caps.preemption, caps.std_critical_sections
+    );
+    let _ = writeln!(
+        table,
+        "# rows: <name> <median> <p90> <p99> <unit>; times in the unit shown, stored in ns"
+    );
+    let floors = floors();
     let mut report = Report::new();
     for entry in ALL {
         if options
@@ -89,8 +116,14 @@ fn main() -> ExitCode {
         match (entry.measure)(options.scale) {
             Ok(figures) => {
                 for figure in figures {
-                    println!("{figure}");
+                    let _ = writeln!(table, "{figure}");
                     report.push(figure);
+                    let name = &report.figures()[report.figures().len() - 1].name;
+                    for floor in floors.iter().filter(|floor| floor.figure == name) {
+                        if let Some(comparison) = floor.compare(&report) {
+                            let _ = writeln!(table, "#   vs floor: {comparison}");
+                        }
+                    }
                 }
             }
             Err(error) => {
@@ -98,36 +131,36 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        let _ = std::io::stdout().flush();
+        let _ = table.flush();
     }
-    println!();
-    println!("# ratios of medians");
-    for line in RATIOS.iter().filter_map(|ratio| ratio.line(&report)) {
-        println!("{line}");
+    let summary = Summary::of(&report);
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = writeln!(table);
+    let _ = write!(table, "{}", summary.text());
+    let _ = writeln!(table);
+    let _ = writeln!(table, "# took {elapsed:.1} s");
+    let _ = table.flush();
+    if options.json {
+        let document = summary.json(&machine, mode, &report, elapsed);
+        println!("{document:#}");
     }
-    println!();
-    println!("# targets (issues 2, 3, 4; medians unless p99 is named)");
-    for verdict in TARGETS.iter().filter_map(|target| target.check(&report)) {
-        println!("{verdict}");
+    if summary.valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
     }
-    println!();
-    println!("# took {:.1} s", started.elapsed().as_secs_f64());
-    ExitCode::SUCCESS
 }
 
-/// Child mode: measures one figure and prints its raw samples, one `sample <value>` per line.
+/// Child mode: measures one entry and prints its figures for the parent (see
+/// `inger_bench::child`).
 fn run_child(name: &str, scale: Scale) -> ExitCode {
-    let Some(entry) = ALL.iter().find(|entry| entry.name == name) else {
+    let Some(entry) = find(name) else {
         eprintln!("inger-bench: unknown child figure {name:?}");
         return ExitCode::from(2);
     };
     match (entry.measure)(scale) {
         Ok(figures) => {
-            for figure in figures {
-                for value in figure.samples.values() {
-                    println!("sample {value}");
-                }
-            }
+            print!("{}", inger_bench::child::write_figures(&figures));
             ExitCode::SUCCESS
         }
         Err(error) => {
