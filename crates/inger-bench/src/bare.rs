@@ -41,7 +41,11 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 
 /// The handler: notes the time and counts. Async-signal-safe (a vDSO clock read and two
 /// atomic stores; errno is untouched by a successful `clock_gettime`, and saved anyway).
-extern "C" fn on_signal(_signal: libc::c_int, _info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+extern "C" fn on_signal(
+    _signal: libc::c_int,
+    _info: *mut libc::siginfo_t,
+    _ctx: *mut libc::c_void,
+) {
     // SAFETY: __errno_location returns this thread's errno slot.
     let errno = unsafe { *libc::__errno_location() };
     FIRED_AT.store(monotonic_ns(), Relaxed);
@@ -135,7 +139,12 @@ impl BareTimer {
         self.set(0, timespec(0), timespec(0))
     }
 
-    fn set(&self, flags: libc::c_int, value: libc::timespec, interval: libc::timespec) -> io::Result<()> {
+    fn set(
+        &self,
+        flags: libc::c_int,
+        value: libc::timespec,
+        interval: libc::timespec,
+    ) -> io::Result<()> {
         let spec = libc::itimerspec {
             it_interval: interval,
             it_value: value,
@@ -206,7 +215,9 @@ fn free_signal() -> io::Result<libc::c_int> {
             return Ok(signal);
         }
     }
-    Err(io::Error::other("no free real-time signal for the bare timer"))
+    Err(io::Error::other(
+        "no free real-time signal for the bare timer",
+    ))
 }
 
 fn timespec(ns: u64) -> libc::timespec {

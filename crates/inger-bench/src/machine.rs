@@ -91,7 +91,10 @@ mod tests {
 
     #[test]
     fn load_average_is_the_first_field() {
-        assert_eq!(parse_load_average("0.75 0.91 0.47 2/180 1234\n"), Some(0.75));
+        assert_eq!(
+            parse_load_average("0.75 0.91 0.47 2/180 1234\n"),
+            Some(0.75)
+        );
         assert_eq!(parse_load_average(""), None);
         assert_eq!(parse_load_average("busy"), None);
     }

@@ -213,7 +213,11 @@ mod tests {
         add("launch_complete", &[200.0, 210.0], Unit::Nanoseconds);
         add("direct_call", &[2.0], Unit::Nanoseconds);
         add("timer_floor", &[15_000.0, 20_000.0], Unit::Microseconds);
-        add("preempt_overshoot_spin", &[16_000.0, 22_000.0], Unit::Microseconds);
+        add(
+            "preempt_overshoot_spin",
+            &[16_000.0, 22_000.0],
+            Unit::Microseconds,
+        );
         add("signals_per_preempt_spin", &[1.0, 1.0], Unit::Count);
         add("work_direct", &[500.0, 502.0], Unit::Microseconds);
         add("work_in_launch", &[540.0, 545.0], Unit::Microseconds);
@@ -264,10 +268,7 @@ mod tests {
         assert_eq!(value["valid"], false);
         assert_eq!(value["validity"][0]["pass"], false);
         let targets = value["targets"].as_array().unwrap();
-        let issue16 = targets
-            .iter()
-            .find(|t| t["source"] == "issue 16")
-            .unwrap();
+        let issue16 = targets.iter().find(|t| t["source"] == "issue 16").unwrap();
         assert_eq!(issue16["pass"], false); // 6.7x > 4x
         assert!(
             targets
@@ -296,11 +297,18 @@ mod tests {
     #[test]
     fn a_run_without_the_work_check_is_not_called_invalid() {
         let mut report = Report::new();
-        report.push(Figure::new("direct_call", [2.0].into_iter().collect(), Unit::Nanoseconds));
+        report.push(Figure::new(
+            "direct_call",
+            [2.0].into_iter().collect(),
+            Unit::Nanoseconds,
+        ));
         let summary = Summary::of(&report);
         assert!(summary.validity.is_empty() && summary.valid());
         let text = summary.text();
         assert!(!text.contains("INVALID") && !text.contains("# validity"));
-        assert!(!text.contains("# targets"), "no target could be checked: {text}");
+        assert!(
+            !text.contains("# targets"),
+            "no target could be checked: {text}"
+        );
     }
 }

@@ -572,8 +572,16 @@ mod tests {
     #[test]
     fn floors_give_ratios_and_excesses() {
         let mut report = Report::new();
-        report.push(figure("late", &[30_000.0, 40_000.0, 50_000.0], Unit::Microseconds));
-        report.push(figure("floor", &[10_000.0, 15_000.0, 20_000.0], Unit::Microseconds));
+        report.push(figure(
+            "late",
+            &[30_000.0, 40_000.0, 50_000.0],
+            Unit::Microseconds,
+        ));
+        report.push(figure(
+            "floor",
+            &[10_000.0, 15_000.0, 20_000.0],
+            Unit::Microseconds,
+        ));
         let both = Floor {
             figure: "late",
             floor: "floor",
@@ -653,7 +661,11 @@ mod tests {
     #[test]
     fn floor_plus_margin_targets() {
         let mut report = sample_report();
-        report.push(figure("base", &[3_000.0, 3_100.0, 3_200.0], Unit::Microseconds));
+        report.push(figure(
+            "base",
+            &[3_000.0, 3_100.0, 3_200.0],
+            Unit::Microseconds,
+        ));
         let target = |margin| Target::AtMostFloorPlus {
             figure: "slow",
             floor: "base",

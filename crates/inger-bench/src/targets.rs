@@ -281,7 +281,10 @@ mod tests {
             }
         }
         for ratio in RATIOS {
-            assert!(known(ratio.numerator) && known(ratio.denominator), "{ratio:?}");
+            assert!(
+                known(ratio.numerator) && known(ratio.denominator),
+                "{ratio:?}"
+            );
         }
         for floor in floors() {
             assert!(known(floor.figure) && known(floor.floor), "{floor:?}");

@@ -43,7 +43,13 @@ fn step(x: u64, i: u64) -> u64 {
 fn barrier(x: &mut u64) {
     // SAFETY: an empty instruction sequence; it only names a register operand, touches no
     // memory or stack (`nomem`, `nostack`) and keeps the flags.
-    unsafe { core::arch::asm!("/* {0} */", inout(reg) *x, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!(
+            "/* {0} */",
+            inout(reg) * x,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
 }
 
 /// [`spin`]'s result computed without the barrier (for tests: the barrier changes nothing).

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use inger_bench::bare::{BareTimer, monotonic_ns, thread_cpu_ns};
 
 fn disposition(signal: libc::c_int) -> libc::sighandler_t {
-    // SAFETY: an all-zero sigaction is a valid out-parameter; querying only.
+    // SAFETY: an all-zero sigaction is a valid out-parameter.
     let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::sigaction(signal, std::ptr::null(), &mut current) }, 0);
+    // SAFETY: a query only (no new action); `current` is a valid out-parameter.
+    let result = unsafe { libc::sigaction(signal, std::ptr::null(), &mut current) };
+    assert_eq!(result, 0);
     current.sa_sigaction
 }
 
@@ -21,7 +22,11 @@ fn bare_timer_fires_after_its_deadline_and_cleans_up() {
     let timer = BareTimer::new().expect("a bare timer");
     let signal = timer.signal();
     assert!(signal >= libc::SIGRTMIN() && signal <= libc::SIGRTMAX());
-    assert_ne!(disposition(signal), libc::SIG_DFL, "our handler is installed");
+    assert_ne!(
+        disposition(signal),
+        libc::SIG_DFL,
+        "our handler is installed"
+    );
     assert!(BareTimer::new().is_err(), "a second bare timer is refused");
 
     for _ in 0..5 {
@@ -43,12 +48,19 @@ fn bare_timer_fires_after_its_deadline_and_cleans_up() {
     timer.arm_periodic(Duration::from_micros(200)).unwrap();
     let give_up = Instant::now() + Duration::from_secs(10);
     while timer.fired() < before + 3 {
-        assert!(Instant::now() < give_up, "the periodic timer stopped firing");
+        assert!(
+            Instant::now() < give_up,
+            "the periodic timer stopped firing"
+        );
         spin_loop();
     }
     timer.disarm().unwrap();
     drop(timer);
-    assert_eq!(disposition(signal), libc::SIG_DFL, "the disposition is restored");
+    assert_eq!(
+        disposition(signal),
+        libc::SIG_DFL,
+        "the disposition is restored"
+    );
     // A new timer may be made once the old one is gone.
     drop(BareTimer::new().expect("a bare timer after the first"));
 }

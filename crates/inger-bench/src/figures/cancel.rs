@@ -69,7 +69,9 @@ pub(super) fn discard_cost_samples(scale: Scale) -> BenchResult<Vec<Figure>> {
         let per_cancel = |growth: f64| [growth / cancels as f64].into_iter().collect::<Samples>();
         let how = match mode {
             Mode::Discard => "dropping a paused continuation (its stack is discarded)",
-            Mode::Cooperative => "cancel_cooperatively of a function paused in pause() (it unwinds)",
+            Mode::Cooperative => {
+                "cancel_cooperatively of a function paused in pause() (it unwinds)"
+            }
         };
         figures.push(
             Figure::new(format!("{prefix}_cost"), round.times, Unit::Nanoseconds).with_note(
@@ -79,7 +81,8 @@ pub(super) fn discard_cost_samples(scale: Scale) -> BenchResult<Vec<Figure>> {
                 ),
             ),
         );
-        let growth = |what: &str| format!("growth of {what} over the {cancels} cancels, per cancel");
+        let growth =
+            |what: &str| format!("growth of {what} over the {cancels} cancels, per cancel");
         figures.push(
             Figure::new(format!("{prefix}_rss"), per_cancel(round.rss), Unit::Bytes)
                 .with_note(growth("the resident set (statm)")),
@@ -143,7 +146,11 @@ fn one_mode(mode: Mode, cancels: usize) -> BenchResult<Round> {
     // One batch first: the thread's runtime, its pools and the vector reach their steady size.
     batch(false)?;
     let measure = || -> BenchResult<[u64; 3]> {
-        Ok([resident_bytes()?, page_table_bytes()?, address_space_bytes()?])
+        Ok([
+            resident_bytes()?,
+            page_table_bytes()?,
+            address_space_bytes()?,
+        ])
     };
     let before = measure()?;
     for _ in 0..batches {

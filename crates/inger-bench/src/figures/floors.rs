@@ -100,7 +100,7 @@ pub(super) fn signal_cpu_cost(scale: Scale) -> BenchResult<Vec<Figure>> {
         // Alternate which run goes first, so a drift (frequency, a neighbour) cancels out.
         round += 1;
         let direct_run = || cpu_time_of(|| work::spin(black_box(iterations)));
-        let early = (round % 2 == 0).then(direct_run);
+        let early = round.is_multiple_of(2).then(direct_run);
         let fired_before = timer.fired();
         timer.arm_periodic(SLICE)?;
         let (signalled, result) = cpu_time_of(|| work::spin(black_box(iterations)));

@@ -132,7 +132,9 @@ pub const CHILD_ONLY: &[Entry] = &[
 
 /// The entry called `name`, in [`ALL`] or [`CHILD_ONLY`].
 pub fn find(name: &str) -> Option<&'static Entry> {
-    ALL.iter().chain(CHILD_ONLY).find(|entry| entry.name == name)
+    ALL.iter()
+        .chain(CHILD_ONLY)
+        .find(|entry| entry.name == name)
 }
 
 /// An error with a message, for a measurement whose premise broke (an endless loop that

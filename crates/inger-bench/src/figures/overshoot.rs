@@ -191,7 +191,9 @@ struct Map {
 }
 impl Map {
     fn new() -> Self {
-        let keys = (0..4_096).map(|i| format!("key-{i:05}-{}", i * 31)).collect();
+        let keys = (0..4_096)
+            .map(|i| format!("key-{i:05}-{}", i * 31))
+            .collect();
         Map {
             keys,
             map: HashMap::new(),
@@ -482,6 +484,7 @@ impl Drop for SilencedStdout {
 struct Seen {
     capped: usize,
     descheduled: usize,
+    preemptions: u64,
     retries: u64,
     deferrals: u64,
     deferred_library: u64,
@@ -506,7 +509,7 @@ pub fn measure(workload: &Workload, scale: Scale) -> BenchResult<Vec<Figure>> {
     let row_start = Instant::now();
     let mut taken = 0usize;
     while taken < limits.warmup + limits.samples {
-        if taken >= limits.warmup + 1 && row_start.elapsed() >= limits.row_budget {
+        if taken > limits.warmup && row_start.elapsed() >= limits.row_budget {
             seen.stopped_by_time = true;
             break;
         }
@@ -566,8 +569,11 @@ pub fn measure(workload: &Workload, scale: Scale) -> BenchResult<Vec<Figure>> {
         seen.capped += usize::from(!preempted);
         seen.descheduled += usize::from(involuntary_switches() != switches);
         seen.retries += retries;
+        seen.preemptions += after.preemptions.saturating_sub(before.preemptions);
         seen.deferrals += total_deferrals(&after).saturating_sub(total_deferrals(&before));
-        seen.deferred_library += after.deferred_library.saturating_sub(before.deferred_library);
+        seen.deferred_library += after
+            .deferred_library
+            .saturating_sub(before.deferred_library);
         seen.deferred_std += after.deferred_std.saturating_sub(before.deferred_std);
         seen.deferred_nopreempt += after
             .deferred_nopreempt
@@ -576,9 +582,10 @@ pub fn measure(workload: &Workload, scale: Scale) -> BenchResult<Vec<Figure>> {
     drop(state);
     let recorded = overshoots.len();
     let mut note = format!(
-        "{}: {recorded} samples, {} descheduled by the kernel; deferrals {} (library {}, std {}, nopreempt {}), retries {}",
+        "{}: {recorded} samples, {} descheduled by the kernel; preemptions {}, deferrals {} (library {}, std {}, nopreempt {}), retries {}",
         workload.description,
         seen.descheduled,
+        seen.preemptions,
         seen.deferrals,
         seen.deferred_library,
         seen.deferred_std,
@@ -605,4 +612,67 @@ pub fn measure(workload: &Workload, scale: Scale) -> BenchResult<Vec<Figure>> {
             workload.row
         )),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_document_parses_and_round_trips() {
+        let json = Json::new();
+        let value: serde_json::Value = serde_json::from_str(&json.text).expect("valid JSON");
+        assert_eq!(value["count"], 120);
+        assert_eq!(value["items"].as_array().map(Vec::len), Some(120));
+        let again: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&value).unwrap()).unwrap();
+        assert_eq!(again, value);
+        assert!(
+            (13_000..17_000).contains(&json.text.len()),
+            "{} bytes, described as about 15 KB",
+            json.text.len()
+        );
+    }
+
+    #[test]
+    fn workload_steps_do_their_work() {
+        let mut alloc = Alloc::default();
+        for _ in 0..100 {
+            alloc.step();
+        }
+        assert_eq!(alloc.live.len(), 64);
+        let mut map = Map::new();
+        for _ in 0..5_000 {
+            map.step();
+        }
+        assert!(!map.map.is_empty() && map.map.len() <= 4_096);
+        let sort = SortStrings::new();
+        assert_eq!(sort.source.len(), 2_000);
+        assert!(sort.source.iter().all(|s| (8..=24).contains(&s.len())));
+        let mut file = FileWrite::new().unwrap();
+        let path = file.path.clone();
+        for _ in 0..(9 << 20) / 100 {
+            file.step();
+        }
+        // Rewound once at 8 MiB: about 1 MiB since.
+        assert!(file.written < 2 << 20, "{}", file.written);
+        drop(file);
+        assert!(!path.exists(), "the file is removed");
+    }
+
+    #[test]
+    fn every_workload_has_its_rows_and_a_unique_name() {
+        let mut names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), WORKLOADS.len());
+        for workload in WORKLOADS {
+            assert_eq!(workload.row, format!("preempt_overshoot_{}", workload.name));
+            assert_eq!(
+                workload.signals_row,
+                format!("signals_per_preempt_{}", workload.name)
+            );
+        }
+        assert_eq!(WORKLOADS.iter().filter(|w| w.redirect_stdout).count(), 1);
+    }
 }

@@ -4,12 +4,12 @@ use std::hint::{black_box, spin_loop};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use super::{BenchResult, Scale, broken};
 use super::floors::{SLICE, cpu_time_of, fixed_work_iterations};
+use super::{BenchResult, Scale, broken};
 use crate::report::{Figure, Unit};
 use crate::stats::Samples;
-use crate::work;
 use crate::timing::{collect, involuntary_switches, nanos};
+use crate::work;
 
 /// The budget of every `preempt_overshoot` sample.
 const BUDGET: Duration = Duration::from_millis(1);
@@ -84,7 +84,7 @@ pub(super) fn preempt_cpu_cost(scale: Scale) -> BenchResult<Vec<Figure>> {
     let samples = collect(scale.pick(15, 60), 2, || -> BenchResult<f64> {
         round += 1;
         let direct_run = || cpu_time_of(|| work::spin(black_box(iterations)));
-        let early = (round % 2 == 0).then(direct_run);
+        let early = round.is_multiple_of(2).then(direct_run);
         let before = inger::stats().preemptions;
         let (sliced, result) = cpu_time_of(|| -> BenchResult<u64> {
             let mut linger = inger::launch(move || work::spin(black_box(iterations)), SLICE)?;

@@ -110,7 +110,8 @@ pub fn summarise(figures: &[Figure]) -> BenchResult<Vec<Figure>> {
     let largest = fastest_runs.iter().copied().fold(0.0, f64::max);
     let spread: Samples = [largest / smallest].into_iter().collect();
     let note = format!(
-        "{ITERATIONS} iterations of register-only work per sample, in a child with INGER_PREEMPT=0, at stack paddings of {STACK_PADDINGS:?} frames of {} bytes", work::PADDING_FRAME
+        "{ITERATIONS} iterations of register-only work per sample, in a child with INGER_PREEMPT=0, at stack paddings of {STACK_PADDINGS:?} frames of {} bytes",
+        work::PADDING_FRAME
     );
     Ok(vec![
         Figure::new("work_direct", direct, Unit::Microseconds).with_note(note),
@@ -141,11 +142,20 @@ mod tests {
         ];
         let summary = summarise(&figures).unwrap();
         let names: Vec<&str> = summary.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["work_direct", "work_in_launch", "work_padding_spread"]);
+        assert_eq!(
+            names,
+            ["work_direct", "work_in_launch", "work_padding_spread"]
+        );
         assert_eq!(summary[0].samples.len(), 6);
         assert_eq!(summary[1].samples.len(), 6);
         assert!((summary[2].median() - 1.1).abs() < 1e-12);
-        assert!(summary[2].note.as_deref().unwrap().contains("in launch @72 0.1"));
+        assert!(
+            summary[2]
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("in launch @72 0.1")
+        );
     }
 
     #[test]
