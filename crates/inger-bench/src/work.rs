@@ -72,6 +72,18 @@ pub fn with_stack_padding<R>(frames: usize, f: impl FnOnce() -> R) -> R {
     padded(frames, f)
 }
 
+/// How far (bytes) `frames` padding frames move the stack pointer, measured.
+pub fn padding_bytes(frames: usize) -> usize {
+    with_stack_padding(0, stack_address) - with_stack_padding(frames, stack_address)
+}
+
+/// The address of a local of a frame of its own.
+#[inline(never)]
+fn stack_address() -> usize {
+    let marker = 0u8;
+    black_box(&marker) as *const u8 as usize
+}
+
 #[inline(never)]
 fn padded<R, F: FnOnce() -> R>(frames: usize, f: F) -> R {
     if frames == 0 {
@@ -116,11 +128,6 @@ mod tests {
 
     #[test]
     fn padding_moves_the_stack_and_returns_the_value() {
-        #[inline(never)]
-        fn stack_address() -> usize {
-            let marker = 0u8;
-            black_box(&marker) as *const u8 as usize
-        }
         let base = with_stack_padding(0, stack_address);
         let mut previous = base;
         for frames in STACK_PADDINGS.into_iter().skip(1) {
@@ -131,6 +138,7 @@ mod tests {
                 base - deep
             );
             assert!(deep < previous, "paddings must go deeper");
+            assert_eq!(padding_bytes(frames), base - deep);
             previous = deep;
         }
         assert_eq!(with_stack_padding(5, || 42), 42);

@@ -379,7 +379,14 @@ fn work_check_child(quick: bool) -> ExitCode {
 /// checks; `Ok(true)` if the run is valid.
 fn work_check(quick: bool) -> Result<bool, String> {
     let figures = child::run(WORK_CHECK_CHILD, quick, &[("INGER_PREEMPT", "0")])?;
-    let summary = workcheck::summarise(&figures).map_err(|e| e.to_string())?;
+    let summary = workcheck::summarise(
+        &figures,
+        &format!(
+            "a short request's work ({} us nominal) per sample",
+            SHORT.as_micros()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
     println!(
         "# work check (child with INGER_PREEMPT=0): a short request's work in a plain tokio task (work_direct) and in a preemptible one (work_in_launch): <name> <median> <p90> <p99> <unit>"
     );

@@ -12,8 +12,8 @@ use crate::stats::Samples;
 use crate::timing::nanos;
 use crate::work::{self, STACK_PADDINGS};
 
-/// Iterations of [`work::spin`] per sample (a few hundred microseconds).
-const ITERATIONS: u64 = 500_000;
+/// Iterations of [`work::spin`] per sample (a few hundred microseconds on a 3 GHz core).
+const ITERATIONS: u64 = 200_000;
 
 /// Child side (`work_check_samples`, run with `INGER_PREEMPT=0`): rounds of the work at every
 /// stack padding, directly and inside `inger::launch`, interleaved so that a drift of the
@@ -77,11 +77,15 @@ pub(super) fn work_check(scale: Scale) -> BenchResult<Vec<Figure>> {
         &[("INGER_PREEMPT", "0")],
     )
     .map_err(broken)?;
-    summarise(&figures)
+    summarise(
+        &figures,
+        &format!("{ITERATIONS} iterations of register-only work per sample"),
+    )
 }
 
 /// The summary figures of the child's per-padding figures (see [`work_check`]).
-pub fn summarise(figures: &[Figure]) -> BenchResult<Vec<Figure>> {
+/// `what` says what one sample is, for the note.
+pub fn summarise(figures: &[Figure], what: &str) -> BenchResult<Vec<Figure>> {
     let mut direct = Samples::new();
     let mut launched = Samples::new();
     let mut fastest_runs = Vec::new();
@@ -109,10 +113,12 @@ pub fn summarise(figures: &[Figure]) -> BenchResult<Vec<Figure>> {
     let smallest = fastest_runs.iter().copied().fold(f64::INFINITY, f64::min);
     let largest = fastest_runs.iter().copied().fold(0.0, f64::max);
     let spread: Samples = [largest / smallest].into_iter().collect();
-    let note = format!(
-        "{ITERATIONS} iterations of register-only work per sample, in a child with INGER_PREEMPT=0, at stack paddings of {STACK_PADDINGS:?} frames of {} bytes",
-        work::PADDING_FRAME
-    );
+    let bytes: Vec<usize> = STACK_PADDINGS
+        .iter()
+        .map(|&frames| work::padding_bytes(frames))
+        .collect();
+    let note =
+        format!("{what}, in a child with INGER_PREEMPT=0, at stack paddings of {bytes:?} bytes");
     Ok(vec![
         Figure::new("work_direct", direct, Unit::Microseconds).with_note(note),
         Figure::new("work_in_launch", launched, Unit::Microseconds),
@@ -140,7 +146,7 @@ mod tests {
             figure("work_in_launch@72", &[110.0, 120.0, 110.0]),
             figure("something_else", &[1.0]),
         ];
-        let summary = summarise(&figures).unwrap();
+        let summary = summarise(&figures, "test work").unwrap();
         let names: Vec<&str> = summary.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
@@ -149,6 +155,13 @@ mod tests {
         assert_eq!(summary[0].samples.len(), 6);
         assert_eq!(summary[1].samples.len(), 6);
         assert!((summary[2].median() - 1.1).abs() < 1e-12);
+        assert!(
+            summary[0]
+                .note
+                .as_deref()
+                .unwrap()
+                .starts_with("test work, in a child")
+        );
         assert!(
             summary[2]
                 .note
@@ -160,7 +173,7 @@ mod tests {
 
     #[test]
     fn an_empty_child_is_an_error() {
-        assert!(summarise(&[figure("work_direct@0", &[1.0])]).is_err());
-        assert!(summarise(&[]).is_err());
+        assert!(summarise(&[figure("work_direct@0", &[1.0])], "").is_err());
+        assert!(summarise(&[], "").is_err());
     }
 }
