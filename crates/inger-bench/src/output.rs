@@ -21,6 +21,9 @@ pub struct Summary {
     pub validity: Vec<Verdict>,
     /// The targets, per issue.
     pub targets: Vec<(TargetGroup, Vec<Verdict>)>,
+    /// Entries that failed (name, error): their figures, and the targets on them, are
+    /// missing.
+    pub failures: Vec<(String, String)>,
 }
 
 impl Summary {
@@ -51,6 +54,7 @@ impl Summary {
                     (group, verdicts)
                 })
                 .collect(),
+            failures: Vec::new(),
         }
     }
 
@@ -63,6 +67,17 @@ impl Summary {
     /// if something in it could be checked).
     pub fn text(&self) -> String {
         let mut sections: Vec<String> = Vec::new();
+        push_section(
+            &mut sections,
+            "# failures (their figures and the targets on them are missing)",
+            self.failures
+                .iter()
+                .map(|(name, error)| {
+                    let error = error.split_whitespace().collect::<Vec<_>>().join(" ");
+                    format!("FAILED {name}: {error}")
+                })
+                .collect(),
+        );
         let ratios: Vec<String> = self
             .ratios
             .iter()
@@ -153,6 +168,10 @@ impl Summary {
                     value
                 }).collect::<Vec<_>>()
             }).collect::<Vec<_>>(),
+            "failures": self.failures.iter().map(|(name, error)| json!({
+                "entry": name,
+                "error": error,
+            })).collect::<Vec<_>>(),
             "elapsed_s": number(elapsed_s),
         })
     }
@@ -228,7 +247,10 @@ mod tests {
     #[test]
     fn json_has_every_part_and_no_nan() {
         let report = report();
-        let summary = Summary::of(&report);
+        let mut summary = Summary::of(&report);
+        summary
+            .failures
+            .push(("broken_row".into(), "it\ncrashed".into()));
         let machine = Machine {
             cpu_model: "Test CPU".into(),
             cpus: 2,
@@ -275,6 +297,9 @@ mod tests {
                 .iter()
                 .any(|t| t["source"] == "issue 12" && t["pass"] == true)
         );
+        assert_eq!(value["failures"][0]["entry"], "broken_row");
+        assert_eq!(value["failures"][0]["error"], "it\ncrashed");
+        assert!(summary.text().contains("FAILED broken_row: it crashed\n"));
         // It is valid JSON text too.
         let text = serde_json::to_string(&value).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);

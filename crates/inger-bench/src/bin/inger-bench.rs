@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use inger_bench::figures::{ALL, Scale, find};
+use inger_bench::figures::{ALL, Scale, run_in_child};
 use inger_bench::machine::Machine;
 use inger_bench::output::Summary;
 use inger_bench::report::Report;
@@ -18,7 +18,8 @@ const USAGE: &str = "usage: inger-bench [--quick] [--json] [--only NAME[,NAME...
     --quick  fewer samples (well within a minute)\n\
     --json   print the table on stderr and one JSON document on stdout\n\
     --only   run only the named figures (ratios and targets need both of their figures)\n\
-    exit status: 0 after a complete run (targets may MISS), 1 if a figure failed,\n\
+    exit status: 0 after a complete run (targets may MISS), 1 if a figure failed (the\n\
+    others are still measured and reported),\n\
     2 for bad arguments, 3 if the run is invalid (its synthetic work is placement-dependent)";
 
 struct Options {
@@ -105,6 +106,7 @@ fn main() -> ExitCode {
     );
     let floors = floors();
     let mut report = Report::new();
+    let mut failures = Vec::new();
     for entry in ALL {
         if options
             .only
@@ -127,13 +129,17 @@ fn main() -> ExitCode {
                 }
             }
             Err(error) => {
-                eprintln!("inger-bench: {} failed: {error}", entry.name);
-                return ExitCode::FAILURE;
+                // Reported, and the run goes on: the other figures still mean something.
+                let message = error.to_string();
+                eprintln!("inger-bench: {} failed: {message}", entry.name);
+                let _ = writeln!(table, "{} FAILED: {}", entry.name, one_line(&message));
+                failures.push((entry.name.to_owned(), message));
             }
         }
         let _ = table.flush();
     }
-    let summary = Summary::of(&report);
+    let mut summary = Summary::of(&report);
+    summary.failures = failures;
     let elapsed = started.elapsed().as_secs_f64();
     let _ = writeln!(table);
     let _ = write!(table, "{}", summary.text());
@@ -144,21 +150,28 @@ fn main() -> ExitCode {
         let document = summary.json(&machine, mode, &report, elapsed);
         println!("{document:#}");
     }
-    if summary.valid() {
+    if !summary.failures.is_empty() {
+        ExitCode::FAILURE
+    } else if summary.valid() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
     }
 }
 
+/// `text` on one line (a child's stderr may have several).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Child mode: measures one entry and prints its figures for the parent (see
 /// `inger_bench::child`).
 fn run_child(name: &str, scale: Scale) -> ExitCode {
-    let Some(entry) = find(name) else {
+    let Some(result) = run_in_child(name, scale) else {
         eprintln!("inger-bench: unknown child figure {name:?}");
         return ExitCode::from(2);
     };
-    match (entry.measure)(scale) {
+    match result {
         Ok(figures) => {
             print!("{}", inger_bench::child::write_figures(&figures));
             ExitCode::SUCCESS

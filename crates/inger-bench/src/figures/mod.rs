@@ -130,6 +130,15 @@ pub const CHILD_ONLY: &[Entry] = &[
     entry("discard_cost_samples", cancel::discard_cost_samples),
 ];
 
+/// What a child process asked to measure `name` (see [`crate::child`]) runs: a workload's
+/// row in this process, else the entry of that name. `None` for an unknown name.
+pub fn run_in_child(name: &str, scale: Scale) -> Option<BenchResult<Vec<Figure>>> {
+    if let Some(workload) = overshoot::by_row(name) {
+        return Some(overshoot::measure_here(workload, scale));
+    }
+    find(name).map(|entry| (entry.measure)(scale))
+}
+
 /// The entry called `name`, in [`ALL`] or [`CHILD_ONLY`].
 pub fn find(name: &str) -> Option<&'static Entry> {
     ALL.iter()
@@ -162,6 +171,8 @@ mod tests {
             );
         }
         assert!(find("work_check_samples").is_some());
+        assert!(overshoot::by_row("preempt_overshoot_print").is_some());
+        assert!(overshoot::by_row("print").is_none());
         assert!(find("nonexistent").is_none());
     }
 }

@@ -499,8 +499,22 @@ struct Seen {
     stopped_by_time: bool,
 }
 
-/// The figures of one workload: `preempt_overshoot_<name>` and `signals_per_preempt_<name>`.
+/// The figures of one workload, `preempt_overshoot_<name>` and `signals_per_preempt_<name>`,
+/// measured by a child process of the run ([`measure_here`] there): these rows drive the
+/// preemption machinery through its hardest cases, and a crash in one of them (a finding to
+/// report) must not take the rest of the run with it. Each row also starts from a fresh
+/// process, whatever the rows before it left in the heap or the stack pools.
 pub fn measure(workload: &Workload, scale: Scale) -> BenchResult<Vec<Figure>> {
+    crate::child::run(workload.row, scale == Scale::Quick, &[]).map_err(broken)
+}
+
+/// The workload whose row is `row`, if any.
+pub fn by_row(row: &str) -> Option<&'static Workload> {
+    WORKLOADS.iter().find(|workload| workload.row == row)
+}
+
+/// [`measure`] in this process.
+pub fn measure_here(workload: &Workload, scale: Scale) -> BenchResult<Vec<Figure>> {
     let limits = Limits::for_scale(scale);
     let _silenced = if workload.redirect_stdout {
         Some(SilencedStdout::new()?)
