@@ -215,7 +215,12 @@ fn figure_json(figure: &Figure) -> Value {
 }
 
 fn verdict_json(verdict: &Verdict) -> Value {
-    json!({ "pass": verdict.pass, "description": verdict.description })
+    json!({
+        "pass": verdict.pass,
+        "description": verdict.description,
+        "value": number(verdict.value),
+        "bound": number(verdict.bound),
+    })
 }
 
 #[cfg(test)]
@@ -292,6 +297,8 @@ mod tests {
         let targets = value["targets"].as_array().unwrap();
         let issue16 = targets.iter().find(|t| t["source"] == "issue 16").unwrap();
         assert_eq!(issue16["pass"], false); // 6.7x > 4x
+        assert!((issue16["value"].as_f64().unwrap() - 205.0 / 30.5).abs() < 1e-9);
+        assert_eq!(issue16["bound"], 4.0);
         assert!(
             targets
                 .iter()

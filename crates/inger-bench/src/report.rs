@@ -382,6 +382,11 @@ pub struct Verdict {
     pub pass: bool,
     /// What was checked and what was measured, e.g. `launch_complete median 85.0 ns <= 100.0 ns`.
     pub description: String,
+    /// The measured value (stored unit, or the ratio).
+    pub value: f64,
+    /// The bound it was held to: the largest passing value, the smallest for an at-least
+    /// ratio, the tolerance for a near-one ratio.
+    pub bound: f64,
 }
 
 impl fmt::Display for Verdict {
@@ -409,6 +414,8 @@ impl Target {
                 let value = figure.statistic(statistic);
                 let unit = figure.unit;
                 Some(Verdict {
+                    value,
+                    bound: limit,
                     pass: value <= limit,
                     description: format!(
                         "{} {} {} {} <= {} {}",
@@ -432,6 +439,8 @@ impl Target {
                 let (value, base) = (figure.statistic(statistic), floor.statistic(statistic));
                 let unit = figure.unit;
                 Some(Verdict {
+                    value,
+                    bound: base + margin,
                     pass: value <= base + margin,
                     description: format!(
                         "{} {label} {} {sym} <= {} {label} {} {sym} + {} {sym}",
@@ -448,6 +457,8 @@ impl Target {
             Target::RatioAtLeast { ratio, minimum } => {
                 let value = report.ratio(ratio)?;
                 Some(Verdict {
+                    value,
+                    bound: minimum,
                     pass: value >= minimum,
                     description: format!(
                         "{} / {} {}x >= {}x",
@@ -461,6 +472,8 @@ impl Target {
             Target::RatioAtMost { ratio, maximum } => {
                 let value = report.ratio(ratio)?;
                 Some(Verdict {
+                    value,
+                    bound: maximum,
                     pass: value <= maximum,
                     description: format!(
                         "{} / {} {}x <= {}x",
@@ -474,6 +487,8 @@ impl Target {
             Target::RatioNear { ratio, tolerance } => {
                 let value = report.ratio(ratio)?;
                 Some(Verdict {
+                    value,
+                    bound: tolerance,
                     pass: (value - 1.0).abs() <= tolerance,
                     description: format!(
                         "{} / {} {:.3}x within 1 +- {:.2}",
@@ -673,7 +688,9 @@ mod tests {
             margin,
         };
         // 4120 <= 3100 + 1020 exactly.
-        assert!(target(1_020.0).check(&report).unwrap().pass);
+        let pass = target(1_020.0).check(&report).unwrap();
+        assert!(pass.pass);
+        assert_eq!((pass.value, pass.bound), (4_120.0, 4_120.0));
         let miss = target(1_000.0).check(&report).unwrap();
         assert_eq!(
             miss.to_string(),
