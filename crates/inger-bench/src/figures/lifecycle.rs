@@ -93,7 +93,7 @@ pub(super) fn cancel_paused(scale: Scale) -> BenchResult<Vec<Figure>> {
 
 /// `launch_complete_shared_tls`: `launch_complete` with the shared-TLS fallback
 /// (`INGER_SHARED_TLS=1`), which is a process-wide setting, so it is measured by a child
-/// process of this same run: it prints its samples, one per line, and this parses them.
+/// process of this same run, which prints its figures for this one to parse (`crate::child`).
 pub(super) fn launch_complete_shared_tls(scale: Scale) -> BenchResult<Vec<Figure>> {
     in_shared_tls_child(scale, "launch_complete", "launch_complete_shared_tls")
 }
