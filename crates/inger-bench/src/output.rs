@@ -243,6 +243,11 @@ mod tests {
             Unit::Microseconds,
         );
         add("signals_per_preempt_spin", &[1.0, 1.0], Unit::Count);
+        add(
+            "timer_floor_spin",
+            &[15_000.0, 20_000.0],
+            Unit::Microseconds,
+        );
         add("work_direct", &[500.0, 502.0], Unit::Microseconds);
         add("work_in_launch", &[540.0, 545.0], Unit::Microseconds);
         add("empty", &[], Unit::Bytes);
@@ -321,7 +326,7 @@ mod tests {
         assert!(text.contains("INVALID RUN"));
         assert!(text.contains("MISS launch_complete / context_switch 6.72x <= 4.00x"));
         assert!(text.contains(
-            "PASS preempt_overshoot_spin median 19.00 us <= timer_floor median 17.50 us + 20.00 us"
+            "PASS preempt_overshoot_spin median 19.00 us <= timer_floor_spin median 17.50 us + 20.00 us"
         ));
         assert!(text.contains("launch_complete / direct_call = 102x"));
     }

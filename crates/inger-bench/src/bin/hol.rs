@@ -436,7 +436,17 @@ fn main() -> ExitCode {
         (&[1, 2], Duration::from_secs(10))
     };
     let deadline = Instant::now() + if quick { QUICK_BUDGET } else { FULL_BUDGET };
-    println!("# hol on {}", Machine::current());
+    let machine = Machine::current();
+    println!("# hol on {machine}");
+    if let Some(load) = machine
+        .load_average
+        .filter(|&load| load > machine.cpus as f64)
+    {
+        println!(
+            "# warning: load average {load:.1} on {} CPUs: expect disturbed runs",
+            machine.cpus
+        );
+    }
     let valid = match work_check(quick) {
         Ok(valid) => valid,
         Err(error) => {

@@ -100,6 +100,16 @@ fn main() -> ExitCode {
         "# inger: private TLS {}, wrfsbase {}, preemption {}, std critical sections {}",
         caps.private_tls, caps.fast_tls_switch, caps.preemption, caps.std_critical_sections
     );
+    if let Some(load) = machine
+        .load_average
+        .filter(|&load| load > machine.cpus as f64)
+    {
+        let _ = writeln!(
+            table,
+            "# warning: load average {load:.1} on {} CPUs: other processes share the CPUs, so tails (and some medians) measure the scheduler; figures are preliminary",
+            machine.cpus
+        );
+    }
     let _ = writeln!(
         table,
         "# rows: <name> <median> <p90> <p99> <unit>; times in the unit shown, stored in ns"

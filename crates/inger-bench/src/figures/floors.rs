@@ -30,26 +30,10 @@ pub(super) fn timer_floor(scale: Scale) -> BenchResult<Vec<Figure>> {
     let count = scale.pick(300, 2_000);
     let warmup = 10;
     let samples = collect(count, warmup, || -> BenchResult<f64> {
-        let switches = involuntary_switches();
-        let deadline = monotonic_ns() + FLOOR_DISTANCE.as_nanos() as u64;
-        timer.arm_at(deadline)?;
-        let fired = loop {
-            if let Some(at) = timer.fired_at() {
-                break at;
-            }
-            if monotonic_ns() > deadline + GIVE_UP.as_nanos() as u64 {
-                return Err(broken("the bare timer did not fire"));
-            }
-            spin_loop();
-        };
-        back.push(monotonic_ns().saturating_sub(deadline) as f64);
-        if involuntary_switches() != switches {
-            descheduled += 1;
-        }
-        if fired < deadline {
-            return Err(broken("the bare timer fired before its deadline"));
-        }
-        Ok((fired - deadline) as f64)
+        let sample = floor_sample(&timer)?;
+        back.push(sample.back);
+        descheduled += u32::from(sample.descheduled);
+        Ok(sample.lateness)
     })?;
     let note = format!(
         "signal {}; deadline {} ms ahead; back in the busy loop after median {:.2} us; {descheduled} of {} samples (with warm-up) descheduled by the kernel",
@@ -61,6 +45,41 @@ pub(super) fn timer_floor(scale: Scale) -> BenchResult<Vec<Figure>> {
     Ok(vec![
         Figure::new("timer_floor", samples, Unit::Microseconds).with_note(note),
     ])
+}
+
+/// One sample of the bare timer's lateness.
+pub(super) struct FloorSample {
+    /// Nanoseconds from the deadline to the handler.
+    pub(super) lateness: f64,
+    /// Nanoseconds from the deadline to the busy loop seeing the handler's mark.
+    pub(super) back: f64,
+    /// Whether the kernel descheduled the thread meanwhile.
+    pub(super) descheduled: bool,
+}
+
+/// Arms `timer` [`FLOOR_DISTANCE`] ahead and busy-loops until its handler has run.
+pub(super) fn floor_sample(timer: &BareTimer) -> BenchResult<FloorSample> {
+    let switches = involuntary_switches();
+    let deadline = monotonic_ns() + FLOOR_DISTANCE.as_nanos() as u64;
+    timer.arm_at(deadline)?;
+    let fired = loop {
+        if let Some(at) = timer.fired_at() {
+            break at;
+        }
+        if monotonic_ns() > deadline + GIVE_UP.as_nanos() as u64 {
+            return Err(broken("the bare timer did not fire"));
+        }
+        spin_loop();
+    };
+    let back = monotonic_ns().saturating_sub(deadline) as f64;
+    if fired < deadline {
+        return Err(broken("the bare timer fired before its deadline"));
+    }
+    Ok(FloorSample {
+        lateness: (fired - deadline) as f64,
+        back,
+        descheduled: involuntary_switches() != switches,
+    })
 }
 
 /// The interval of the bare signal in `signal_cpu_cost` and the slice of `preempt_cpu_cost`.

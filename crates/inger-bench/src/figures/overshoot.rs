@@ -6,7 +6,9 @@
 //! the deadline (the instant before `launch` plus 2 ms) to `launch` returning the
 //! continuation; the loop is then told to stop and resumed to completion, so its stack is
 //! reused. The counters of `inger::stats()` before and after the launch give the timer
-//! signals the preemption took: the deadline's own signal plus one per retry.
+//! signals the preemption took: the deadline's own signal plus one per retry. Before each
+//! sample, one sample of a bare timer's lateness (`timer_floor_<workload>`) gives the floor
+//! under the same load, since the machine's load changes from row to row.
 //!
 //! Some workloads are paused seconds late today (a loop of 64 MiB copies lives in glibc's
 //! `memcpy`). So that such a row cannot take minutes, every sample has a cap: a watchdog
@@ -25,8 +27,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::floors::{FLOOR_DISTANCE, floor_sample};
 use super::preemption::total_deferrals;
 use super::{BenchResult, Scale, broken};
+use crate::bare::BareTimer;
 use crate::report::{Figure, Unit};
 use crate::stats::Samples;
 use crate::timing::{involuntary_switches, nanos};
@@ -51,6 +55,8 @@ pub struct Workload {
     pub row: &'static str,
     /// The timer-signals-per-preemption row.
     pub signals_row: &'static str,
+    /// The row of the bare timer's lateness, sampled in turn with the workload's.
+    pub floor_row: &'static str,
     /// What one step does (for the README and the note).
     pub description: &'static str,
     prepare: fn() -> BenchResult<Box<dyn Step>>,
@@ -70,6 +76,7 @@ macro_rules! workload {
             name: $name,
             row: concat!("preempt_overshoot_", $name),
             signals_row: concat!("signals_per_preempt_", $name),
+            floor_row: concat!("timer_floor_", $name),
             description: $description,
             prepare: $prepare,
             redirect_stdout: $redirect,
@@ -367,7 +374,7 @@ impl Limits {
             samples: scale.pick(200, 2_000),
             warmup: 3,
             cap: scale.pick(Duration::from_millis(50), Duration::from_millis(500)),
-            row_budget: scale.pick(Duration::from_millis(1_500), Duration::from_secs(15)),
+            row_budget: scale.pick(Duration::from_secs(2), Duration::from_secs(20)),
         }
     }
 }
@@ -522,7 +529,10 @@ pub fn measure_here(workload: &Workload, scale: Scale) -> BenchResult<Vec<Figure
         None
     };
     let watchdog = Watchdog::start();
+    let bare = BareTimer::new()?;
     let mut state = Some((workload.prepare)()?);
+    let mut floor = Samples::with_capacity(limits.samples);
+    let mut floor_descheduled = 0usize;
     let mut overshoots = Samples::with_capacity(limits.samples);
     let mut signals = Samples::with_capacity(limits.samples);
     let mut seen = Seen::default();
@@ -535,6 +545,12 @@ pub fn measure_here(workload: &Workload, scale: Scale) -> BenchResult<Vec<Figure
         }
         let recording = taken >= limits.warmup;
         taken += 1;
+        // The floor in the same conditions: one bare-timer sample before each workload sample.
+        let floor_sample = floor_sample(&bare)?;
+        if recording {
+            floor.push(floor_sample.lateness);
+            floor_descheduled += usize::from(floor_sample.descheduled);
+        }
         let mut steps = state.take().ok_or_else(|| broken("workload state lost"))?;
         STOP.store(false, Relaxed);
         CAPPED.store(false, Relaxed);
@@ -620,6 +636,13 @@ pub fn measure_here(workload: &Workload, scale: Scale) -> BenchResult<Vec<Figure
             limits.cap.as_millis()
         ));
     }
+    let busy = (seen.descheduled + floor_descheduled) as f64 / (2 * recorded.max(1)) as f64;
+    if busy > 0.1 {
+        note.push_str(&format!(
+            "; warning: {:.0} % of the samples (both kinds) were descheduled by the kernel: the machine is busy, the tails measure its scheduler",
+            busy * 100.0
+        ));
+    }
     if seen.stopped_by_time {
         note.push_str(&format!(
             "; sampling stopped by the row's time budget of {:.1} s",
@@ -630,6 +653,11 @@ pub fn measure_here(workload: &Workload, scale: Scale) -> BenchResult<Vec<Figure
         Figure::new(workload.row, overshoots, Unit::Microseconds).with_note(note),
         Figure::new(workload.signals_row, signals, Unit::Count).with_note(format!(
             "timer signals per preemption (1 + retries) of {}",
+            workload.row
+        )),
+        Figure::new(workload.floor_row, floor, Unit::Microseconds).with_note(format!(
+            "a bare timer {} ms ahead, sampled before each sample of {} ({floor_descheduled} descheduled by the kernel)",
+            FLOOR_DISTANCE.as_millis(),
             workload.row
         )),
     ])
@@ -693,6 +721,7 @@ mod tests {
                 workload.signals_row,
                 format!("signals_per_preempt_{}", workload.name)
             );
+            assert_eq!(workload.floor_row, format!("timer_floor_{}", workload.name));
         }
         assert_eq!(WORKLOADS.iter().filter(|w| w.redirect_stdout).count(), 1);
     }
