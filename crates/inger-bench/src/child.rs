@@ -8,6 +8,7 @@
 //! ```text
 //! figure launch_complete ns
 //! note 100 launches per sample
+//! disturbed
 //! sample 152.7
 //! sample 149.1
 //! ```
@@ -28,6 +29,9 @@ pub fn write_figures(figures: &[Figure]) -> String {
         let _ = writeln!(out, "figure {} {}", figure.name, figure.unit.symbol());
         if let Some(note) = &figure.note {
             let _ = writeln!(out, "note {}", note.lines().next().unwrap_or(""));
+        }
+        if figure.disturbed {
+            let _ = writeln!(out, "disturbed");
         }
         for value in figure.samples.values() {
             // `{:?}` prints the shortest text that parses back to the same f64.
@@ -72,6 +76,12 @@ pub fn parse_figures(text: &str) -> Result<Vec<Figure>, String> {
                     .last_mut()
                     .ok_or_else(|| format!("line {number}: note before any figure"))?;
                 figure.note = Some(rest.to_owned());
+            }
+            "disturbed" => {
+                let figure = figures
+                    .last_mut()
+                    .ok_or_else(|| format!("line {number}: disturbed before any figure"))?;
+                figure.disturbed = true;
             }
             _ => {}
         }
@@ -120,7 +130,8 @@ mod tests {
                 Unit::Nanoseconds,
             )
             .with_note("first line\nsecond line"),
-            Figure::new("work@72", [512.0].into_iter().collect(), Unit::Microseconds),
+            Figure::new("work@72", [512.0].into_iter().collect(), Unit::Microseconds)
+                .disturbed_if(true),
             Figure::new("empty", Samples::new(), Unit::Ratio),
         ];
         let parsed = parse_figures(&write_figures(&figures)).unwrap();
@@ -133,6 +144,7 @@ mod tests {
         assert_eq!(parsed[1].name, "work@72");
         assert_eq!(parsed[1].unit, Unit::Microseconds);
         assert_eq!(parsed[1].note, None);
+        assert!(!parsed[0].disturbed && parsed[1].disturbed && !parsed[2].disturbed);
         assert!(parsed[2].samples.is_empty());
     }
 

@@ -211,6 +211,7 @@ fn figure_json(figure: &Figure) -> Value {
         "min": figure.samples.min().map_or(Value::Null, number),
         "max": figure.samples.max().map_or(Value::Null, number),
         "note": figure.note,
+        "disturbed": figure.disturbed,
     })
 }
 
@@ -220,6 +221,7 @@ fn verdict_json(verdict: &Verdict) -> Value {
         "description": verdict.description,
         "value": number(verdict.value),
         "bound": number(verdict.bound),
+        "disturbed": verdict.disturbed,
     })
 }
 
@@ -278,6 +280,7 @@ mod tests {
         assert_eq!(timer["display_unit"], "us");
         assert_eq!(timer["median"], 17_500.0);
         assert_eq!(timer["samples"], 2);
+        assert_eq!(timer["disturbed"], false);
         let empty = figures.iter().find(|f| f["name"] == "empty").unwrap();
         assert!(empty["median"].is_null() && empty["min"].is_null());
         // launch_complete / context_switch = 205 / 30.5.
@@ -304,6 +307,7 @@ mod tests {
         assert_eq!(issue16["pass"], false); // 6.7x > 4x
         assert!((issue16["value"].as_f64().unwrap() - 205.0 / 30.5).abs() < 1e-9);
         assert_eq!(issue16["bound"], 4.0);
+        assert_eq!(issue16["disturbed"], false);
         assert!(
             targets
                 .iter()

@@ -93,6 +93,9 @@ pub struct Figure {
     pub unit: Unit,
     /// What else was seen while measuring it (printed as a `#` line under the row).
     pub note: Option<String>,
+    /// Other load on the machine visibly disturbed the measurement (the note says how);
+    /// verdicts that use the figure say they are not meaningful.
+    pub disturbed: bool,
 }
 
 impl Figure {
@@ -103,7 +106,14 @@ impl Figure {
             samples,
             unit,
             note: None,
+            disturbed: false,
         }
+    }
+
+    /// The same figure, marked disturbed if `disturbed`.
+    pub fn disturbed_if(mut self, disturbed: bool) -> Self {
+        self.disturbed |= disturbed;
+        self
     }
 
     /// The same figure with a note.
@@ -387,16 +397,23 @@ pub struct Verdict {
     /// The bound it was held to: the largest passing value, the smallest for an at-least
     /// ratio, the tolerance for a near-one ratio.
     pub bound: f64,
+    /// A figure it used was disturbed by other load: the verdict is not meaningful.
+    pub disturbed: bool,
 }
 
 impl fmt::Display for Verdict {
+    /// `PASS <description>` or `MISS <description>`, plus a warning when disturbed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{} {}",
             if self.pass { "PASS" } else { "MISS" },
             self.description
-        )
+        )?;
+        if self.disturbed {
+            write!(f, " (disturbed: the machine was busy, not meaningful)")?;
+        }
+        Ok(())
     }
 }
 
@@ -404,6 +421,26 @@ impl Target {
     /// Checks the target against `report`; `None` if a figure it needs was not measured.
     /// A statistic that is not a number (no samples) misses.
     pub fn check(&self, report: &Report) -> Option<Verdict> {
+        let mut verdict = self.check_values(report)?;
+        verdict.disturbed = self
+            .figures()
+            .iter()
+            .any(|name| report.get(name).is_some_and(|figure| figure.disturbed));
+        Some(verdict)
+    }
+
+    /// The figures the target reads.
+    pub fn figures(&self) -> Vec<&'static str> {
+        match *self {
+            Target::AtMost { figure, .. } => vec![figure],
+            Target::AtMostFloorPlus { figure, floor, .. } => vec![figure, floor],
+            Target::RatioAtLeast { ratio, .. }
+            | Target::RatioAtMost { ratio, .. }
+            | Target::RatioNear { ratio, .. } => vec![ratio.numerator, ratio.denominator],
+        }
+    }
+
+    fn check_values(&self, report: &Report) -> Option<Verdict> {
         match *self {
             Target::AtMost {
                 figure,
@@ -414,6 +451,7 @@ impl Target {
                 let value = figure.statistic(statistic);
                 let unit = figure.unit;
                 Some(Verdict {
+                    disturbed: false,
                     value,
                     bound: limit,
                     pass: value <= limit,
@@ -439,6 +477,7 @@ impl Target {
                 let (value, base) = (figure.statistic(statistic), floor.statistic(statistic));
                 let unit = figure.unit;
                 Some(Verdict {
+                    disturbed: false,
                     value,
                     bound: base + margin,
                     pass: value <= base + margin,
@@ -457,6 +496,7 @@ impl Target {
             Target::RatioAtLeast { ratio, minimum } => {
                 let value = report.ratio(ratio)?;
                 Some(Verdict {
+                    disturbed: false,
                     value,
                     bound: minimum,
                     pass: value >= minimum,
@@ -472,6 +512,7 @@ impl Target {
             Target::RatioAtMost { ratio, maximum } => {
                 let value = report.ratio(ratio)?;
                 Some(Verdict {
+                    disturbed: false,
                     value,
                     bound: maximum,
                     pass: value <= maximum,
@@ -487,6 +528,7 @@ impl Target {
             Target::RatioNear { ratio, tolerance } => {
                 let value = report.ratio(ratio)?;
                 Some(Verdict {
+                    disturbed: false,
                     value,
                     bound: tolerance,
                     pass: (value - 1.0).abs() <= tolerance,
@@ -659,6 +701,33 @@ mod tests {
             p90.check(&report).unwrap().to_string(),
             "MISS slow p90 8.02 us <= 8.00 us"
         );
+    }
+
+    #[test]
+    fn verdicts_on_disturbed_figures_say_so() {
+        let mut report = sample_report();
+        report.push(figure("busy", &[5.0], Unit::Nanoseconds).disturbed_if(true));
+        let on = |figure| Target::AtMost {
+            figure,
+            statistic: Statistic::Median,
+            limit: 10.0,
+        };
+        let verdict = on("busy").check(&report).unwrap();
+        assert!(verdict.pass && verdict.disturbed);
+        assert_eq!(
+            verdict.to_string(),
+            "PASS busy median 5.0 ns <= 10.0 ns (disturbed: the machine was busy, not meaningful)"
+        );
+        assert!(!on("fast").check(&report).unwrap().disturbed);
+        let ratio = Target::RatioAtMost {
+            ratio: Ratio {
+                numerator: "fast",
+                denominator: "busy",
+            },
+            maximum: 1.0,
+        };
+        assert!(ratio.check(&report).unwrap().disturbed);
+        assert_eq!(ratio.figures(), ["fast", "busy"]);
     }
 
     #[test]

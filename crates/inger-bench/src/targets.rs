@@ -261,16 +261,6 @@ mod tests {
                 .any(|w| w.signals_row == name || w.floor_row == name)
     }
 
-    fn names(target: &Target) -> Vec<&'static str> {
-        match *target {
-            Target::AtMost { figure, .. } => vec![figure],
-            Target::AtMostFloorPlus { figure, floor, .. } => vec![figure, floor],
-            Target::RatioAtLeast { ratio, .. }
-            | Target::RatioAtMost { ratio, .. }
-            | Target::RatioNear { ratio, .. } => vec![ratio.numerator, ratio.denominator],
-        }
-    }
-
     #[test]
     fn every_target_ratio_and_floor_names_a_figure_that_exists() {
         let groups = target_groups();
@@ -279,7 +269,7 @@ mod tests {
             .flat_map(|group| group.targets.iter())
             .chain(VALIDITY);
         for target in targets {
-            for name in names(target) {
+            for name in target.figures() {
                 assert!(known(name), "target on unknown figure {name}");
             }
         }

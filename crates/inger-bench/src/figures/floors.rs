@@ -16,6 +16,10 @@ use crate::work;
 /// `preempt_overshoot_<workload>` rows, whose lateness is set against this floor.
 pub(super) const FLOOR_DISTANCE: Duration = Duration::from_millis(2);
 
+/// A latency figure with more than this share of its samples descheduled by the kernel is
+/// marked disturbed (its verdicts are not meaningful).
+pub(super) const DISTURBED_SHARE: f64 = 0.1;
+
 /// A timer that has not fired this long after its deadline is broken.
 const GIVE_UP: Duration = Duration::from_secs(2);
 
@@ -42,8 +46,11 @@ pub(super) fn timer_floor(scale: Scale) -> BenchResult<Vec<Figure>> {
         back.median().unwrap_or(f64::NAN) / 1e3,
         count + warmup,
     );
+    let disturbed = f64::from(descheduled) > DISTURBED_SHARE * (count + warmup) as f64;
     Ok(vec![
-        Figure::new("timer_floor", samples, Unit::Microseconds).with_note(note),
+        Figure::new("timer_floor", samples, Unit::Microseconds)
+            .with_note(note)
+            .disturbed_if(disturbed),
     ])
 }
 

@@ -27,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::floors::{FLOOR_DISTANCE, floor_sample};
+use super::floors::{DISTURBED_SHARE, FLOOR_DISTANCE, floor_sample};
 use super::preemption::total_deferrals;
 use super::{BenchResult, Scale, broken};
 use crate::bare::BareTimer;
@@ -637,7 +637,8 @@ pub fn measure_here(workload: &Workload, scale: Scale) -> BenchResult<Vec<Figure
         ));
     }
     let busy = (seen.descheduled + floor_descheduled) as f64 / (2 * recorded.max(1)) as f64;
-    if busy > 0.1 {
+    let disturbed = busy > DISTURBED_SHARE;
+    if disturbed {
         note.push_str(&format!(
             "; warning: {:.0} % of the samples (both kinds) were descheduled by the kernel: the machine is busy, the tails measure its scheduler",
             busy * 100.0
@@ -650,16 +651,22 @@ pub fn measure_here(workload: &Workload, scale: Scale) -> BenchResult<Vec<Figure
         ));
     }
     Ok(vec![
-        Figure::new(workload.row, overshoots, Unit::Microseconds).with_note(note),
-        Figure::new(workload.signals_row, signals, Unit::Count).with_note(format!(
-            "timer signals per preemption (1 + retries) of {}",
-            workload.row
-        )),
-        Figure::new(workload.floor_row, floor, Unit::Microseconds).with_note(format!(
-            "a bare timer {} ms ahead, sampled before each sample of {} ({floor_descheduled} descheduled by the kernel)",
-            FLOOR_DISTANCE.as_millis(),
-            workload.row
-        )),
+        Figure::new(workload.row, overshoots, Unit::Microseconds)
+            .with_note(note)
+            .disturbed_if(disturbed),
+        Figure::new(workload.signals_row, signals, Unit::Count)
+            .with_note(format!(
+                "timer signals per preemption (1 + retries) of {}",
+                workload.row
+            ))
+            .disturbed_if(disturbed),
+        Figure::new(workload.floor_row, floor, Unit::Microseconds)
+            .with_note(format!(
+                "a bare timer {} ms ahead, sampled before each sample of {} ({floor_descheduled} descheduled by the kernel)",
+                FLOOR_DISTANCE.as_millis(),
+                workload.row
+            ))
+            .disturbed_if(disturbed),
     ])
 }
 

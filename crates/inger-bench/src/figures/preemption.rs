@@ -4,7 +4,7 @@ use std::hint::{black_box, spin_loop};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use super::floors::{SLICE, cpu_time_of, fixed_work_iterations};
+use super::floors::{DISTURBED_SHARE, SLICE, cpu_time_of, fixed_work_iterations};
 use super::{BenchResult, Scale, broken};
 use crate::report::{Figure, Unit};
 use crate::stats::Samples;
@@ -65,8 +65,11 @@ pub(super) fn preempt_overshoot(scale: Scale) -> BenchResult<Vec<Figure>> {
             .saturating_sub(stats_before.deferred_nopreempt + stats_before.deferred_library),
         stats.retries.saturating_sub(stats_before.retries),
     );
+    let disturbed = f64::from(descheduled) > DISTURBED_SHARE * (samples.len() + 20) as f64;
     Ok(vec![
-        Figure::new("preempt_overshoot", samples, Unit::Microseconds).with_note(note),
+        Figure::new("preempt_overshoot", samples, Unit::Microseconds)
+            .with_note(note)
+            .disturbed_if(disturbed),
     ])
 }
 
