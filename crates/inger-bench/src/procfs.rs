@@ -25,6 +25,15 @@ pub fn page_table_bytes() -> io::Result<u64> {
     Ok(kib * 1024)
 }
 
+/// Address space of this process in bytes (`VmSize` in `/proc/self/status`): everything
+/// mapped, resident or not.
+pub fn address_space_bytes() -> io::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kib = parse_status_kib(&status, "VmSize")
+        .ok_or_else(|| invalid("/proc/self/status", "no VmSize"))?;
+    Ok(kib * 1024)
+}
+
 /// The resident page count in the text of `/proc/<pid>/statm`.
 pub fn parse_statm_resident(statm: &str) -> Option<u64> {
     statm.split_whitespace().nth(1)?.parse().ok()
@@ -74,6 +83,7 @@ mod tests {
     fn this_process_has_resident_memory_and_page_tables() {
         assert!(resident_bytes().unwrap() > 0);
         assert!(page_table_bytes().unwrap() > 0);
+        assert!(address_space_bytes().unwrap() >= resident_bytes().unwrap());
         assert!(page_size().is_power_of_two());
     }
 }

@@ -77,6 +77,18 @@ pub fn collect<E>(
     Ok(recorded)
 }
 
+/// Involuntary context switches of the calling thread so far (0 if unavailable): a sample
+/// during which this changed was interrupted by the kernel's scheduler.
+pub fn involuntary_switches() -> i64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is a valid out-parameter; RUSAGE_THREAD reports on the calling thread.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) } != 0 {
+        return 0;
+    }
+    // SAFETY: getrusage succeeded, so it filled the structure (zeroed before, in any case).
+    unsafe { usage.assume_init() }.ru_nivcsw
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

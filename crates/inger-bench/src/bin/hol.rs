@@ -1,6 +1,7 @@
 //! `hol`: head-of-line blocking on a tokio runtime, without and with `inger::future`.
 //!
-//! Usage: `hol [--quick]`
+//! Usage: `hol [--quick]`; exit status 0 when the target passes, 1 when it misses, 2 for bad
+//! arguments, 3 when the run is invalid.
 //!
 //! A tokio multi-thread runtime with 1 worker (and, without `--quick`, also 2) serves short
 //! requests (500 µs of CPU) and long ones (50 ms of CPU), arriving open-loop: a Poisson
@@ -17,7 +18,11 @@
 //! `# workers N` heading; then, per worker count, the p99 ratios at 1 % long requests against
 //! the target of issue 6 (preemptive within 3x of baseline; cooperative 20x or worse).
 //! Work is a calibrated loop (iterations, not wall time), so a paused request does not
-//! "work" while it is paused.
+//! "work" while it is paused. The loop is register-only arithmetic (`inger_bench::work`),
+//! whose speed does not depend on where the stack lies; a child process of the run, with
+//! `INGER_PREEMPT=0`, checks that: the same request work timed in a plain tokio task and in a
+//! `preemptible` one, at several stack offsets, must agree within 5 %, or the run is invalid
+//! (its verdicts say so and the exit status is 3).
 //!
 //! The machine may be shared: each run reports how much CPU other processes used, how long
 //! this process waited for a CPU, and how much CPU the work really took against its nominal
@@ -32,7 +37,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use inger::future::preemptible;
+use inger_bench::figures::workcheck;
+use inger_bench::machine::Machine;
+use inger_bench::report::{Figure, Report, Unit};
 use inger_bench::stats::Samples;
+use inger_bench::targets::VALIDITY;
+use inger_bench::{child, work};
 
 const SHORT: Duration = Duration::from_micros(500);
 const LONG: Duration = Duration::from_millis(50);
@@ -107,23 +117,12 @@ fn schedule(share: f64, workers: usize, length: Duration) -> Vec<Arrival> {
 /// Loop iterations per nanosecond of CPU, measured on this thread (the fastest of a few
 /// tries: the one least disturbed by other processes).
 fn calibrate() -> f64 {
-    let iterations = 2_000_000u64;
-    let mut best = f64::INFINITY;
-    for _ in 0..7 {
-        let start = Instant::now();
-        black_box(spin(iterations));
-        best = best.min(start.elapsed().as_nanos() as f64);
-    }
-    iterations as f64 / best
+    work::calibrate(2_000_000, 7)
 }
 
-/// The requests' work: CPU only.
+/// The requests' work: CPU only, in registers (see `inger_bench::work`).
 fn spin(iterations: u64) -> u64 {
-    let mut x = 0u64;
-    for i in 0..iterations {
-        x = black_box(x ^ i).rotate_left(5);
-    }
-    x
+    work::spin(iterations)
 }
 
 /// Kernel thread ids of the runtime's threads (recorded as they start).
@@ -315,18 +314,121 @@ fn run(
     }
 }
 
+/// The entry name under which `hol` runs itself as the work check's child.
+const WORK_CHECK_CHILD: &str = "hol_work_check";
+
+/// Child side of the work check (run with `INGER_PREEMPT=0`): the short requests' work timed
+/// inside the request future, in a plain tokio task (`work_direct@<padding>`) and in a
+/// `preemptible` one (`work_in_launch@<padding>`: each poll runs inside `inger::launch`), at
+/// every stack padding, interleaved round by round.
+fn work_check_child(quick: bool) -> ExitCode {
+    if inger::capabilities().preemption {
+        eprintln!("hol: the work check must run with INGER_PREEMPT=0");
+        return ExitCode::FAILURE;
+    }
+    let per_ns = calibrate();
+    let iterations = (SHORT.as_nanos() as f64 * per_ns) as u64;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let rounds = if quick { 40 } else { 100 };
+    let paddings = work::STACK_PADDINGS;
+    let mut plain: Vec<Samples> = paddings.iter().map(|_| Samples::new()).collect();
+    let mut wrapped = plain.clone();
+    let request = move |padding: usize| async move {
+        work::with_stack_padding(padding, || {
+            let start = Instant::now();
+            black_box(spin(black_box(iterations)));
+            start.elapsed().as_nanos() as f64
+        })
+    };
+    for round in 0..rounds + 2 {
+        for (index, &padding) in paddings.iter().enumerate() {
+            let outside = runtime
+                .block_on(runtime.spawn(request(padding)))
+                .expect("a plain request task");
+            let inside = runtime
+                .block_on(runtime.spawn(preemptible(request(padding), SLICE)))
+                .expect("a preemptible request task");
+            if round >= 2 {
+                plain[index].push(outside);
+                wrapped[index].push(inside);
+            }
+        }
+    }
+    let mut figures = Vec::new();
+    for (index, padding) in paddings.iter().enumerate() {
+        figures.push(Figure::new(
+            format!("work_direct@{padding}"),
+            plain[index].clone(),
+            Unit::Nanoseconds,
+        ));
+        figures.push(Figure::new(
+            format!("work_in_launch@{padding}"),
+            wrapped[index].clone(),
+            Unit::Nanoseconds,
+        ));
+    }
+    print!("{}", child::write_figures(&figures));
+    ExitCode::SUCCESS
+}
+
+/// Parent side of the work check: runs the child, prints its summary rows and the validity
+/// checks; `Ok(true)` if the run is valid.
+fn work_check(quick: bool) -> Result<bool, String> {
+    let figures = child::run(WORK_CHECK_CHILD, quick, &[("INGER_PREEMPT", "0")])?;
+    let summary = workcheck::summarise(
+        &figures,
+        &format!(
+            "a short request's work ({} us nominal) per sample",
+            SHORT.as_micros()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    println!(
+        "# work check (child with INGER_PREEMPT=0): a short request's work in a plain tokio task (work_direct) and in a preemptible one (work_in_launch): <name> <median> <p90> <p99> <unit>"
+    );
+    let mut report = Report::new();
+    for figure in summary {
+        println!("{figure}");
+        report.push(figure);
+    }
+    let mut valid = true;
+    for verdict in VALIDITY.iter().filter_map(|check| check.check(&report)) {
+        println!(
+            "{} {}",
+            if verdict.pass { "VALID" } else { "INVALID" },
+            verdict.description
+        );
+        valid &= verdict.pass;
+    }
+    if !valid {
+        println!(
+            "# INVALID RUN: the request work's speed depends on where it runs; the latencies below do not measure inger"
+        );
+    }
+    Ok(valid)
+}
+
 fn main() -> ExitCode {
     let mut quick = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
+            // Internal: a full-scale child (see `inger_bench::child`).
+            "--full-child" => quick = false,
             _ => {
                 eprintln!(
-                    "usage: hol [--quick]\n  --quick  1 worker only, shorter runs (within a minute)"
+                    "usage: hol [--quick]\n  --quick  1 worker only, shorter runs (within a minute)\n  exit status: 0 target met, 1 missed, 2 bad arguments, 3 invalid run"
                 );
                 return ExitCode::from(2);
             }
         }
+    }
+    if std::env::var(child::CHILD_FIGURE).is_ok_and(|name| name == WORK_CHECK_CHILD) {
+        return work_check_child(quick);
     }
     let (worker_counts, length): (&[usize], Duration) = if quick {
         (&[1], Duration::from_millis(2500))
@@ -334,6 +436,24 @@ fn main() -> ExitCode {
         (&[1, 2], Duration::from_secs(10))
     };
     let deadline = Instant::now() + if quick { QUICK_BUDGET } else { FULL_BUDGET };
+    let machine = Machine::current();
+    println!("# hol on {machine}");
+    if let Some(load) = machine
+        .load_average
+        .filter(|&load| load > machine.cpus as f64)
+    {
+        println!(
+            "# warning: load average {load:.1} on {} CPUs: expect disturbed runs",
+            machine.cpus
+        );
+    }
+    let valid = match work_check(quick) {
+        Ok(valid) => valid,
+        Err(error) => {
+            eprintln!("hol: the work check failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let per_ns = calibrate();
     println!(
         "# hol: short {} us, long {} ms, slice {} ms, utilisation {:.0} %, {} s per run; {:.3} loop iterations per ns",
@@ -415,14 +535,16 @@ fn main() -> ExitCode {
         let (preemptive, preemptive_disturbed) = at_one(Series::Preemptive);
         let (cooperative, cooperative_disturbed) = at_one(Series::Cooperative);
         let (preemptive, cooperative) = (preemptive / baseline, cooperative / baseline);
-        let verdict = |pass: bool, disturbed: bool| match (pass, disturbed) {
-            (true, false) => "PASS",
-            (false, false) => "MISS",
-            (true, true) => "PASS (from disturbed runs: not meaningful)",
-            (false, true) => "MISS (from disturbed runs: not meaningful)",
+        let verdict = |pass: bool, disturbed: bool| {
+            let word = if pass { "PASS" } else { "MISS" };
+            match (valid, disturbed) {
+                (true, false) => word.to_owned(),
+                (true, true) => format!("{word} (from disturbed runs: not meaningful)"),
+                (false, _) => format!("{word} (invalid run: the work check failed)"),
+            }
         };
         println!(
-            "ratio workers={workers} preemptive/baseline p99 at 1%: {preemptive:.2} (target <= 3) {}",
+            "ratio workers={workers} preemptive/baseline p99 at 1%: {preemptive:.2} (target of issues 6 and 16: <= 3) {}",
             verdict(
                 preemptive <= 3.0,
                 baseline_disturbed || preemptive_disturbed
@@ -437,7 +559,9 @@ fn main() -> ExitCode {
         );
         all_pass &= preemptive <= 3.0;
     }
-    if all_pass {
+    if !valid {
+        ExitCode::from(3)
+    } else if all_pass {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -91,13 +91,9 @@ pub(super) fn cancel_paused(scale: Scale) -> BenchResult<Vec<Figure>> {
     )])
 }
 
-/// Environment variable that makes the benchmark program a child measuring one figure and
-/// printing its raw samples (used for figures that need process-wide settings).
-pub const CHILD_FIGURE: &str = "INGER_BENCH_CHILD_FIGURE";
-
 /// `launch_complete_shared_tls`: `launch_complete` with the shared-TLS fallback
 /// (`INGER_SHARED_TLS=1`), which is a process-wide setting, so it is measured by a child
-/// process of this same run: it prints its samples, one per line, and this parses them.
+/// process of this same run, which prints its figures for this one to parse (`crate::child`).
 pub(super) fn launch_complete_shared_tls(scale: Scale) -> BenchResult<Vec<Figure>> {
     in_shared_tls_child(scale, "launch_complete", "launch_complete_shared_tls")
 }
@@ -109,28 +105,11 @@ pub(super) fn pause_resume_shared_tls(scale: Scale) -> BenchResult<Vec<Figure>> 
 }
 
 fn in_shared_tls_child(scale: Scale, figure: &str, name: &'static str) -> BenchResult<Vec<Figure>> {
-    let exe = std::env::current_exe()?;
-    let output = std::process::Command::new(exe)
-        .arg(match scale {
-            Scale::Quick => "--quick",
-            Scale::Full => "--full-child",
-        })
-        .env(CHILD_FIGURE, figure)
-        .env("INGER_SHARED_TLS", "1")
-        .output()?;
-    if !output.status.success() {
-        return Err(broken(format!(
-            "the shared-TLS child failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )));
-    }
-    let samples: crate::stats::Samples = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.strip_prefix("sample "))
-        .filter_map(|value| value.trim().parse::<f64>().ok())
-        .collect();
-    if samples.is_empty() {
-        return Err(broken("the shared-TLS child printed no samples"));
-    }
-    Ok(vec![Figure::new(name, samples, Unit::Nanoseconds)])
+    let figures = crate::child::run(figure, scale == Scale::Quick, &[("INGER_SHARED_TLS", "1")])
+        .map_err(broken)?;
+    let measured = figures
+        .into_iter()
+        .find(|measured| measured.name == figure)
+        .ok_or_else(|| broken(format!("the shared-TLS child did not measure {figure}")))?;
+    Ok(vec![Figure::new(name, measured.samples, Unit::Nanoseconds)])
 }

@@ -5,9 +5,10 @@ use std::hint::{black_box, spin_loop};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use super::floors::DISTURBED_SHARE;
 use super::{BenchResult, Scale, broken};
 use crate::report::{Figure, Unit};
-use crate::timing::{collect, nanos};
+use crate::timing::{collect, involuntary_switches, nanos};
 
 /// Checks timed back to back per sample (each sample launches one function).
 const CHECKS_PER_SAMPLE: u64 = 100;
@@ -57,11 +58,16 @@ const BUDGET: Duration = Duration::from_millis(1);
 pub(super) fn preempt_overshoot_depth50(scale: Scale) -> BenchResult<Vec<Figure>> {
     let stop = AtomicBool::new(false);
     let before = inger::stats();
+    let mut descheduled = 0u32;
     let samples = collect(scale.pick(500, 5_000), 20, || -> BenchResult<f64> {
         stop.store(false, Relaxed);
+        let switches = involuntary_switches();
         let start = Instant::now();
         let mut linger = inger::launch(|| spin_deep(50, &stop), BUDGET)?;
         let back = Instant::now();
+        if involuntary_switches() != switches {
+            descheduled += 1;
+        }
         if !linger.is_continuation() || linger.yielded() {
             return Err(broken(
                 "the deep loop was not preempted (is INGER_PREEMPT=0 set?)",
@@ -88,12 +94,16 @@ pub(super) fn preempt_overshoot_depth50(scale: Scale) -> BenchResult<Vec<Figure>
                 + before.deferred_unwind,
         );
     let note = format!(
-        "inger deferrals (all reasons) {deferred}, retries {}, preemptions {}",
+        "{descheduled} of {} samples (with warm-up) were descheduled by the kernel; inger deferrals (all reasons) {deferred}, retries {}, preemptions {}",
+        samples.len() + 20,
         after.retries.saturating_sub(before.retries),
         after.preemptions.saturating_sub(before.preemptions),
     );
+    let disturbed = f64::from(descheduled) > DISTURBED_SHARE * (samples.len() + 20) as f64;
     Ok(vec![
-        Figure::new("preempt_overshoot_depth50", samples, Unit::Microseconds).with_note(note),
+        Figure::new("preempt_overshoot_depth50", samples, Unit::Microseconds)
+            .with_note(note)
+            .disturbed_if(disturbed),
     ])
 }
 
