@@ -13,6 +13,7 @@
 //! | `INGER_SIGNAL` | the timer signal: a number, `SIGRTMIN+n` or `SIGRTMAX-n` | `SIGRTMAX-4` |
 //! | `INGER_PREEMPT` | `0`, `off`, `false` or `no` turns timer preemption off (kill switch) | on |
 //! | `INGER_RETRY_US` | first retry interval after a deferred preemption, microseconds | `50` |
+//! | `INGER_CANCEL_GRACE_US` | how long dropping a paused continuation lets it unwind before discarding it, microseconds (`0`: discard at once) | `1000` |
 //! | `INGER_SHARED_TLS` | any value but `0`: functions share their caller's thread-locals (diagnostics) | off |
 //! | `INGER_NONPREEMPTIBLE` | comma-separated libraries never paused inside (file names or prefixes) | none |
 //! | `INGER_NONPREEMPTIBLE_SYMBOLS` | comma-separated Rust path prefixes of code never paused inside | none |
@@ -32,6 +33,7 @@ use crate::sys::process::page_size;
 pub const MIN_STACK_SIZE: usize = 64 * 1024;
 const DEFAULT_STACK_SIZE: usize = 2 * 1024 * 1024;
 const DEFAULT_RETRY: Duration = Duration::from_micros(50);
+const DEFAULT_CANCEL_GRACE: Duration = Duration::from_millis(1);
 /// Below this a retry would arrive before the previous signal round trip finished, which
 /// livelocks (see DESIGN.md §2).
 const MIN_RETRY: Duration = Duration::from_micros(20);
@@ -51,6 +53,7 @@ pub struct Config {
     pub(crate) signal: Option<i32>,
     pub(crate) preemption: bool,
     pub(crate) retry: Duration,
+    pub(crate) cancel_grace: Duration,
 }
 
 impl Default for Config {
@@ -60,6 +63,7 @@ impl Default for Config {
             signal: None,
             preemption: true,
             retry: DEFAULT_RETRY,
+            cancel_grace: DEFAULT_CANCEL_GRACE,
         }
     }
 }
@@ -92,6 +96,13 @@ impl Config {
                 .map_err(|_| Error::InvalidConfig(format!("INGER_RETRY_US={value:?}")))?;
             config.retry = Duration::from_micros(micros);
         }
+        if let Some(value) = &environment.cancel_grace_us {
+            let micros: u64 = value
+                .trim()
+                .parse()
+                .map_err(|_| Error::InvalidConfig(format!("INGER_CANCEL_GRACE_US={value:?}")))?;
+            config.cancel_grace = Duration::from_micros(micros);
+        }
         Ok(config)
     }
 
@@ -119,6 +130,14 @@ impl Config {
     /// (it doubles on each further retry, twice at most).
     pub fn retry_interval(mut self, interval: Duration) -> Self {
         self.retry = interval;
+        self
+    }
+
+    /// How long dropping a paused continuation lets the function unwind (from its next
+    /// cancellation point, running its destructors) before its stack is discarded instead;
+    /// `Duration::ZERO` discards at once. See [`Continuation`](crate::Continuation).
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
         self
     }
 
@@ -174,6 +193,7 @@ impl Config {
             signal,
             preemption: self.preemption && !kill_switch,
             retry_ns: self.retry.as_nanos().min(u64::MAX as u128) as u64,
+            cancel_grace: self.cancel_grace,
         })
     }
 }
@@ -185,6 +205,7 @@ pub(crate) struct Settings {
     pub(crate) signal: i32,
     pub(crate) preemption: bool,
     pub(crate) retry_ns: u64,
+    pub(crate) cancel_grace: Duration,
 }
 
 static SETTINGS: OnceLock<Result<Settings, Error>> = OnceLock::new();
@@ -209,6 +230,7 @@ pub(crate) struct Environment {
     stack_size: Option<String>,
     signal: Option<String>,
     retry_us: Option<String>,
+    cancel_grace_us: Option<String>,
     /// `INGER_PREEMPT` is `0`, `off`, `false` or `no`.
     preemption_off: bool,
     /// `INGER_SHARED_TLS` is set to anything but `0`.
@@ -240,6 +262,7 @@ impl Environment {
             stack_size: var("INGER_STACK_SIZE"),
             signal: var("INGER_SIGNAL"),
             retry_us: var("INGER_RETRY_US"),
+            cancel_grace_us: var("INGER_CANCEL_GRACE_US"),
             preemption_off: var("INGER_PREEMPT")
                 .is_some_and(|v| matches!(v.trim(), "0" | "off" | "false" | "no")),
             shared_tls: std::env::var_os("INGER_SHARED_TLS").is_some_and(|v| v != "0"),

@@ -86,14 +86,16 @@ mod linger;
 pub mod pool;
 mod runtime;
 mod safepoint;
+pub mod scope;
 mod stack;
 mod stats;
 mod sys;
 
 pub use config::{Config, MIN_STACK_SIZE, preemption_enabled};
 pub use error::Error;
-pub use linger::{Cancelled, Continuation, Linger, launch, resume};
+pub use linger::{CancelOutcome, Cancelled, Continuation, Linger, launch, resume};
 pub use runtime::{NoPreempt, checkpoint, in_preemptible, nopreempt, pause};
+pub use scope::{Scope, scope};
 pub use stats::{Stats, stats};
 
 /// What this process's inger can do (see [`capabilities`]).

@@ -16,13 +16,17 @@
 //! refill from before mapping a new chunk. Chunks are never unmapped: the address space of
 //! the peak number of live stacks stays reserved (not committed), as a memory allocator's.
 //!
-//! A stack whose function was cancelled while paused is *retired* instead: it is never handed
-//! to another function. A thread queues up to [`RETIRE_BATCH`] retired stacks untouched (a
-//! stray access then reaches memory nobody else uses); then, for each, the region of the
-//! frames that were live at cancellation becomes a guard region, so that any pointer into it
-//! that survived the cancellation (a scoped thread it spawned, a raw pointer it leaked) faults
-//! loudly, and the pages below are returned to the kernel. Their address space stays reserved:
-//! about 2 MiB of virtual memory per cancellation, out of 128 TiB.
+//! A stack whose function was discarded (cancelled while paused, without unwinding) is
+//! *retired* instead: it is never handed to another function, and the part that held the
+//! function's live frames stays mapped, readable, writable and untouched for the life of the
+//! process. Values pinned there (an intrusive-list node of a synchronisation primitive, a
+//! future's state) and data borrowed by activity the function started (a scoped thread) stay
+//! valid, which `Pin`'s drop guarantee and Rust's borrow rules require of memory whose
+//! destructors never ran: the discarded function is frozen, not freed. Only the pages below
+//! its live frames, which nothing can point into, are returned to the kernel. A discarded
+//! function therefore keeps its live pages resident (usually one to three), one page of page
+//! tables and the stack's address space (its size plus the guard) for good: bounded per
+//! discard, and the reason cancellation unwinds cooperatively first (see `linger`).
 
 use std::sync::Mutex;
 
@@ -163,30 +167,24 @@ pub(crate) fn give_back_global(stack: Stack) {
     release_to_global(vec![stack]);
 }
 
-/// Retires the stack of a function cancelled while paused: it is never reused. `live_low` is
-/// the lowest stack pointer of the function's suspended frames: the region above it may still
-/// be referenced (by a scoped thread the function spawned, say), so it becomes a guard region
-/// and any later access faults loudly; the pages below it are returned to the kernel.
-///
-/// This costs two `madvise` calls (a few microseconds, mostly the kernel freeing pages), so
-/// runtimes batch it (see `Runtime::retire`).
+/// Retires the stack of a function discarded while paused: it is never reused. `live_low` is
+/// the lowest stack pointer of the function's suspended frames: the region above it may
+/// still be referenced and is left exactly as it is (see the module docs); the pages below it
+/// are returned to the kernel.
 pub(crate) fn retire(stack: Stack, live_low: usize) {
     retire_all(&[(stack, live_low)]);
 }
 
-/// Retires several stacks at once, each with its `live_low`: two system calls in all where the
+/// Retires several stacks at once, each with its `live_low`: one system call in all where the
 /// kernel allows it.
 pub(crate) fn retire_all(stacks: &[(Stack, usize)]) {
     let page = crate::sys::process::page_size();
-    let mut guards = Vec::with_capacity(stacks.len());
     let mut discards = Vec::with_capacity(stacks.len());
     for &(ref stack, live_low) in stacks {
         let top = stack.top() as usize;
-        let guard_from = (live_low.clamp(stack.base(), top) & !(page - 1)).max(stack.base());
-        guards.push((guard_from, top - guard_from));
-        discards.push((stack.base(), guard_from - stack.base()));
+        let live_from = (live_low.clamp(stack.base(), top) & !(page - 1)).max(stack.base());
+        discards.push((stack.base(), live_from - stack.base()));
     }
-    memory::guard_all(&guards);
     // Failure only leaves those pages committed.
     let _ = memory::advise_all(&discards, libc::MADV_DONTNEED);
 }

@@ -83,16 +83,19 @@
 //!
 //! # Cancellation
 //!
-//! Dropping a wrapper whose poll is paused cancels that poll: its stack is discarded without
-//! running the destructors of its live frames (see [`Continuation`]). The inner future is then
-//! leaked rather than dropped: the cancelled poll was holding `&mut F` and may have stopped at
-//! any instruction, possibly half-way through an update that unsafe code (in `F`, or in a
-//! library it uses) expects to finish before anyone looks at the value again, such as the
-//! future's own destructor. Leaking it is the sound choice; it means that whatever `F` owns
-//! (buffers, sockets, a clone of the runtime's handle) is never released. A wrapper dropped
-//! while idle (between polls) drops `F` normally. Dropping a wrapper inside
-//! `tokio::time::timeout` or aborting its task therefore stops a runaway computation for good,
-//! at the price of that leak.
+//! Dropping a wrapper whose poll is paused cancels that poll as dropping any
+//! [`Continuation`] does: the poll is resumed for the grace budget with a request to unwind
+//! from its next cancellation point. If it does, the poll ends as if it had panicked with
+//! [`Cancelled`](crate::Cancelled), and the inner future is then dropped normally, so
+//! whatever it owns (buffers, a `tokio::sync::Mutex` guard, sockets) is released. If it does
+//! not, the poll's stack is discarded, and the inner future is leaked rather than dropped: the
+//! discarded poll was holding `&mut F` and may have stopped at any instruction, possibly
+//! half-way through an update that unsafe code (in `F`, or in a library it uses) expects to
+//! finish before anyone looks at the value again, such as the future's own destructor.
+//! Leaking it is the sound choice. A wrapper dropped while idle (between polls) drops `F`
+//! normally. Dropping a wrapper inside `tokio::time::timeout` or aborting its task therefore
+//! stops a runaway computation for good, releasing what it holds whenever it reaches a
+//! cancellation point in time.
 //!
 //! # Thread-locals inside the poll
 //!
@@ -547,10 +550,9 @@ impl<F: Future> Drop for Preemptible<F> {
             Phase::Finished => {}
             Phase::Abandoned => {} // leaked: a discarded stack borrows it
             Phase::Paused(continuation) => {
-                let unstarted = continuation.is_unstarted();
-                // Cancels the poll: its stack is discarded, its frames' destructors do not run.
-                drop(continuation);
-                if unstarted {
+                // Cancels the poll: it unwinds within the grace budget (or never started),
+                // or its stack is discarded.
+                if continuation.cancel() == crate::CancelOutcome::Unwound {
                     self.phase = Phase::Idle;
                     self.release();
                 }

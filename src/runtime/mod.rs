@@ -71,7 +71,7 @@ mod stacks;
 mod startup;
 mod transfer;
 
-pub(crate) use call::{Outcome, prepare, request_cancel, resume};
+pub(crate) use call::{Outcome, detach_nested, prepare, request_cancel, resume};
 pub(crate) use control::{Lpf, state, with_running};
 pub(crate) use preempt::{check_running_stack, handler_intact};
 pub(crate) use process::{in_signal_handler, refuse_in_signal_handler};

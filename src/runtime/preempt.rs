@@ -66,7 +66,7 @@ use core::sync::atomic::{
     compiler_fence,
 };
 
-use super::control::{Lpf, NEVER, Runtime, effective_deadline, outermost_expired, state};
+use super::control::{Decision, Lpf, NEVER, Runtime, decide, effective_deadline, state};
 use super::transfer::leave;
 use crate::arch;
 use crate::error::Error;
@@ -125,19 +125,19 @@ unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
         return;
     }
     leaf.in_handler.store(true, Relaxed);
-    match outermost_expired(leaf, now) {
-        None => {
+    match decide(leaf, now) {
+        Decision::NotExpired => {
             let deadline = effective_deadline(leaf);
             if deadline != NEVER {
                 rt.arm(deadline);
             }
         }
-        Some(_) if leaf.nopreempt.load(Relaxed) > 0 => {
-            // Inside runtime bookkeeping or a user critical section: the section end acts.
-            leaf.pending.store(true, Relaxed);
+        Decision::Deferred => {
+            // Inside runtime bookkeeping or a user critical section (of the leaf or of a
+            // function enclosing it): the section's end acts on it.
             COUNTERS.deferred_nopreempt.fetch_add(1, Relaxed);
         }
-        Some(expired) => {
+        Decision::Pause(expired) => {
             // SAFETY: `ucontext` is the running handler's (our contract).
             let registers = unsafe { arch::interrupted_registers(ucontext) };
             let verdict = if leaf.owns_stack_pointer(registers.sp) {
@@ -247,9 +247,13 @@ fn pending_preemption(lpf: &Lpf) {
         return;
     }
     let now = now_ns();
-    let Some(expired) = outermost_expired(lpf, now) else {
-        rt.arm(effective_deadline(lpf));
-        return;
+    let expired = match decide(lpf, now) {
+        Decision::Pause(expired) => expired,
+        Decision::Deferred => return, // an enclosing function's section covers it
+        Decision::NotExpired => {
+            rt.arm(effective_deadline(lpf));
+            return;
+        }
     };
     // The whole-stack rule applies here too: the section that just ended may sit inside a
     // critical section further down the stack. Walk from this very frame.

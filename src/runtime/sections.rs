@@ -6,7 +6,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::control::{Lpf, current_lpf, state, with_running};
+use super::control::{Lpf, cancel, current_lpf, state, with_running};
 use super::preempt::release_nopreempt;
 use super::transfer::leave;
 
@@ -25,21 +25,26 @@ use super::transfer::leave;
 /// # Ok::<(), inger::Error>(())
 /// ```
 pub fn pause() {
-    let cancel = with_running(|this| {
-        // SAFETY: the runtime of the thread running us outlives the run.
-        let Some(rt) = (unsafe { this.runtime.load(Relaxed).as_ref() }) else {
-            return false;
-        };
-        this.hold_nopreempt();
-        rt.counters.count_yield();
-        // SAFETY: on our own stack, holding a unit of the counter (rule 1).
-        unsafe { leave(rt, this, this, state::PAUSED, true) };
-        release_nopreempt(this);
-        this.cancel_requested.load(Relaxed)
+    let requested = with_running(|this| {
+        yield_now(this);
+        this.cancel.load(Relaxed) != cancel::NONE
     });
-    if cancel == Some(true) {
+    if requested == Some(true) {
         checkpoint();
     }
+}
+
+/// Pauses the running `this` as `pause` does, and returns when it is resumed.
+fn yield_now(this: &Lpf) {
+    // SAFETY: the runtime of the thread running us outlives the run.
+    let Some(rt) = (unsafe { this.runtime.load(Relaxed).as_ref() }) else {
+        return;
+    };
+    this.hold_nopreempt();
+    rt.counters.count_yield();
+    // SAFETY: on our own stack, holding a unit of the counter (rule 1).
+    unsafe { leave(rt, this, this, state::PAUSED, true) };
+    release_nopreempt(this);
 }
 
 /// A cancellation point: if the caller asked to cancel the running function cooperatively
@@ -51,7 +56,20 @@ pub fn pause() {
 /// Call it in long loops that should be cancellable with their destructors run.
 pub fn checkpoint() {
     let unwind = with_running(|this| {
-        this.cancel_requested.load(Relaxed) && this.nopreempt.load(Relaxed) == 0
+        if this.nopreempt.load(Relaxed) != 0 {
+            return false; // a section's end will check again
+        }
+        match this.cancel.load(Relaxed) {
+            cancel::UNWIND => true,
+            cancel::YIELD => {
+                // An enclosing function is being cancelled: give control back to it (its
+                // `resume` of us is its cancellation point), once.
+                this.cancel.store(cancel::NONE, Relaxed);
+                yield_now(this);
+                this.cancel.load(Relaxed) == cancel::UNWIND
+            }
+            _ => false,
+        }
     });
     if unwind == Some(true) && !std::thread::panicking() {
         std::panic::resume_unwind(Box::new(crate::Cancelled));

@@ -1,4 +1,4 @@
-//! Address-space operations for stacks: mapping, guard regions, discarding and quarantine.
+//! Address-space operations for stacks: mapping, guard regions, and discarding pages.
 //!
 //! Guard regions use `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+) when the kernel has it: the
 //! guard lives in the page tables, so a chunk of many stacks stays one VMA and a process can
@@ -142,15 +142,4 @@ fn self_pidfd() -> Option<i32> {
     }
     *cached = Some((pid, fd));
     (fd >= 0).then_some(fd)
-}
-
-/// Guards every range (see [`guard`]) in one system call where the kernel allows it.
-pub(crate) fn guard_all(ranges: &[(usize, usize)]) {
-    if GUARD_KIND.load(Ordering::Relaxed) == LIGHTWEIGHT && advise_all(ranges, MADV_GUARD_INSTALL) {
-        return;
-    }
-    for &(address, len) in ranges {
-        // Failures leave the memory accessible but never reused; nothing else to do.
-        let _ = guard(address as *mut u8, len);
-    }
 }

@@ -264,10 +264,14 @@ pub unsafe extern "C" fn inger_cancel(handle: *mut inger_linger) -> c_int {
         }
         live_handle.magic.store(DEAD, Relaxed);
         // SAFETY: the handle came from `Box::into_raw` in `inger_launch`; we hold it busy, so no
-        // other call uses it, and the caller gives up the pointer by calling us. Dropping the
-        // `Linger` cancels a function that has not completed (the core allows this on any
-        // thread).
-        drop(unsafe { Box::from_raw(handle) });
+        // other call uses it, and the caller gives up the pointer by calling us.
+        let handle = unsafe { Box::from_raw(handle) };
+        // A paused C function is discarded at once: it cannot unwind (a Rust panic must not
+        // cross its frames), so the core's cooperative attempt would only burn its grace
+        // budget. An unstarted or completed one is simply dropped.
+        if let Linger::Continuation(continuation) = handle.linger.into_inner() {
+            continuation.discard();
+        }
         INGER_OK
     })
 }
