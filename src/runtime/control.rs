@@ -79,6 +79,9 @@ pub(crate) struct Lpf {
     /// The preemption handler (or a walk of this stack from its own code) is running on this
     /// LPF's stack: the handler must not re-enter.
     pub(crate) in_handler: AtomicBool,
+    /// An expiry arrived while `in_handler` was set: whoever clears the flag re-arms the timer
+    /// (see `preempt::end_handler_section`).
+    pub(crate) missed_expiry: AtomicBool,
     /// What a cancellation asked of this LPF (one of [`cancel`]): its next cancellation
     /// point unwinds, or yields to an enclosing function that is being cancelled.
     pub(crate) cancel: AtomicU8,
@@ -119,6 +122,7 @@ impl Lpf {
             nopreempt: AtomicU32::new(1),
             pending: AtomicBool::new(false),
             in_handler: AtomicBool::new(false),
+            missed_expiry: AtomicBool::new(false),
             cancel: AtomicU8::new(cancel::NONE),
             state: AtomicU8::new(state::READY),
             yielded: Cell::new(false),

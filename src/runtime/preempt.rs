@@ -118,12 +118,16 @@ unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
     let Some(leaf) = (unsafe { rt.current.load(Relaxed).as_ref() }) else {
         return;
     };
-    let now = now_ns();
     if leaf.in_handler.load(Relaxed) {
-        // The handler's own tail, after a resume: never pause here; look again shortly.
-        rt.arm_retry(now, rt.retry_ns);
+        // The handler's own tail (after a resume) or a walk of this stack is running: never
+        // pause here, and make no system call either. Re-arming from here nested handlers
+        // without bound whenever a delivery took longer than the retry interval (a
+        // descheduled vCPU, a tracer): each nested handler's re-arm fired before it
+        // returned, until the stack overflowed. The code that clears the flag re-arms.
+        leaf.missed_expiry.store(true, Relaxed);
         return;
     }
+    let now = now_ns();
     leaf.in_handler.store(true, Relaxed);
     match decide(leaf, now) {
         Decision::NotExpired => {
@@ -158,7 +162,29 @@ unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
             }
         }
     }
-    leaf.in_handler.store(false, Relaxed);
+    end_handler_section(leaf);
+}
+
+/// Clears `lpf.in_handler`; if an expiry was missed meanwhile, re-arms a retry first (while
+/// the flag still keeps a nested handler to a note), and again if one slipped in between.
+/// Context: signal handler or the LPF's own stack; async-signal-safe.
+fn end_handler_section(lpf: &Lpf) {
+    loop {
+        if lpf.missed_expiry.swap(false, Relaxed) {
+            // SAFETY: the runtime of the thread running this LPF (it may have migrated while
+            // paused inside the handler) is live while it runs.
+            if let Some(rt) = unsafe { lpf.runtime.load(Relaxed).as_ref() } {
+                rt.arm_retry(now_ns(), rt.retry_ns);
+            }
+        }
+        compiler_fence(SeqCst);
+        lpf.in_handler.store(false, Relaxed);
+        compiler_fence(SeqCst);
+        if !lpf.missed_expiry.load(Relaxed) {
+            return;
+        }
+        lpf.in_handler.store(true, Relaxed);
+    }
 }
 
 /// Pauses the chain from `leaf` up to `expired` from inside the handler, and returns once
@@ -283,7 +309,7 @@ pub(crate) fn check_running_stack(
     // thread's and the flag above keeps the handler off it.
     let verdict =
         unsafe { safepoint::check(rt.unwind_cache(), lpf.stacks_to_walk(outer, registers)) };
-    lpf.in_handler.store(false, Relaxed);
+    end_handler_section(lpf);
     verdict
 }
 
