@@ -9,7 +9,7 @@
 //!
 //! | variable | meaning | default |
 //! | --- | --- | --- |
-//! | `INGER_STACK_SIZE` | stack size of each preemptible function, bytes; `K`/`M`/`G` suffixes | `2M` |
+//! | `INGER_STACK_SIZE` | least stack size of each preemptible function, bytes; `K`/`M`/`G` suffixes (see [`Config::stack_size`]) | `2M` |
 //! | `INGER_SIGNAL` | the timer signal: a number, `SIGRTMIN+n` or `SIGRTMAX-n` | `SIGRTMAX-4` |
 //! | `INGER_PREEMPT` | `0`, `off`, `false` or `no` turns timer preemption off (kill switch) | on |
 //! | `INGER_RETRY_US` | first retry interval after a deferred preemption, microseconds | `50` |
@@ -106,8 +106,10 @@ impl Config {
         Ok(config)
     }
 
-    /// Stack size of every preemptible function, in bytes (rounded up to whole pages). Only
-    /// the pages a function touches cost memory.
+    /// Stack size of every preemptible function, in bytes: at least this much, since a stack
+    /// and its 64 KiB guard take the smallest power of two that holds both (2 MiB asks for a
+    /// 4 MiB slot, of which 4 MiB − 64 KiB is stack). Only the pages a function touches cost
+    /// memory; the rest is address space.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = bytes;
         self

@@ -592,14 +592,15 @@ enum Slot<F, T> {
 fn place_frame<F, T>(stack: &Stack) -> Result<*mut Frame<F, T>, Error> {
     let size = size_of::<Frame<F, T>>();
     let align = align_of::<Frame<F, T>>().max(16);
-    let room = stack.top() as usize - stack.base();
+    let top = stack.top() as usize - crate::stack::TOP_RESERVED;
+    let room = top - stack.base();
     if size > room / 2 {
         return Err(Error::InvalidConfig(format!(
             "the closure and its result take {size} bytes, more than half of the {room}-byte stack; \
              box them or raise INGER_STACK_SIZE"
         )));
     }
-    let address = (stack.top() as usize - size) & !(align - 1);
+    let address = (top - size) & !(align - 1);
     Ok(address as *mut Frame<F, T>)
 }
 

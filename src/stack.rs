@@ -1,10 +1,19 @@
 //! Stacks for preemptible functions: mapped in chunks, guarded, lazily committed, pooled.
 //!
+//! Context: caller or function stack (never the signal handler, which only reads the layout).
+//!
 //! ```text
-//!  chunk (one mmap, one VMA with lightweight guards):
-//!  | guard | stack 0 ........ | guard | stack 1 ........ | ... | guard | stack N-1 ...... |
-//!  low addresses                                                            high addresses
+//!  chunk (one mmap, one VMA with lightweight guards), every slot 2^k bytes and 2^k-aligned:
+//!  | guard | stack 0 ........... | guard | stack 1 ........... | guard | ... | guard |
+//!          ^ slot 0                      ^ slot 1                             (last slot's)
+//!  low addresses                                                      high addresses
 //! ```
+//!
+//! A slot holds one stack with its *upper* neighbour's guard at its end (and the chunk keeps a
+//! guard below slot 0), so a stack's top is always the same distance below a 2^k boundary:
+//! the redirect stubs (see `arch`) find the top, and the word reserved there
+//! ([`TOP_RESERVED`]), from any stack pointer of the function with a mask. The slot size is
+//! the smallest power of two that holds the configured stack size plus its guard.
 //!
 //! Each stack grows down from its top towards the guard below it; touching the guard faults,
 //! and the fault handler reports the overflow. Pages cost memory only once touched.
@@ -38,6 +47,15 @@ use crate::sys::memory;
 /// frame (no stack probes) still lands in it rather than in the next stack.
 pub(crate) const GUARD_SIZE: usize = 64 * 1024;
 const STACKS_PER_CHUNK: usize = 32;
+/// Bytes at the very top of every stack kept for the runtime, above the function's control
+/// block: the return address of a redirected frame lives in the top word (see `arch`).
+pub(crate) const TOP_RESERVED: usize = 16;
+
+/// The slot of a stack of (at least) `stack_size` usable bytes: the smallest power of two that
+/// holds it and its guard.
+pub(crate) fn slot_size(stack_size: usize) -> usize {
+    (stack_size + GUARD_SIZE).next_power_of_two()
+}
 const THREAD_POOL_CAP: usize = 64;
 /// Retired stacks a thread queues before guarding and discarding them in one go.
 pub(crate) const RETIRE_BATCH: usize = 16;
@@ -203,15 +221,18 @@ fn release_to_global(stacks: Vec<Stack>) {
 }
 
 fn map_chunk() -> Result<Vec<Stack>, Error> {
-    let size = settings()?.stack_size;
-    let slot = GUARD_SIZE + size;
-    let base = memory::map(slot * STACKS_PER_CHUNK)?;
+    let slot = slot_size(settings()?.stack_size);
+    let size = slot - GUARD_SIZE;
+    // The guard below slot 0, then the slots, aligned to the slot size.
+    let base = memory::map(GUARD_SIZE + slot * STACKS_PER_CHUNK, slot, GUARD_SIZE)?;
+    memory::guard(base, GUARD_SIZE)?;
+    let first_slot = base.wrapping_add(GUARD_SIZE);
     let mut stacks = Vec::with_capacity(STACKS_PER_CHUNK);
     for index in (0..STACKS_PER_CHUNK).rev() {
-        let guard = base.wrapping_add(index * slot);
-        memory::guard(guard, GUARD_SIZE)?;
+        let stack = first_slot.wrapping_add(index * slot);
+        memory::guard(stack.wrapping_add(size), GUARD_SIZE)?;
         stacks.push(Stack {
-            base: guard.wrapping_add(GUARD_SIZE),
+            base: stack,
             size,
             tls: 0,
         });

@@ -20,23 +20,40 @@ const MPROTECT: u8 = 2;
 static GUARD_KIND: AtomicU8 = AtomicU8::new(UNKNOWN);
 
 /// Reserves `len` bytes of readable, writable, lazily committed memory.
-pub(crate) fn map(len: usize) -> Result<*mut u8, Error> {
+/// The mapping starts `below` bytes under an address aligned to `align` (a power of two).
+pub(crate) fn map(len: usize, align: usize, below: usize) -> Result<*mut u8, Error> {
+    debug_assert!(align.is_power_of_two() && below <= align);
+    let reserved = len + align;
     // SAFETY: an anonymous private mapping at a kernel-chosen address has no preconditions.
-    let base = unsafe {
+    let raw = unsafe {
         libc::mmap(
             core::ptr::null_mut(),
-            len,
+            reserved,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
             0,
         )
     };
-    if base == libc::MAP_FAILED {
+    if raw == libc::MAP_FAILED {
         return Err(Error::StackAllocation {
             errno: last_errno(),
         });
     }
+    let raw_start = raw as usize;
+    let start = (raw_start + below).next_multiple_of(align) - below;
+    let end = start + len;
+    // SAFETY: both ranges lie inside the reservation just made and are page-aligned (the
+    // alignment and `below` are multiples of the page size); nothing uses them.
+    unsafe {
+        if start > raw_start {
+            libc::munmap(raw, start - raw_start);
+        }
+        if raw_start + reserved > end {
+            libc::munmap(end as *mut c_void, raw_start + reserved - end);
+        }
+    }
+    let base = start as *mut c_void;
     // Not inherited by fork: every stack's guard keeps a page-table page, and copying them
     // made a fork in a process that had used 100,000 stacks take most of a second. The stacks
     // of the function chain that calls fork are handed down explicitly (see `fork_inherit`).
