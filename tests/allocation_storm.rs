@@ -3,7 +3,7 @@
 //! (Preempting inside `malloc` and then allocating in the caller would corrupt the heap;
 //! the runtime defers preemption while the interrupted code is in libc.)
 
-mod support;
+mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -18,7 +18,7 @@ fn churn(seed: u64, mut go_on: impl FnMut(u64) -> bool) -> (u64, (u64, usize, St
     let mut checksum = 0u64;
     let mut round = 0u64;
     while go_on(round) {
-        let x = support::mix(seed ^ round, 2);
+        let x = common::mix(seed ^ round, 2);
         let len = (x % 2048) as usize;
         let mut v: Vec<u64> = Vec::with_capacity(len);
         v.extend((0..len as u64).map(|i| i ^ x));

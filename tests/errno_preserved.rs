@@ -2,7 +2,7 @@
 //! failing system call) is still there after many preemptions, whatever the signal handler
 //! and the runtime did in between.
 
-mod support;
+mod common;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -20,7 +20,7 @@ fn set_errno(value: i32) {
 
 /// Spins for a while without touching errno.
 fn spin(rounds: u64) {
-    black_box(support::mix(rounds, rounds));
+    black_box(common::mix(rounds, rounds));
 }
 
 #[test]
@@ -29,7 +29,7 @@ fn errno_set_inside_survives_thousands_of_preemptions() {
     // test means the same in debug and optimised builds.
     const TARGET: u64 = 2000;
     let stops = AtomicU64::new(0);
-    let before = support::preemptions();
+    let before = common::preemptions();
     let mut linger = inger::launch(
         || {
             let mut wrong = Vec::new();
@@ -58,7 +58,7 @@ fn errno_set_inside_survives_thousands_of_preemptions() {
         wrong.is_empty(),
         "errno changed under the function: {wrong:?}"
     );
-    assert!(support::preemptions() - before >= TARGET);
+    assert!(common::preemptions() - before >= TARGET);
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn errno_survives_cooperative_pauses() {
         Duration::MAX,
     )
     .expect("launch");
-    let (seen, resumes) = support::finish(linger, Duration::MAX, 1000);
+    let (seen, resumes) = common::finish(linger, Duration::MAX, 1000);
     assert_eq!(resumes, 100);
     assert_eq!(seen, libc::EAGAIN);
 }

@@ -1,7 +1,7 @@
 //! Thousands of small resumes of a deterministic workload: preempted at arbitrary
 //! instructions again and again, it must compute exactly what a direct call computes.
 
-mod support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -16,7 +16,7 @@ fn workload(seed: u64, mut go_on: impl FnMut(u64) -> bool) -> (u64, (u64, Vec<u6
     let mut x = seed;
     let mut i = 0u64;
     while go_on(i) {
-        x = support::mix(x ^ i, 8);
+        x = common::mix(x ^ i, 8);
         values.push(x % 1000);
         *map.entry(x % 97).or_insert(0u64) += 1;
         i += 1;
@@ -43,7 +43,7 @@ fn many_small_resumes_give_the_direct_result() {
     // and optimised builds); a direct run of as many steps must give the same result.
     const TARGET: u64 = 1000;
     let stops = AtomicU64::new(0);
-    let before = support::preemptions();
+    let before = common::preemptions();
     let mut linger = inger::launch(
         || workload(5, |_| stops.load(Relaxed) < TARGET),
         Duration::from_micros(100),
@@ -56,7 +56,7 @@ fn many_small_resumes_give_the_direct_result() {
     }
     let (steps, got) = linger.completion().expect("completed");
     assert_eq!(got, workload_for(5, steps), "after {steps} steps");
-    assert!(support::preemptions() - before >= TARGET);
+    assert!(common::preemptions() - before >= TARGET);
 }
 
 #[test]
@@ -65,7 +65,7 @@ fn repeated_runs_with_different_slices_agree() {
     for budget_us in [120u64, 370, 1500] {
         let linger = inger::launch(|| workload_for(9, 60_000), Duration::from_micros(budget_us))
             .expect("launch");
-        let (got, _) = support::finish(linger, Duration::from_micros(budget_us), 10_000_000);
+        let (got, _) = common::finish(linger, Duration::from_micros(budget_us), 10_000_000);
         assert_eq!(got, expected, "slice {budget_us} us");
     }
 }
