@@ -5,8 +5,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use common::Stops;
 
 /// A workload touching registers, the stack, the heap and a standard collection. Runs steps
 /// while `go_on(step)` says so; returns how many it ran and a summary of the result.
@@ -42,16 +43,16 @@ fn many_small_resumes_give_the_direct_result() {
     // The function keeps going until it has been stopped `TARGET` times (the same in debug
     // and optimised builds); a direct run of as many steps must give the same result.
     const TARGET: u64 = 1000;
-    let stops = AtomicU64::new(0);
+    let stops = Stops::new(TARGET);
     let before = common::preemptions();
     let mut linger = inger::launch(
-        || workload(5, |_| stops.load(Relaxed) < TARGET),
+        || workload(5, |_| !stops.done()),
         Duration::from_micros(100),
     )
     .expect("launch");
     while linger.is_continuation() {
         assert!(!linger.yielded());
-        stops.fetch_add(1, Relaxed);
+        stops.record();
         inger::resume(&mut linger, Duration::from_micros(100)).expect("resume");
     }
     let (steps, got) = linger.completion().expect("completed");
