@@ -27,6 +27,8 @@ mod program;
 
 #[path = "../protocol.rs"]
 mod protocol;
+#[path = "../target.rs"]
+mod target;
 
 use core::ffi::{c_char, c_int};
 use std::ffi::{CString, OsStr, OsString};
