@@ -47,8 +47,10 @@
 
 #[cfg(not(test))]
 mod exits;
+mod real;
 mod report;
 mod settings;
+mod signals;
 
 #[path = "../protocol.rs"]
 mod protocol;
@@ -60,6 +62,10 @@ use settings::Settings;
 
 #[cfg(not(test))]
 pub use exits::{_Exit, _exit, exit};
+#[cfg(not(test))]
+pub use signals::core_calls::*;
+#[cfg(not(test))]
+pub use signals::program_calls::*;
 
 /// The signature of a C program's `main` as glibc calls it.
 type MainFn = unsafe extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
@@ -103,7 +109,6 @@ pub unsafe extern "C" fn __libc_start_main(
     stack_end: *mut c_void,
 ) -> c_int {
     let real = glibc_start_main();
-    exits::resolve();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(message) => fail(&message),
@@ -114,6 +119,7 @@ pub unsafe extern "C" fn __libc_start_main(
     if let Err(error) = configured {
         fail(&format!("cannot configure inger: {error}"));
     }
+    start_inger();
     if !settings.inherit {
         // SAFETY: as above.
         unsafe { settings::restore_environment() };
@@ -133,6 +139,47 @@ pub unsafe extern "C" fn __libc_start_main(
             stack_end,
         )
     }
+}
+
+/// Starts inger's runtime on this thread now, before the program's constructors run, with a
+/// function that returns at once: the core installs its handlers (and this library starts
+/// emulating the timer signal, see the `signals` module) before any code of the program can
+/// touch that signal.
+#[cfg(not(test))]
+fn start_inger() {
+    match inger::launch(|| (), std::time::Duration::MAX) {
+        Ok(linger) if linger.is_completion() => {}
+        Ok(_) => fail("inger paused a function that returns at once"),
+        Err(error) => fail(&format!("cannot start inger: {error}")),
+    }
+    if inger::capabilities().preemption && signals::emulated_signals() == 0 {
+        fail(
+            "the preload library was linked without its --wrap options (see crates/inger-run/build.rs): \
+             the program could disable preemption or be killed by it",
+        );
+    }
+}
+
+/// What the library does when it is loaded, before any program code that could call the
+/// functions it interposes (the constructors of libraries loaded before it excepted): look up
+/// glibc's functions, and learn about forks.
+#[cfg(not(test))]
+extern "C" fn on_load() {
+    real::resolve_all();
+    // SAFETY: registering a plain function, which only stores to an atomic.
+    unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) };
+}
+
+#[cfg(not(test))]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static ON_LOAD: extern "C" fn() = on_load;
+
+/// A forked child inherits no timer, so it is never preempted: it has no thread running
+/// `main` in the sense of the signal counters.
+#[cfg(not(test))]
+extern "C" fn in_forked_child() {
+    signals::forget_main_thread();
 }
 
 /// glibc's `__libc_start_main`: the next definition after this library in lookup order.
@@ -175,6 +222,7 @@ unsafe extern "C" fn main_in_preemptible_function(
     let (Some(&main), Some(settings)) = (PROGRAM_MAIN.get(), SETTINGS.get()) else {
         fail("main was called before __libc_start_main")
     };
+    signals::note_main_thread();
     if settings.stats {
         report::enable(settings.slice, inger::capabilities().private_tls);
     }

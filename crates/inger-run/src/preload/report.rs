@@ -123,6 +123,12 @@ pub(crate) fn print_once() {
         private_tls: PRIVATE_TLS.load(Relaxed),
     };
     let _ = format_report(&mut out, &inger::stats(), &header);
+    let _ = format_signal_notes(
+        &mut out,
+        &crate::signals::counts(),
+        crate::signals::emulated_signals(),
+        crate::signals::on_main_thread() && crate::signals::blocked_here() != 0,
+    );
     write_all(report_fd(), out.as_bytes());
     if let Some(errno) = saved_errno {
         set_errno(errno);
@@ -161,6 +167,82 @@ fn format_report(out: &mut Buffer, stats: &inger::Stats, header: &Header) -> fmt
     row("longest deferral", &Nanoseconds(stats.longest_deferral_ns))
 }
 
+/// What the program did with inger's timer signal, when it did anything: the lines say what
+/// inger-run did about it (see the `signals` module).
+fn format_signal_notes(
+    out: &mut Buffer,
+    counts: &crate::signals::Counts,
+    signals: u64,
+    blocked_now: bool,
+) -> fmt::Result {
+    let quiet = crate::signals::Counts::default();
+    if *counts == quiet && !blocked_now {
+        return Ok(());
+    }
+    writeln!(out, "inger-run:   timer signal {}:", SignalName(signals))?;
+    let mut row = |count: u64, name: &str, meaning: &str| -> fmt::Result {
+        if count == 0 {
+            return Ok(());
+        }
+        writeln!(out, "inger-run:     {name:<26}{count:>12}  {meaning}")
+    };
+    row(
+        counts.handler_set,
+        "set by the program",
+        "emulated: inger's handler stayed, the program saw what it set",
+    )?;
+    row(
+        counts.delivered,
+        "passed to its handler",
+        "deliveries not from inger's timer",
+    )?;
+    row(
+        counts.ignored,
+        "dropped, as it ignores it",
+        "deliveries not from inger's timer",
+    )?;
+    row(
+        counts.blocked,
+        "blocked by the program",
+        "in the thread running main: preemption waits while it is blocked",
+    )?;
+    if counts.blocked_at_start != 0 {
+        writeln!(
+            out,
+            "inger-run:     blocked when main started (inherited): no preemption until the program unblocked it"
+        )?;
+    }
+    if blocked_now {
+        writeln!(
+            out,
+            "inger-run:     blocked at the end: preemption stopped when the program blocked it"
+        )?;
+    }
+    Ok(())
+}
+
+/// A signal number as `SIGRTMIN+n` / `SIGRTMAX-n` (the first of a mask of signals).
+struct SignalName(u64);
+
+impl fmt::Display for SignalName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == 0 {
+            return f.write_str("(none)");
+        }
+        let signal = self.0.trailing_zeros() as i32 + 1;
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        if signal >= min && signal <= max {
+            if max - signal <= signal - min {
+                write!(f, "SIGRTMAX-{} ({signal})", max - signal)
+            } else {
+                write!(f, "SIGRTMIN+{} ({signal})", signal - min)
+            }
+        } else {
+            write!(f, "{signal}")
+        }
+    }
+}
+
 /// A duration in nanoseconds, shown in the unit that reads best.
 struct Nanoseconds(u64);
 
@@ -178,14 +260,14 @@ impl fmt::Display for Nanoseconds {
 
 /// A fixed buffer that `write!` fills without allocating.
 struct Buffer {
-    bytes: [u8; 1024],
+    bytes: [u8; 4096],
     len: usize,
 }
 
 impl Buffer {
     fn new() -> Buffer {
         Buffer {
-            bytes: [0; 1024],
+            bytes: [0; 4096],
             len: 0,
         }
     }

@@ -3,7 +3,9 @@
 
 #![allow(dead_code, reason = "each test binary uses a subset")]
 
+use std::collections::hash_map::DefaultHasher;
 use std::fs;
+use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -260,4 +262,38 @@ pub(crate) fn quiet(mut command: Command) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run the command")
+}
+
+/// Compiles `tests/c/<name>.c` into a program with the system C compiler (`$CC`, else `cc`,
+/// from Debian's gcc) and returns its path. The file name carries a hash of the source, and
+/// the program is compiled to a private name and renamed into place, so concurrent tests
+/// share one build and never run a half-written file.
+pub(crate) fn c_program(name: &str) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(format!("{name}.c"));
+    let text = fs::read(&source).unwrap_or_else(|e| panic!("reading {}: {e}", source.display()));
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("inger-run-c");
+    fs::create_dir_all(&dir).expect("create the C output directory");
+    let program = dir.join(format!("{name}-{:016x}", hasher.finish()));
+    if program.is_file() {
+        return program;
+    }
+    let staging = dir.join(format!(".{name}-{}.tmp", std::process::id()));
+    let output = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".to_owned()))
+        .args(["-O1", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&staging)
+        .arg(&source)
+        .output()
+        .expect("run the C compiler (cc, from Debian's gcc)");
+    assert!(
+        output.status.success(),
+        "compiling {} failed:\n{}",
+        source.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    fs::rename(&staging, &program).expect("move the compiled program into place");
+    program
 }
