@@ -162,6 +162,12 @@ pub(crate) struct Lossy<'a>(pub(crate) &'a [u8]);
 
 impl fmt::Display for Lossy<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.width().is_some() {
+            // Padded: only short texts (names) are shown this way.
+            if let Ok(text) = core::str::from_utf8(self.0) {
+                return f.pad(text);
+            }
+        }
         for chunk in self.0.utf8_chunks() {
             f.write_str(chunk.valid())?;
             if !chunk.invalid().is_empty() {

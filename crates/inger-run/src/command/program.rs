@@ -77,6 +77,11 @@ pub(crate) fn check(path: &Path) -> Result<(), Problem> {
     }
 }
 
+/// Whether `path` is a `#!` script (the kernel will run its interpreter).
+pub(crate) fn is_script(path: &Path) -> bool {
+    target::inspect(path.as_os_str().as_bytes()).is_ok_and(|inspection| inspection.script)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

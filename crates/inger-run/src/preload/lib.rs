@@ -45,27 +45,43 @@
     allow(dead_code, reason = "the interposers are compiled out of unit tests")
 )]
 
+mod accounting;
+#[cfg(not(test))]
+mod exec;
 #[cfg(not(test))]
 mod exits;
 mod real;
 mod report;
 mod settings;
 mod signals;
+#[cfg(not(test))]
+mod spawn;
+mod totals;
 
+#[path = "../ledger.rs"]
+mod ledger;
 #[path = "../protocol.rs"]
 mod protocol;
+#[path = "../target.rs"]
+mod target;
 
 use core::ffi::{c_char, c_int, c_void};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use settings::Settings;
+use target::FixedPath;
 
+#[cfg(not(test))]
+pub use exec::{execl, execle, execlp, execv, execve, execveat, execvp, execvpe, fexecve};
 #[cfg(not(test))]
 pub use exits::{_Exit, _exit, exit};
 #[cfg(not(test))]
 pub use signals::core_calls::*;
 #[cfg(not(test))]
 pub use signals::program_calls::*;
+#[cfg(not(test))]
+pub use spawn::{fork, posix_spawn, posix_spawnp};
 
 /// The signature of a C program's `main` as glibc calls it.
 type MainFn = unsafe extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
@@ -120,7 +136,10 @@ pub unsafe extern "C" fn __libc_start_main(
         fail(&format!("cannot configure inger: {error}"));
     }
     start_inger();
-    if !settings.inherit {
+    if settings.inherit {
+        // SAFETY: as above.
+        unsafe { settings::remove_own_variables() };
+    } else {
         // SAFETY: as above.
         unsafe { settings::restore_environment() };
     }
@@ -147,7 +166,7 @@ pub unsafe extern "C" fn __libc_start_main(
 /// touch that signal.
 #[cfg(not(test))]
 fn start_inger() {
-    match inger::launch(|| (), std::time::Duration::MAX) {
+    match inger::launch(|| (), Duration::MAX) {
         Ok(linger) if linger.is_completion() => {}
         Ok(_) => fail("inger paused a function that returns at once"),
         Err(error) => fail(&format!("cannot start inger: {error}")),
@@ -162,12 +181,42 @@ fn start_inger() {
 
 /// What the library does when it is loaded, before any program code that could call the
 /// functions it interposes (the constructors of libraries loaded before it excepted): look up
-/// glibc's functions, and learn about forks.
+/// glibc's functions, find its own path, and learn about forks.
 #[cfg(not(test))]
 extern "C" fn on_load() {
     real::resolve_all();
+    // SAFETY: a zeroed Dl_info is a valid out-parameter; any address inside this library
+    // identifies it.
+    unsafe {
+        let mut found: libc::Dl_info = core::mem::zeroed();
+        if libc::dladdr(on_load as *const () as *const c_void, &mut found) != 0
+            && !found.dli_fname.is_null()
+        {
+            let name = core::ffi::CStr::from_ptr(found.dli_fname).to_bytes();
+            if let Some(path) = FixedPath::from_bytes(name) {
+                let _ = OWN_PATH.set(path);
+            }
+        }
+    }
     // SAFETY: registering a plain function, which only stores to an atomic.
     unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) };
+}
+
+/// This library's path, as the loader knows it (the `LD_PRELOAD` entry).
+static OWN_PATH: OnceLock<FixedPath> = OnceLock::new();
+
+/// This library's path, if known.
+pub(crate) fn own_library_path() -> Option<&'static FixedPath> {
+    OWN_PATH.get()
+}
+
+/// The path of the run's ledger, if this process has one.
+pub(crate) fn settings_ledger_path() -> Option<&'static [u8]> {
+    SETTINGS
+        .get()?
+        .ledger
+        .as_deref()
+        .map(core::ffi::CStr::to_bytes)
 }
 
 #[cfg(not(test))]
@@ -224,7 +273,7 @@ unsafe extern "C" fn main_in_preemptible_function(
     };
     signals::note_main_thread();
     if settings.stats {
-        report::enable(settings.slice, inger::capabilities().private_tls);
+        report::enable(settings, inger::capabilities().private_tls);
     }
     let call = MainCall {
         main,
@@ -232,14 +281,29 @@ unsafe extern "C" fn main_in_preemptible_function(
         argv,
         envp,
     };
-    let slice = settings.slice;
+    let linger = run_in_slices(call, settings.slice);
+    let status = linger
+        .completion()
+        .unwrap_or_else(|| fail("main finished without a status"));
+    report::print_once();
+    status
+}
+
+/// Runs `main` inside a preemptible function, resumed at once each time it is preempted,
+/// until it returns. The one place that decides how `main` is budgeted.
+fn run_in_slices(call: MainCall, slice: Duration) -> inger::Linger<'static, c_int> {
     let mut linger = match inger::launch(move || MainCall::run(call), slice) {
         Ok(linger) => linger,
         Err(error) => fail(&format!(
             "cannot run main inside a preemptible function: {error}"
         )),
     };
+    let mut resumes = 0u64;
     while linger.is_continuation() {
+        resumes += 1;
+        if resumes.is_multiple_of(accounting::REFRESH_EVERY) {
+            accounting::refresh();
+        }
         if let Err(error) = inger::resume(&mut linger, slice) {
             // main has run part-way: no clean way to go on, and exiting would run the
             // program's atexit handlers on half-updated state.
@@ -247,11 +311,7 @@ unsafe extern "C" fn main_in_preemptible_function(
             std::process::abort();
         }
     }
-    let status = linger
-        .completion()
-        .unwrap_or_else(|| fail("main finished without a status"));
-    report::print_once();
-    status
+    linger
 }
 
 /// Reports a failure of inger-run itself (before the program's `main` ran) and exits.

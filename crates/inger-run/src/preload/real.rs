@@ -77,6 +77,23 @@ real_functions! {
     execvpe = c"execvpe": fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
     fexecve = c"fexecve": fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
     execveat = c"execveat": fn(c_int, *const c_char, *const *const c_char, *const *const c_char, c_int) -> c_int;
+    fork = c"fork": fn() -> libc::pid_t;
+    posix_spawn = c"posix_spawn": fn(
+        *mut libc::pid_t,
+        *const c_char,
+        *const libc::posix_spawn_file_actions_t,
+        *const libc::posix_spawnattr_t,
+        *const *mut c_char,
+        *const *mut c_char
+    ) -> c_int;
+    posix_spawnp = c"posix_spawnp": fn(
+        *mut libc::pid_t,
+        *const c_char,
+        *const libc::posix_spawn_file_actions_t,
+        *const libc::posix_spawnattr_t,
+        *const *mut c_char,
+        *const *mut c_char
+    ) -> c_int;
     exit = c"exit": fn(c_int) -> !;
     underscore_exit = c"_exit": fn(c_int) -> !;
 }
