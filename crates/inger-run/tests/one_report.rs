@@ -201,3 +201,44 @@ fn killed_processes_and_programs_outside_inger_are_accounted_for() {
     assert!(ledgers_in(&tmp).is_empty(), "{:?}", ledgers_in(&tmp));
     fs::remove_dir_all(tmp).unwrap();
 }
+
+#[test]
+fn without_inherit_a_stats_file_gets_the_one_report() {
+    let sh = debian_program("sh", "dash");
+    let tmp = scratch_dir("single-file");
+    let report = tmp.join("report.txt");
+    let script = "echo out; echo err >&2; /usr/bin/true";
+    let direct = run(Command::new(&sh).args(["-c", script]));
+    let under = run(inger_run()
+        .arg("--stats-file")
+        .arg(&report)
+        .arg("--")
+        .arg(&sh)
+        .args(["-c", script]));
+    assert!(under.status.success());
+    assert_eq!(under.stdout, direct.stdout);
+    assert_eq!(
+        under.stderr, direct.stderr,
+        "nothing of inger-run's on stderr"
+    );
+    let written = fs::read_to_string(&report).expect("the report file");
+    assert!(
+        written.starts_with("inger-run: statistics of pid "),
+        "{written}"
+    );
+    assert_eq!(split_reports(written.as_bytes()).1.len(), 1, "{written}");
+
+    // A file that cannot be written is a usage error, before the program runs.
+    let bad = run(inger_run()
+        .args(["--stats-file", "/nonexistent-dir/report.txt", "--"])
+        .arg(&sh)
+        .args(["-c", "echo ran"]));
+    assert_eq!(describe(bad.status), "exit 125");
+    assert!(bad.stdout.is_empty(), "the program must not have run");
+    assert!(
+        text(&bad.stderr).contains("cannot write the --stats-file"),
+        "{}",
+        text(&bad.stderr)
+    );
+    fs::remove_dir_all(tmp).unwrap();
+}

@@ -93,6 +93,10 @@ static INGER_TIMERS: [Timer; TIMERS] = [const {
 /// More timers than room: every `SI_TIMER` expiry of an emulated signal is then taken for
 /// inger's (the core's own behaviour without this library).
 static TIMERS_OVERFLOWED: AtomicBool = AtomicBool::new(false);
+/// Some timer was recorded. Until then (a core that arms its timers some other way than
+/// `timer_create`), every `SI_TIMER` expiry is taken for inger's too, so that no expiry of
+/// inger's can ever meet the program's `SIG_DFL`.
+static TIMERS_RECORDED: AtomicBool = AtomicBool::new(false);
 
 /// Records a timer the core created: its expiries send `signal` with `value`.
 pub(crate) fn record_timer(signal: c_int, value: *mut c_void) {
@@ -104,6 +108,7 @@ pub(crate) fn record_timer(signal: c_int, value: *mut c_void) {
         {
             timer.value.store(value as usize, Relaxed);
             timer.signal.store(signal, Release);
+            TIMERS_RECORDED.store(true, Release);
             return;
         }
     }
@@ -120,7 +125,7 @@ pub(crate) unsafe fn is_inger_expiry(signal: c_int, info: *const libc::siginfo_t
     if unsafe { (*info).si_code } != libc::SI_TIMER {
         return false;
     }
-    if TIMERS_OVERFLOWED.load(Relaxed) {
+    if TIMERS_OVERFLOWED.load(Relaxed) || !TIMERS_RECORDED.load(Acquire) {
         return true;
     }
     // SAFETY: for SI_TIMER the siginfo holds the timer's sigval.
