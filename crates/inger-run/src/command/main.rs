@@ -10,9 +10,16 @@
 //! ignore `SIGPIPE` and its `Command` would reset the signal mask before exec, and both would
 //! leak into the program. Here nothing touches signal state at all.
 //!
+//! Before the exec it checks what the library will need and could not report itself: the
+//! `--stats-file` is created (empty) so that a path that cannot be written is a usage error,
+//! and with `--inherit --stats` the run's ledger (`ledger.rs`) is created in `$TMPDIR`; the
+//! library gets both, the program's pid (the top of the tree) and, for a script, its path,
+//! through the environment (`protocol.rs`).
+//!
 //! Exit statuses of the command's own failures (the program never started), following `env`
-//! and `timeout`: 125 bad usage or a missing library, 126 a program that cannot be run under
-//! inger (refused, or exec failed), 127 a program that was not found.
+//! and `timeout`: 125 bad usage, a missing library, or a stats file or ledger that cannot be
+//! created, 126 a program that cannot be run under inger (refused, or exec failed), 127 a
+//! program that was not found.
 
 // The unit tests need the test harness's `main`, so the entry point is compiled out of them.
 #![cfg_attr(not(test), no_main)]

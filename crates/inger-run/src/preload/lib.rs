@@ -5,7 +5,11 @@
 //! resumed at once, until `main` returns:
 //!
 //! ```text
-//!  _start ──> __libc_start_main (ours) ──> __libc_start_main (glibc's, via RTLD_NEXT)
+//!  load ──> on_load: glibc's functions looked up, own path, atfork handler
+//!  _start ──> __libc_start_main (ours): settings, inger configured and started (its handlers
+//!             │                          installed, the timer signal emulated from here on)
+//!             ▼
+//!           __libc_start_main (glibc's, via RTLD_NEXT)
 //!                                                │ constructors, then:
 //!                                                ▼
 //!                                    main_in_preemptible_function(argc, argv, envp)
@@ -33,6 +37,23 @@
 //!   `INGER_STACK_SIZE` says otherwise; its pages are committed only when touched.
 //! - `main` shares the main thread's thread-local storage, unless `--private-tls` asks for
 //!   inger's private TLS (see `settings::configure_inger` for why).
+//!
+//! What else the library interposes, and why:
+//!
+//! | functions | module | why |
+//! | --- | --- | --- |
+//! | `sigaction`, `signal`, `sigset`, ... `sigprocmask`, `pthread_sigmask` | `signals` | the program's view of inger's timer signal is emulated: a reset to `SIG_DFL` must not kill it |
+//! | `exit`, `_exit`, `_Exit` | `exits` | the report is printed before exit handlers close stderr |
+//! | the `exec` family | `exec` | `--stats` says when a program execs one that runs without inger; the run's ledger follows execs |
+//! | `fork`, `posix_spawn`, `posix_spawnp` | `spawn` | with `--inherit --stats`, a child counts in the run before it exists |
+//!
+//! The inger core linked into this library calls some of the same functions; `build.rs` links
+//! it with `--wrap` so that its calls reach the `signals` module's core side, never the
+//! program's interposers. Everything an interposer does may happen in a signal handler, in a
+//! `vfork` child (which shares its parent's memory) or before `main`: no allocation, no locks,
+//! and no writes to the library's state from a process that does not own it. The one
+//! exception is inger's own statistics, which the core reads under a lock (see the
+//! `totals` module).
 //!
 //! Settings come from the environment (see the `protocol` module); the library removes its
 //! own variables and its `LD_PRELOAD` entry before any code of the program runs, unless asked

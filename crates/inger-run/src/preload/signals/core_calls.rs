@@ -12,7 +12,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 /// `sigaction` as the core sees it. The first time the core installs a handler on a
 /// real-time signal, that signal becomes emulated: the program's view starts as the
-/// disposition the core found, and [`on_signal`] is installed for real with the core's
+/// disposition the core found, and `on_signal` is installed for real with the core's
 /// flags and mask. From then on the core reads and writes its own disposition here.
 ///
 /// # Safety
@@ -155,7 +155,7 @@ pub unsafe extern "C" fn __wrap_pthread_sigmask(
 }
 
 /// The core's `timer_create`: the real one, recording the signal and value of the timer so
-/// that [`on_signal`] can tell inger's expiries from the program's own uses of the signal.
+/// that `on_signal` can tell inger's expiries from the program's own uses of the signal.
 ///
 /// # Safety
 /// As glibc's `timer_create`.
