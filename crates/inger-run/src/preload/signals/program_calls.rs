@@ -246,11 +246,11 @@ pub unsafe extern "C" fn siginterrupt(signal: c_int, interrupt: c_int) -> c_int 
 /// Counts a mask change that blocks an emulated signal on the thread running `main`.
 /// `requested` holds the emulated signals of the new set, read before the call.
 fn note_mask_change(how: c_int, requested: u64, old: &libc::sigset_t) {
-    if requested == 0 || how == libc::SIG_UNBLOCK || !table::on_main_thread() {
+    if how == libc::SIG_UNBLOCK || requested & !first_word(old) == 0 {
         return;
     }
-    let newly_blocked = requested & !first_word(old);
-    if newly_blocked != 0 {
+    // Only now the thread's identity (a system call).
+    if table::on_main_thread() {
         table::count_blocked();
     }
 }
