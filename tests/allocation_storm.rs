@@ -3,11 +3,12 @@
 //! (Preempting inside `malloc` and then allocating in the caller would corrupt the heap;
 //! the runtime defers preemption while the interrupted code is in libc.)
 
-mod support;
+mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use common::Stops;
 
 /// Allocation-heavy deterministic work: vectors of varying sizes kept in a ring, boxed
 /// slices, formatted strings and a hash map with insertions and removals. Runs rounds while
@@ -18,7 +19,7 @@ fn churn(seed: u64, mut go_on: impl FnMut(u64) -> bool) -> (u64, (u64, usize, St
     let mut checksum = 0u64;
     let mut round = 0u64;
     while go_on(round) {
-        let x = support::mix(seed ^ round, 2);
+        let x = common::mix(seed ^ round, 2);
         let len = (x % 2048) as usize;
         let mut v: Vec<u64> = Vec::with_capacity(len);
         v.extend((0..len as u64).map(|i| i ^ x));
@@ -55,17 +56,15 @@ fn an_allocation_loop_preempted_thousands_of_times_while_the_caller_allocates() 
     // the test means the same in debug and optimised builds); a direct run of as many
     // rounds must then give the same result.
     const TARGET: u64 = 2000;
-    let stops = AtomicU64::new(0);
+    let stops = Stops::new(TARGET);
     let before = inger::stats();
-    let mut linger = inger::launch(
-        || churn(17, |_| stops.load(Relaxed) < TARGET),
-        Duration::from_micros(100),
-    )
-    .expect("launch");
+    let mut linger =
+        inger::launch(|| churn(17, |_| !stops.done()), Duration::from_micros(100)).expect("launch");
     let mut caller_heap: Vec<String> = Vec::new();
     while linger.is_continuation() {
         // The caller allocates and frees between resumes, while the function is paused.
-        let resumes = stops.fetch_add(1, Relaxed);
+        let resumes = stops.seen();
+        stops.record();
         caller_heap.push(format!("resume {resumes}"));
         let scratch: Vec<u64> = (0..(resumes % 500)).collect();
         assert_eq!(scratch.len() as u64, resumes % 500);
@@ -79,7 +78,7 @@ fn an_allocation_loop_preempted_thousands_of_times_while_the_caller_allocates() 
     let after = inger::stats();
     assert!(after.preemptions - before.preemptions >= TARGET);
     let last = caller_heap.last().expect("caller allocated").clone();
-    assert_eq!(last, format!("resume {}", stops.load(Relaxed) - 1));
+    assert_eq!(last, format!("resume {}", stops.seen() - 1));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! A zero budget only prepares the call: nothing runs until the first resume.
 
-mod support;
+mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::time::Duration;
@@ -57,7 +57,7 @@ fn the_continuation_api_starts_a_prepared_call() {
     let inger::Linger::Continuation(continuation) = linger else {
         panic!("prepared call completed")
     };
-    let linger = continuation.resume(support::GENEROUS).expect("resume");
+    let linger = continuation.resume(common::GENEROUS).expect("resume");
     assert_eq!(linger.completion(), Some(5));
 }
 

@@ -5,7 +5,7 @@
 //! cancelled function's live frames do not run (what they own leaks), and its stack is
 //! retired, never reused.
 
-mod support;
+mod common;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -23,7 +23,7 @@ impl Drop for Counted<'_> {
 fn endless(progress: &AtomicU64) -> u64 {
     loop {
         progress.fetch_add(1, Relaxed);
-        black_box(support::mix(1, 4));
+        black_box(common::mix(1, 4));
     }
 }
 
@@ -32,7 +32,7 @@ fn dropping_a_preempted_continuation_discards_it() {
     let progress = AtomicU64::new(0);
     let drops = AtomicU32::new(0);
     let guard = Counted(&drops);
-    let before = support::preemptions();
+    let before = common::preemptions();
     let linger = inger::launch(
         || {
             let _live_frame_value = guard;
@@ -42,7 +42,7 @@ fn dropping_a_preempted_continuation_discards_it() {
     )
     .expect("launch");
     assert!(linger.is_continuation());
-    assert!(support::preemptions() > before);
+    assert!(common::preemptions() > before);
     let seen = progress.load(Relaxed);
     drop(linger);
     assert_eq!(
@@ -57,11 +57,11 @@ fn dropping_a_preempted_continuation_discards_it() {
     );
     assert!(!inger::in_preemptible());
     // The thread still launches, preempts and completes functions.
-    let expected = support::mix(4, 500_000);
+    let expected = common::mix(4, 500_000);
     let linger =
-        inger::launch(|| support::mix(4, 500_000), Duration::from_micros(100)).expect("launch");
+        inger::launch(|| common::mix(4, 500_000), Duration::from_micros(100)).expect("launch");
     assert_eq!(
-        support::finish(linger, Duration::from_micros(100), 1_000_000).0,
+        common::finish(linger, Duration::from_micros(100), 1_000_000).0,
         expected
     );
 }
@@ -111,7 +111,7 @@ fn the_borrowed_data_is_usable_again_after_a_cancellation() {
 #[test]
 fn dropping_thousands_of_paused_continuations() {
     let progress = AtomicU64::new(0);
-    let before = support::preemptions();
+    let before = common::preemptions();
     for round in 0..4 {
         let mut lingers = Vec::new();
         // Half preempted by the timer, half paused cooperatively.
@@ -135,19 +135,19 @@ fn dropping_thousands_of_paused_continuations() {
         }
         // Drop in an order unrelated to the launch order.
         let mut order: Vec<usize> = (0..lingers.len()).collect();
-        order.sort_by_key(|&i| support::mix(i as u64 + round, 2));
+        order.sort_by_key(|&i| common::mix(i as u64 + round, 2));
         let mut slots: Vec<Option<_>> = lingers.into_iter().map(Some).collect();
         for i in order {
             drop(slots[i].take());
         }
     }
-    assert!(support::preemptions() >= before + 1000);
+    assert!(common::preemptions() >= before + 1000);
     assert!(!inger::in_preemptible());
-    let expected = support::mix(5, 500_000);
+    let expected = common::mix(5, 500_000);
     let linger =
-        inger::launch(|| support::mix(5, 500_000), Duration::from_micros(100)).expect("launch");
+        inger::launch(|| common::mix(5, 500_000), Duration::from_micros(100)).expect("launch");
     assert_eq!(
-        support::finish(linger, Duration::from_micros(100), 1_000_000).0,
+        common::finish(linger, Duration::from_micros(100), 1_000_000).0,
         expected
     );
 }

@@ -1,6 +1,6 @@
 //! A function that returns within its budget completes: `launch` hands back its value.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use inger::Linger;
 
 #[test]
 fn a_short_function_completes_with_its_value() {
-    let linger = inger::launch(|| 6 * 7, support::GENEROUS).expect("launch");
+    let linger = inger::launch(|| 6 * 7, common::GENEROUS).expect("launch");
     assert!(linger.is_completion());
     assert!(!linger.is_continuation());
     assert!(!linger.yielded());
@@ -17,12 +17,12 @@ fn a_short_function_completes_with_its_value() {
 
 #[test]
 fn an_unlimited_budget_runs_a_long_function_to_completion() {
-    let before = support::preemptions();
-    let linger = inger::launch(|| support::mix(7, 2_000_000), Duration::MAX).expect("launch");
-    assert_eq!(linger.completion(), Some(support::mix(7, 2_000_000)));
+    let before = common::preemptions();
+    let linger = inger::launch(|| common::mix(7, 2_000_000), Duration::MAX).expect("launch");
+    assert_eq!(linger.completion(), Some(common::mix(7, 2_000_000)));
     // Other tests of this binary may run meanwhile, so only a sanity bound: the counter moves
     // forwards.
-    assert!(support::preemptions() >= before);
+    assert!(common::preemptions() >= before);
 }
 
 #[test]
@@ -35,7 +35,7 @@ fn the_function_may_borrow_and_mutate_the_callers_data() {
             numbers.push(text.len() as u32);
             numbers.iter().sum::<u32>()
         },
-        support::GENEROUS,
+        common::GENEROUS,
     )
     .expect("launch");
     assert_eq!(linger.completion(), Some(1 + 2 + 3 + 8));
@@ -45,14 +45,14 @@ fn the_function_may_borrow_and_mutate_the_callers_data() {
 #[test]
 fn the_function_knows_it_is_preemptible_and_its_caller_does_not() {
     assert!(!inger::in_preemptible());
-    let linger = inger::launch(inger::in_preemptible, support::GENEROUS).expect("launch");
+    let linger = inger::launch(inger::in_preemptible, common::GENEROUS).expect("launch");
     assert_eq!(linger.completion(), Some(true));
     assert!(!inger::in_preemptible());
 }
 
 #[test]
 fn resuming_a_completion_is_a_no_op() {
-    let mut linger = inger::launch(|| String::from("done"), support::GENEROUS).expect("launch");
+    let mut linger = inger::launch(|| String::from("done"), common::GENEROUS).expect("launch");
     inger::resume(&mut linger, Duration::from_millis(1)).expect("resume of a completion");
     linger
         .resume(Duration::MAX)
@@ -66,7 +66,7 @@ fn resuming_a_completion_is_a_no_op() {
 #[test]
 fn many_launches_in_a_row_reuse_stacks_and_all_complete() {
     for i in 0..10_000u64 {
-        let linger = inger::launch(move || i * 3, support::GENEROUS).expect("launch");
+        let linger = inger::launch(move || i * 3, common::GENEROUS).expect("launch");
         assert_eq!(linger.completion(), Some(i * 3));
     }
 }

@@ -3,7 +3,7 @@
 //! it lands on, the caller gets the function's value exactly once, and the runtime's
 //! bookkeeping stays consistent (a debug build checks the final state on the way out).
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ fn functions_finishing_at_their_deadline_complete_once_with_their_value() {
     let mut paused = 0u64;
     for i in 0..8_000u64 {
         let rounds = ROUNDS / 2 + i % ROUNDS;
-        let mut linger = inger::launch(move || support::mix(i, rounds), budget).expect("launch");
+        let mut linger = inger::launch(move || common::mix(i, rounds), budget).expect("launch");
         while linger.is_continuation() {
             paused += 1;
             assert!(paused < 10_000_000, "runaway");
@@ -29,7 +29,7 @@ fn functions_finishing_at_their_deadline_complete_once_with_their_value() {
         }
         assert_eq!(
             linger.completion(),
-            Some(support::mix(i, rounds)),
+            Some(common::mix(i, rounds)),
             "function {i}"
         );
     }

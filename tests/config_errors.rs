@@ -2,7 +2,7 @@
 //! `Config::install`). Each case needs a process whose settings are not fixed yet, so each
 //! runs in a child process (this test binary, re-run with its own environment).
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
@@ -81,31 +81,25 @@ fn child(mode: &str) {
             let big = [3u8; 200 * 1024];
             let result = inger::launch(move || big.len(), Duration::MAX).map(|l| l.completion());
             assert!(matches!(result, Err(Error::InvalidConfig(_))), "{result:?}");
-            let linger = inger::launch(|| support::mix(1, 100_000), Duration::from_micros(100))
+            let linger = inger::launch(|| common::mix(1, 100_000), Duration::from_micros(100))
                 .expect("launch");
             assert_eq!(
-                support::finish(linger, Duration::from_micros(100), 1_000_000).0,
-                support::mix(1, 100_000)
+                common::finish(linger, Duration::from_micros(100), 1_000_000).0,
+                common::mix(1, 100_000)
             );
         }
         other => panic!("unknown child mode {other}"),
     }
-    println!("child ok: {mode}");
+    common::print_child_ok(mode);
 }
 
 fn expect_child_ok(test: &str, mode: &str, env: &[(&str, &str)]) {
-    let output = support::run_child(test, mode, env);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains(&format!("child ok: {mode}")),
-        "{}",
-        support::describe(&output)
-    );
+    common::run_child(test, mode, env).assert_child_ok(mode);
 }
 
 #[test]
 fn an_unparsable_stack_size_is_invalid_config() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
     expect_child_ok(
@@ -117,7 +111,7 @@ fn an_unparsable_stack_size_is_invalid_config() {
 
 #[test]
 fn a_stack_size_below_the_minimum_is_invalid_config() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
     expect_child_ok(
@@ -129,7 +123,7 @@ fn a_stack_size_below_the_minimum_is_invalid_config() {
 
 #[test]
 fn an_unparsable_signal_is_invalid_config() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
     expect_child_ok(
@@ -141,7 +135,7 @@ fn an_unparsable_signal_is_invalid_config() {
 
 #[test]
 fn a_signal_outside_the_realtime_range_is_invalid_config() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
     expect_child_ok(
@@ -153,7 +147,7 @@ fn a_signal_outside_the_realtime_range_is_invalid_config() {
 
 #[test]
 fn a_too_short_retry_interval_is_invalid_config() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
     expect_child_ok(
@@ -165,7 +159,7 @@ fn a_too_short_retry_interval_is_invalid_config() {
 
 #[test]
 fn a_signal_with_someone_elses_handler_is_signal_in_use() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
     expect_child_ok(
@@ -177,7 +171,7 @@ fn a_signal_with_someone_elses_handler_is_signal_in_use() {
 
 #[test]
 fn the_default_signal_with_someone_elses_handler_is_signal_in_use() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
     expect_child_ok(
@@ -189,7 +183,7 @@ fn the_default_signal_with_someone_elses_handler_is_signal_in_use() {
 
 #[test]
 fn the_builder_refuses_bad_values_and_installs_once() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
     expect_child_ok(

@@ -1,6 +1,6 @@
 //! An endless loop is paused when its budget runs out: `launch` returns a continuation.
 
-mod support;
+mod common;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 #[test]
 fn an_endless_loop_comes_back_as_a_continuation() {
-    let before = support::preemptions();
+    let before = common::preemptions();
     let linger = inger::launch(
         || -> u64 {
             let mut n = 0u64;
@@ -23,7 +23,7 @@ fn an_endless_loop_comes_back_as_a_continuation() {
     assert!(!linger.is_completion());
     assert!(!linger.yielded(), "a timeout is not a yield");
     assert!(
-        support::preemptions() > before,
+        common::preemptions() > before,
         "the pause must have been a preemption"
     );
     assert!(!inger::in_preemptible(), "control is back in the caller");
@@ -72,7 +72,7 @@ fn the_loop_made_progress_before_the_pause_and_none_after() {
 
 #[test]
 fn endless_loops_are_paused_every_time() {
-    let before = support::preemptions();
+    let before = common::preemptions();
     for budget_us in [100u64, 250, 1000, 2000] {
         let linger = inger::launch(
             || loop {
@@ -84,5 +84,5 @@ fn endless_loops_are_paused_every_time() {
         assert!(linger.is_continuation(), "budget {budget_us} us");
         drop(linger);
     }
-    assert!(support::preemptions() >= before + 4);
+    assert!(common::preemptions() >= before + 4);
 }

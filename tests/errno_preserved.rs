@@ -2,25 +2,16 @@
 //! failing system call) is still there after many preemptions, whatever the signal handler
 //! and the runtime did in between.
 
-mod support;
+mod common;
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-fn errno() -> i32 {
-    // SAFETY: __errno_location returns the calling thread's errno slot.
-    unsafe { *libc::__errno_location() }
-}
-
-fn set_errno(value: i32) {
-    // SAFETY: __errno_location returns the calling thread's errno slot.
-    unsafe { *libc::__errno_location() = value };
-}
+use common::{Stops, errno, set_errno};
 
 /// Spins for a while without touching errno.
 fn spin(rounds: u64) {
-    black_box(support::mix(rounds, rounds));
+    black_box(common::mix(rounds, rounds));
 }
 
 #[test]
@@ -28,13 +19,13 @@ fn errno_set_inside_survives_thousands_of_preemptions() {
     // The function keeps going until the caller has seen it preempted `TARGET` times, so the
     // test means the same in debug and optimised builds.
     const TARGET: u64 = 2000;
-    let stops = AtomicU64::new(0);
-    let before = support::preemptions();
-    let mut linger = inger::launch(
+    let stops = Stops::new(TARGET);
+    let before = common::preemptions();
+    let linger = inger::launch(
         || {
             let mut wrong = Vec::new();
             let mut round = 0u64;
-            while stops.load(Relaxed) < TARGET {
+            while !stops.done() {
                 let value = 1000 + (round % 97) as i32;
                 set_errno(value);
                 spin(5_000);
@@ -49,26 +40,22 @@ fn errno_set_inside_survives_thousands_of_preemptions() {
         Duration::from_micros(100),
     )
     .expect("launch");
-    while linger.is_continuation() {
-        stops.fetch_add(1, Relaxed);
-        inger::resume(&mut linger, Duration::from_micros(100)).expect("resume");
-    }
-    let wrong = linger.completion().expect("completed");
+    let (wrong, _) = common::drive(linger, Duration::from_micros(100), |_| stops.record());
     assert!(
         wrong.is_empty(),
         "errno changed under the function: {wrong:?}"
     );
-    assert!(support::preemptions() - before >= TARGET);
+    assert!(common::preemptions() - before >= TARGET);
 }
 
 #[test]
 fn errno_from_a_failing_system_call_survives_preemption() {
     const TARGET: u64 = 500;
-    let stops = AtomicU64::new(0);
-    let mut linger = inger::launch(
+    let stops = Stops::new(TARGET);
+    let linger = inger::launch(
         || {
             let mut seen = Vec::new();
-            while stops.load(Relaxed) < TARGET {
+            while !stops.done() {
                 // SAFETY: closing an invalid descriptor fails with EBADF and has no effect.
                 let result = unsafe { libc::close(-1) };
                 assert_eq!(result, -1);
@@ -80,11 +67,7 @@ fn errno_from_a_failing_system_call_survives_preemption() {
         Duration::from_micros(100),
     )
     .expect("launch");
-    while linger.is_continuation() {
-        stops.fetch_add(1, Relaxed);
-        inger::resume(&mut linger, Duration::from_micros(100)).expect("resume");
-    }
-    let seen = linger.completion().expect("completed");
+    let (seen, _) = common::drive(linger, Duration::from_micros(100), |_| stops.record());
     assert!(
         seen.iter().all(|&e| e == libc::EBADF),
         "errno values seen: {seen:?}"
@@ -104,7 +87,7 @@ fn errno_survives_cooperative_pauses() {
         Duration::MAX,
     )
     .expect("launch");
-    let (seen, resumes) = support::finish(linger, Duration::MAX, 1000);
+    let (seen, resumes) = common::finish(linger, Duration::MAX, 1000);
     assert_eq!(resumes, 100);
     assert_eq!(seen, libc::EAGAIN);
 }

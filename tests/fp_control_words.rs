@@ -2,7 +2,7 @@
 //! rounding mode set inside a preemptible function survives its preemptions and pauses,
 //! and never leaks into the caller (nor the caller's into it while it runs).
 
-mod support;
+mod common;
 
 use core::arch::asm;
 use std::hint::black_box;
@@ -140,7 +140,7 @@ fn a_rounding_mode_set_inside_survives_preemption_and_stays_inside() {
 
     let caller_mxcsr = mxcsr();
     let caller_x87 = x87_control_word();
-    let before = support::preemptions();
+    let before = common::preemptions();
     let mut linger = inger::launch(
         || in_toward_zero(chunks, per_chunk),
         Duration::from_micros(100),
@@ -169,7 +169,7 @@ fn a_rounding_mode_set_inside_survives_preemption_and_stays_inside() {
     );
     assert_eq!(third, toward_zero.2);
     assert!(stops >= 1000, "only {stops} preemptions");
-    assert!(support::preemptions() - before >= stops);
+    assert!(common::preemptions() - before >= stops);
     assert_eq!(mxcsr(), caller_mxcsr);
     assert_eq!(x87_control_word(), caller_x87);
 }

@@ -7,7 +7,7 @@
 //! across the preemptions (so the test means the same in debug builds, where spilled
 //! locals would otherwise hide lost registers).
 
-mod support;
+mod common;
 
 use core::arch::asm;
 use core::arch::x86_64::{__m128i, __m256i};
@@ -20,7 +20,7 @@ const SLICE: Duration = Duration::from_micros(100);
 /// of preemptions it took (the function never pauses itself, so every stop is a timeout).
 fn preempted<T: Send>(f: impl FnOnce() -> T + Send) -> (T, u64) {
     let linger = inger::launch(f, SLICE).expect("launch");
-    let (value, resumes) = support::finish(linger, SLICE, 100_000_000);
+    let (value, resumes) = common::finish(linger, SLICE, 100_000_000);
     (value, resumes + 1)
 }
 
@@ -138,8 +138,8 @@ fn xmm_initial() -> XmmState {
     let mut state = [[0u64; 2]; 16];
     for (i, lanes) in state.iter_mut().enumerate() {
         *lanes = [
-            support::mix(i as u64, 3) | 1,
-            support::mix(i as u64 + 100, 3) | 1,
+            common::mix(i as u64, 3) | 1,
+            common::mix(i as u64 + 100, 3) | 1,
         ];
     }
     state[4] = [1.0f64.to_bits(), 2.0f64.to_bits()];
@@ -220,7 +220,7 @@ unsafe fn ymm_run(chunks: u64, per_chunk: u64) -> YmmState {
     let mut state = [[0u64; 4]; 16];
     for (i, lanes) in state.iter_mut().enumerate() {
         for (j, lane) in lanes.iter_mut().enumerate() {
-            *lane = support::mix((i * 4 + j) as u64, 3) | 1;
+            *lane = common::mix((i * 4 + j) as u64, 3) | 1;
         }
     }
     state[4] = [1.0f64, 2.0, 3.0, 4.0].map(f64::to_bits);

@@ -2,7 +2,7 @@
 //! they return or pause, and no preemption is ever counted. Runs in child processes, since
 //! the switch is read once per process.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
@@ -14,12 +14,12 @@ fn child(mode: &str) {
     let before = inger::stats();
     // Long enough to be preempted many times over with a 100 us budget, were it enabled.
     let linger =
-        inger::launch(|| support::mix(8, 3_000_000), Duration::from_micros(100)).expect("launch");
+        inger::launch(|| common::mix(8, 3_000_000), Duration::from_micros(100)).expect("launch");
     assert!(
         linger.is_completion(),
         "{mode}: ran to completion despite the budget"
     );
-    assert_eq!(linger.completion(), Some(support::mix(8, 3_000_000)));
+    assert_eq!(linger.completion(), Some(common::mix(8, 3_000_000)));
     // Cooperative pauses still work.
     let mut linger = inger::launch(
         || {
@@ -54,22 +54,16 @@ fn child(mode: &str) {
         libc::SIG_DFL,
         "{mode}: no handler on the default signal"
     );
-    println!("child ok: {mode}");
+    common::print_child_ok(mode);
 }
 
 fn expect_child_ok(test: &str, mode: &str, value: &str) {
-    let output = support::run_child(test, mode, &[("INGER_PREEMPT", value)]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains(&format!("child ok: {mode}")),
-        "{}",
-        support::describe(&output)
-    );
+    common::run_child(test, mode, &[("INGER_PREEMPT", value)]).assert_child_ok(mode);
 }
 
 #[test]
 fn inger_preempt_0_turns_preemption_off() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
     expect_child_ok("inger_preempt_0_turns_preemption_off", "zero", "0");
@@ -77,7 +71,7 @@ fn inger_preempt_0_turns_preemption_off() {
 
 #[test]
 fn inger_preempt_off_turns_preemption_off() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
     expect_child_ok("inger_preempt_off_turns_preemption_off", "off", "off");
@@ -85,7 +79,7 @@ fn inger_preempt_off_turns_preemption_off() {
 
 #[test]
 fn the_kill_switch_wins_over_the_builder() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         inger::Config::new()
             .preemption(true)
             .install()

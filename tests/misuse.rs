@@ -1,7 +1,7 @@
 //! Each misuse of the API that can happen in one process gives its error (the ones that
 //! need a fresh process, such as bad environment settings, are in `config_errors.rs`).
 
-mod support;
+mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
@@ -132,11 +132,11 @@ fn misuse_leaves_the_thread_usable() {
         inger::resume(&mut linger, Duration::MAX),
         Err(Error::Finished)
     );
-    let expected = support::mix(2, 300_000);
+    let expected = common::mix(2, 300_000);
     let linger =
-        inger::launch(|| support::mix(2, 300_000), Duration::from_micros(100)).expect("launch");
+        inger::launch(|| common::mix(2, 300_000), Duration::from_micros(100)).expect("launch");
     assert_eq!(
-        support::finish(linger, Duration::from_micros(100), 1_000_000).0,
+        common::finish(linger, Duration::from_micros(100), 1_000_000).0,
         expected
     );
 }

@@ -1,7 +1,7 @@
 //! Preemptible functions launched inside preemptible functions: an inner budget never
 //! outlives the outer one, and the chain pauses and resumes together.
 
-mod support;
+mod common;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -11,11 +11,11 @@ use std::time::Duration;
 fn an_inner_function_completes_inside_an_outer_one() {
     let linger = inger::launch(
         || {
-            let inner = inger::launch(|| 20 + 1, support::GENEROUS).expect("inner launch");
+            let inner = inger::launch(|| 20 + 1, common::GENEROUS).expect("inner launch");
             assert!(inger::in_preemptible());
             inner.completion().expect("inner completed") * 2
         },
-        support::GENEROUS,
+        common::GENEROUS,
     )
     .expect("outer launch");
     assert_eq!(linger.completion(), Some(42));
@@ -26,7 +26,7 @@ fn an_outer_budget_bounds_an_inner_endless_loop() {
     let stop = AtomicBool::new(false);
     let inner_progress = AtomicU64::new(0);
     let outer_after_inner = AtomicBool::new(false);
-    let before = support::preemptions();
+    let before = common::preemptions();
     let mut outer = inger::launch(
         || {
             // The inner function asks for an unlimited budget: only the outer one bounds it.
@@ -54,7 +54,7 @@ fn an_outer_budget_bounds_an_inner_endless_loop() {
         "the outer launch returns when its budget expires"
     );
     assert!(!outer.yielded());
-    assert!(support::preemptions() > before);
+    assert!(common::preemptions() > before);
     assert!(!inger::in_preemptible());
     // Had the thread been descheduled for the whole budget, the inner loop may not have
     // started yet: give the outer budgets until it has.
@@ -95,11 +95,11 @@ fn an_outer_budget_bounds_an_inner_endless_loop() {
 
 #[test]
 fn an_inner_timeout_returns_to_the_outer_function_which_resumes_it() {
-    let expected = support::mix(21, 2_000_000);
+    let expected = common::mix(21, 2_000_000);
     let linger = inger::launch(
         || {
             let mut inner =
-                inger::launch(|| support::mix(21, 2_000_000), Duration::from_micros(100))
+                inger::launch(|| common::mix(21, 2_000_000), Duration::from_micros(100))
                     .expect("inner launch");
             let mut inner_pauses = 0u64;
             while inner.is_continuation() {
@@ -115,7 +115,7 @@ fn an_inner_timeout_returns_to_the_outer_function_which_resumes_it() {
     // The outer budget may also expire while the inner function runs (how often each budget
     // wins is a matter of timing, so not asserted); either way the result is the direct one.
     let ((value, inner_pauses), _outer_resumes) =
-        support::finish(linger, Duration::from_micros(300), 10_000_000);
+        common::finish(linger, Duration::from_micros(300), 10_000_000);
     assert_eq!(value, expected);
     assert!(inner_pauses >= 1, "the inner budget was the smaller one");
 }

@@ -1,7 +1,7 @@
 //! A panic inside a preemptible function propagates out of the `launch` or `resume` that was
 //! running it; the `Linger` is then finished and resuming it returns `Error::Finished`.
 
-mod support;
+mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind, panic_any};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -28,7 +28,7 @@ fn a_panic_propagates_out_of_launch() {
 
 #[test]
 fn the_payload_keeps_its_type() {
-    let caught = catch_unwind(|| inger::launch(|| panic_any(0xdead_u32), support::GENEROUS));
+    let caught = catch_unwind(|| inger::launch(|| panic_any(0xdead_u32), common::GENEROUS));
     let payload = caught.expect_err("the panic must propagate");
     assert_eq!(payload.downcast_ref::<u32>(), Some(&0xdead));
 }
@@ -85,7 +85,7 @@ fn a_panic_after_preemptions_propagates_out_of_resume() {
     }
     stop.store(true, Relaxed);
     let caught = catch_unwind(AssertUnwindSafe(|| {
-        inger::resume(&mut linger, support::GENEROUS)
+        inger::resume(&mut linger, common::GENEROUS)
     }));
     assert_eq!(
         message(&*caught.expect_err("must propagate")),
@@ -125,10 +125,10 @@ fn the_thread_keeps_working_after_panics() {
         });
         assert!(caught.is_err());
     }
-    let expected = support::mix(3, 1_000_000);
+    let expected = common::mix(3, 1_000_000);
     let linger =
-        inger::launch(|| support::mix(3, 1_000_000), Duration::from_micros(200)).expect("launch");
-    let (value, _) = support::finish(linger, Duration::from_micros(200), 1_000_000);
+        inger::launch(|| common::mix(3, 1_000_000), Duration::from_micros(200)).expect("launch");
+    let (value, _) = common::finish(linger, Duration::from_micros(200), 1_000_000);
     assert_eq!(value, expected);
     assert!(!inger::in_preemptible());
 }

@@ -1,6 +1,6 @@
 //! `pause()` hands control back to the resumer at once; `yielded()` tells it from a timeout.
 
-mod support;
+mod common;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -63,11 +63,11 @@ fn a_timeout_after_a_yield_is_not_reported_as_a_yield() {
     )
     .expect("launch");
     assert!(linger.yielded());
-    let before = support::preemptions();
+    let before = common::preemptions();
     inger::resume(&mut linger, Duration::from_micros(500)).expect("resume");
     assert!(linger.is_continuation());
     assert!(!linger.yielded(), "this pause was the timer's");
-    assert!(support::preemptions() > before);
+    assert!(common::preemptions() > before);
 }
 
 #[test]
@@ -80,14 +80,14 @@ fn a_yield_within_the_budget_is_reported_as_a_yield() {
             }
             7
         },
-        support::GENEROUS,
+        common::GENEROUS,
     )
     .expect("launch");
     let mut yields = 0;
     while linger.is_continuation() {
         assert!(linger.yielded());
         yields += 1;
-        inger::resume(&mut linger, support::GENEROUS).expect("resume");
+        inger::resume(&mut linger, common::GENEROUS).expect("resume");
     }
     assert_eq!(yields, 1000);
     assert_eq!(linger.completion(), Some(7));
@@ -95,12 +95,12 @@ fn a_yield_within_the_budget_is_reported_as_a_yield() {
 
 #[test]
 fn the_function_state_survives_cooperative_pauses() {
-    let expected: Vec<u64> = (0..200).map(|i| support::mix(i, 100)).collect();
+    let expected: Vec<u64> = (0..200).map(|i| common::mix(i, 100)).collect();
     let linger = inger::launch(
         || {
             let mut out = Vec::new();
             for i in 0..200 {
-                out.push(support::mix(i, 100));
+                out.push(common::mix(i, 100));
                 inger::pause();
             }
             out
@@ -108,7 +108,7 @@ fn the_function_state_survives_cooperative_pauses() {
         Duration::MAX,
     )
     .expect("launch");
-    let (got, resumes) = support::finish(linger, Duration::MAX, 1_000);
+    let (got, resumes) = common::finish(linger, Duration::MAX, 1_000);
     assert_eq!(resumes, 200);
     assert_eq!(got, expected);
 }

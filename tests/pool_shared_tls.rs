@@ -2,7 +2,7 @@
 //! paused task can only be resumed on the worker that started it, so it stays pinned there,
 //! and time slicing still works.
 
-mod support;
+mod common;
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -11,13 +11,13 @@ use inger::pool::Pool;
 
 #[test]
 fn tasks_stay_on_their_worker_and_are_still_time_sliced() {
-    if support::child_mode().is_none() {
-        let output = support::run_child(
+    if common::child_mode().is_none() {
+        let output = common::run_child(
             "tasks_stay_on_their_worker_and_are_still_time_sliced",
             "shared-tls",
             &[("INGER_SHARED_TLS", "1")],
         );
-        assert!(output.status.success(), "{}", support::describe(&output));
+        output.assert_success();
         return;
     }
     assert!(
@@ -38,8 +38,8 @@ fn tasks_stay_on_their_worker_and_are_still_time_sliced() {
     let work: Vec<_> = (0..40u64)
         .map(|i| {
             (
-                support::mix(i, 200_000),
-                pool.spawn(move || support::mix(i, 200_000)),
+                common::mix(i, 200_000),
+                pool.spawn(move || common::mix(i, 200_000)),
             )
         })
         .collect();

@@ -1,7 +1,7 @@
 //! A function that outlives its first budget is resumed until it returns, with its result
 //! exactly what a direct call gives.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
@@ -9,10 +9,10 @@ const ROUNDS: u64 = 3_000_000;
 
 #[test]
 fn a_long_function_is_resumed_to_completion() {
-    let expected = support::mix(11, ROUNDS);
-    let before = support::preemptions();
+    let expected = common::mix(11, ROUNDS);
+    let before = common::preemptions();
     let mut linger =
-        inger::launch(|| support::mix(11, ROUNDS), Duration::from_micros(200)).expect("launch");
+        inger::launch(|| common::mix(11, ROUNDS), Duration::from_micros(200)).expect("launch");
     assert!(
         linger.is_continuation(),
         "the workload takes far longer than 200 us"
@@ -26,14 +26,14 @@ fn a_long_function_is_resumed_to_completion() {
     }
     assert_eq!(linger.completion(), Some(expected));
     assert!(resumes >= 1);
-    assert!(support::preemptions() > before);
+    assert!(common::preemptions() > before);
 }
 
 #[test]
 fn the_continuation_api_also_resumes_to_completion() {
-    let expected = support::mix(12, ROUNDS);
+    let expected = common::mix(12, ROUNDS);
     let mut linger =
-        inger::launch(|| support::mix(12, ROUNDS), Duration::from_micros(200)).expect("launch");
+        inger::launch(|| common::mix(12, ROUNDS), Duration::from_micros(200)).expect("launch");
     let mut resumes = 0u64;
     let value = loop {
         match linger {
@@ -53,9 +53,9 @@ fn the_continuation_api_also_resumes_to_completion() {
 
 #[test]
 fn a_final_unlimited_resume_finishes_the_function() {
-    let expected = support::mix(13, ROUNDS);
+    let expected = common::mix(13, ROUNDS);
     let mut linger =
-        inger::launch(|| support::mix(13, ROUNDS), Duration::from_micros(200)).expect("launch");
+        inger::launch(|| common::mix(13, ROUNDS), Duration::from_micros(200)).expect("launch");
     assert!(linger.is_continuation());
     inger::resume(&mut linger, Duration::MAX).expect("resume");
     assert_eq!(linger.completion(), Some(expected));

@@ -5,11 +5,10 @@
 //! inside the allocator (glibc's `malloc`, or the standard library's allocator entry points)
 //! would leave the heap half-updated for the caller.
 
-mod safepoint_support;
+mod common;
 
 use std::collections::HashMap;
 
-use safepoint_support as sp;
 use serde_json::{Value, json};
 
 /// Rounds of allocation work per function.
@@ -17,7 +16,7 @@ const ROUNDS: u64 = 2500;
 
 /// One round's JSON document.
 fn document(seed: u64, round: u64) -> Value {
-    let x = sp::spin(seed ^ round, 8);
+    let x = common::spin(seed ^ round, 8);
     json!({
         "round": round,
         "name": format!("item-{round}-{:x}", x & 0xffff),
@@ -33,7 +32,7 @@ fn churn(seed: u64) -> (u64, usize, String) {
     let mut map: HashMap<u64, String> = HashMap::new();
     let mut checksum = 0u64;
     for round in 0..ROUNDS {
-        let x = sp::spin(seed ^ round.rotate_left(17), 4);
+        let x = common::spin(seed ^ round.rotate_left(17), 4);
         let len = (x % 1500) as usize;
         let vector: Vec<u64> = (0..len as u64).map(|i| i ^ x).collect();
         checksum = checksum.wrapping_add(vector.iter().fold(0, |a, b| a ^ b));
@@ -87,9 +86,9 @@ fn caller_allocates(thread: usize, stop: u64, kept: &mut Vec<String>) {
 fn allocation_storm_on_two_threads_matches_a_direct_run() {
     let expected = [churn(0), churn(1)];
     let before = inger::stats();
-    let results = sp::on_two_threads(|thread| {
+    let results = common::on_two_threads(|thread| {
         let mut kept = Vec::new();
-        let (value, stops) = sp::storm(
+        let (value, stops) = common::storm(
             || churn(thread as u64),
             |stop| caller_allocates(thread, stop, &mut kept),
         );

@@ -10,14 +10,12 @@
 //! by resuming with short budgets a bounded number of times, so a wake-up that never comes
 //! fails the test instead of hanging it.
 
-mod safepoint_support;
+mod common;
 
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
-
-use safepoint_support as sp;
 
 /// The budget each blocked function is launched with.
 const BUDGET: Duration = Duration::from_millis(20);
@@ -35,12 +33,12 @@ fn assert_paused_by_timer<T>(linger: &inger::Linger<'_, T>, what: &str) {
 }
 
 /// Resumes `linger` with 20 ms budgets until it completes; panics if it has not after
-/// [`sp::HANG_LIMIT`] worth of budgets (its event never woke it).
+/// [`common::HANG_LIMIT`] worth of budgets (its event never woke it).
 fn finish<T>(mut linger: inger::Linger<'_, T>, what: &str) -> T {
     let mut resumes = 0u32;
     while linger.is_continuation() {
         assert!(
-            BUDGET * resumes < sp::HANG_LIMIT,
+            BUDGET * resumes < common::HANG_LIMIT,
             "{what}: still blocked after {resumes} resumes of {BUDGET:?} though its event happened"
         );
         inger::resume(&mut linger, BUDGET).expect("resume");
@@ -51,7 +49,7 @@ fn finish<T>(mut linger: inger::Linger<'_, T>, what: &str) -> T {
 
 #[test]
 fn a_function_in_a_ten_second_sleep_is_paused_within_its_budget() {
-    sp::on_two_threads(|thread| {
+    common::on_two_threads(|thread| {
         let linger = inger::launch(
             move || {
                 std::thread::sleep(Duration::from_secs(10));
@@ -75,7 +73,7 @@ fn a_function_in_a_ten_second_sleep_is_paused_within_its_budget() {
 #[test]
 fn a_paused_sleep_completes_after_resume() {
     const SLEEP: Duration = Duration::from_millis(300);
-    let slept = sp::on_two_threads(|thread| {
+    let slept = common::on_two_threads(|thread| {
         let linger = inger::launch(
             move || {
                 let start = Instant::now();
@@ -109,7 +107,7 @@ fn pipe() -> (std::fs::File, std::fs::File) {
 
 #[test]
 fn a_function_reading_an_empty_pipe_is_paused_then_reads_what_the_caller_wrote() {
-    sp::on_two_threads(|thread| {
+    common::on_two_threads(|thread| {
         let (mut reader, mut writer) = pipe();
         let linger = inger::launch(
             move || {
@@ -135,7 +133,7 @@ fn a_function_reading_an_empty_pipe_is_paused_then_reads_what_the_caller_wrote()
 
 #[test]
 fn a_function_waiting_on_a_condvar_is_paused_then_woken_by_another_thread() {
-    sp::on_two_threads(|thread| {
+    common::on_two_threads(|thread| {
         let state = (Mutex::new(None::<u64>), Condvar::new());
         let linger = inger::launch(
             || {

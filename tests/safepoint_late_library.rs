@@ -9,12 +9,12 @@
 //! way to a pause inside the library is the refresh that an unknown-code deferral requests,
 //! and `deferred_unknown` must have grown.
 
-mod safepoint_support;
+mod common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::SeqCst};
 
-use safepoint_support::{self as sp, BusySpin, Library};
+use common::{BusySpin, Library};
 
 /// Rounds of each C call (about a millisecond or two).
 const C_ROUNDS: i64 = 1_500_000;
@@ -50,13 +50,14 @@ fn expected(calls: u64) -> i64 {
     (0..calls).fold(0i64, |total, call| {
         total
             .wrapping_mul(31)
-            .wrapping_add(sp::busy_spin_in_rust(C_ROUNDS + (call % 7) as i64))
+            .wrapping_add(common::busy_spin_in_rust(C_ROUNDS + (call % 7) as i64))
     })
 }
 
 fn child() {
     // Compiled by the caller beforehand: the function only loads it.
-    let paths = [0, 1].map(|thread| sp::compile_c("busy", &format!("libsp_late_{thread}")));
+    let paths = [0, 1]
+        .map(|thread| common::compile_c("safepoint/busy.c", &format!("libsp_late_{thread}"), &[]));
     // Start inger (and build its tables) before any of these libraries is loaded.
     assert!(
         inger::launch(|| (), std::time::Duration::MAX)
@@ -64,10 +65,10 @@ fn child() {
             .is_completion()
     );
     let before = inger::stats();
-    let results = sp::on_two_threads(|thread| {
+    let results = common::on_two_threads(|thread| {
         let inside = AtomicI32::new(0);
         let seen_inside = AtomicU64::new(0);
-        let ((calls, total), stops) = sp::storm(
+        let ((calls, total), stops) = common::storm(
             || load_and_call(&paths[thread], &inside, &seen_inside),
             |_| {
                 if inside.load(SeqCst) != 0 {
@@ -85,16 +86,16 @@ fn child() {
         (calls, stops)
     });
     println!("@@late calls and stops {results:?}");
-    sp::print_stats(STATS, before);
+    common::print_stats(STATS, before);
 }
 
 #[test]
 fn a_library_loaded_by_a_running_function_becomes_preemptible_after_a_refresh() {
-    if sp::child_mode().as_deref() == Some("late") {
+    if common::child_mode().as_deref() == Some("late") {
         child();
         return;
     }
-    let output = sp::run_child(
+    let output = common::run_child(
         "a_library_loaded_by_a_running_function_becomes_preemptible_after_a_refresh",
         "late",
         &[],

@@ -13,14 +13,12 @@
 //! test; the storm still runs in a child process, under a hang guard, because the *other*
 //! thread's function would wait forever for the shared initialiser.
 
-mod safepoint_support;
+mod common;
 
 use std::cell::Cell;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc;
-
-use safepoint_support as sp;
 
 /// Rounds of each initialiser: many slices' worth, even in an optimised build.
 const INIT_ROUNDS: u64 = 4_000_000;
@@ -45,7 +43,7 @@ thread_local! {
 
 /// What initialiser `which` computes.
 fn init_value(which: usize) -> u64 {
-    sp::spin(0x5eed_0000 + which as u64, INIT_ROUNDS)
+    common::spin(0x5eed_0000 + which as u64, INIT_ROUNDS)
 }
 
 fn slow_init(which: usize) -> u64 {
@@ -78,16 +76,16 @@ static SHARED: LazyLock<u64> = LazyLock::new(init_shared);
 /// The function's body: work, both initialisations, more work using their values.
 fn body(thread: usize) -> u64 {
     ME.with(|me| me.set(thread + 1));
-    let before = sp::spin(thread as u64, WORK_ROUNDS);
+    let before = common::spin(thread as u64, WORK_ROUNDS);
     let own = *OWN[thread];
     let shared = *SHARED;
-    sp::spin(before ^ own ^ shared.rotate_left(7), WORK_ROUNDS)
+    common::spin(before ^ own ^ shared.rotate_left(7), WORK_ROUNDS)
 }
 
 /// `body` computed directly, without any `LazyLock`.
 fn expected(thread: usize) -> u64 {
-    let before = sp::spin(thread as u64, WORK_ROUNDS);
-    sp::spin(
+    let before = common::spin(thread as u64, WORK_ROUNDS);
+    common::spin(
         before ^ init_value(thread) ^ init_value(SHARED_INDEX).rotate_left(7),
         WORK_ROUNDS,
     )
@@ -129,7 +127,7 @@ impl Prober {
     /// Forces `LazyLock` `which` on the helper thread; panics if that takes forever.
     fn force(&self, which: usize, thread: usize, stop: u64) -> u64 {
         self.requests.send(which).expect("the prober is alive");
-        sp::recv_or_deadlock(
+        common::recv_or_deadlock(
             &self.answers,
             &format!(
                 "forcing LazyLock {which} while thread {thread}'s function was paused (stop \
@@ -157,9 +155,9 @@ fn between(thread: usize, stop: u64, prober: &Prober, values: &[u64; 3]) {
 fn child() {
     let values = [0, 1, SHARED_INDEX].map(init_value);
     let before = inger::stats();
-    let results = sp::on_two_threads(|thread| {
+    let results = common::on_two_threads(|thread| {
         let prober = Prober::start();
-        let (value, stops) = sp::storm(
+        let (value, stops) = common::storm(
             || body(thread),
             |stop| between(thread, stop, &prober, &values),
         );
@@ -175,16 +173,16 @@ fn child() {
     for (which, started) in STARTED.iter().enumerate() {
         assert!(started.load(SeqCst), "initialiser {which} ran");
     }
-    sp::print_stats(STATS, before);
+    common::print_stats(STATS, before);
 }
 
 #[test]
 fn lazy_initialisation_storm_on_two_threads() {
-    if sp::child_mode().as_deref() == Some("lazy") {
+    if common::child_mode().as_deref() == Some("lazy") {
         child();
         return;
     }
-    let output = sp::run_child("lazy_initialisation_storm_on_two_threads", "lazy", &[]);
+    let output = common::run_child("lazy_initialisation_storm_on_two_threads", "lazy", &[]);
     output.assert_success();
     for thread in 0..2 {
         let stops = output.counter(&format!("@@lazy-stops thread={thread}"), "stops");

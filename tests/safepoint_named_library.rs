@@ -11,11 +11,11 @@
 //! for the marked copies means something. Each test loads its own copy (distinct file names
 //! are distinct modules), so the tests do not depend on each other in one process.
 
-mod safepoint_support;
+mod common;
 
 use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
 
-use safepoint_support::{self as sp, BusySpin};
+use common::BusySpin;
 
 /// C calls per function, rounds of each (a few milliseconds), and Rust rounds between them.
 const CALLS: i64 = 30;
@@ -27,7 +27,7 @@ const RUST_ROUNDS: u64 = 100_000;
 fn alternate(spin_in_c: BusySpin, inside: &AtomicI32, thread: usize) -> i64 {
     let mut total = 0i64;
     for call in 0..CALLS {
-        let rust = sp::spin((thread as u64) << 32 | call as u64, RUST_ROUNDS);
+        let rust = common::spin((thread as u64) << 32 | call as u64, RUST_ROUNDS);
         // SAFETY: `inside` is a live int the C function may write; `sp_busy_spin` has no
         // other preconditions.
         let c = unsafe { spin_in_c(inside.as_ptr(), C_ROUNDS + call) };
@@ -39,8 +39,8 @@ fn alternate(spin_in_c: BusySpin, inside: &AtomicI32, thread: usize) -> i64 {
 /// `alternate` computed in Rust only.
 fn expected(thread: usize) -> i64 {
     (0..CALLS).fold(0i64, |total, call| {
-        let rust = sp::spin((thread as u64) << 32 | call as u64, RUST_ROUNDS);
-        let c = sp::busy_spin_in_rust(C_ROUNDS + call);
+        let rust = common::spin((thread as u64) << 32 | call as u64, RUST_ROUNDS);
+        let c = common::busy_spin_in_rust(C_ROUNDS + call);
         total.wrapping_mul(31).wrapping_add(c ^ rust as i64)
     })
 }
@@ -48,10 +48,10 @@ fn expected(thread: usize) -> i64 {
 /// Runs the storm on two threads with `spin_in_c`; returns per thread the number of stops and
 /// how many of them found the function paused inside the C function.
 fn storm(spin_in_c: BusySpin) -> [(u64, u64); 2] {
-    sp::on_two_threads(|thread| {
+    common::on_two_threads(|thread| {
         let inside = AtomicI32::new(0);
         let mut inside_at_stops = 0;
-        let (value, stops) = sp::storm(
+        let (value, stops) = common::storm(
             || alternate(spin_in_c, &inside, thread),
             |_| inside_at_stops += u64::from(inside.load(SeqCst) != 0),
         );
@@ -77,7 +77,7 @@ fn assert_never_inside(results: [(u64, u64); 2], how: &str) {
 
 #[test]
 fn a_library_marked_through_the_api_is_never_paused_inside() {
-    let (library, spin_in_c) = sp::load_busy("libsp_marked_api");
+    let (library, spin_in_c) = common::load_busy("libsp_marked_api");
     inger::mark_non_preemptible("libsp_marked_api");
     let before = inger::stats();
     let results = storm(spin_in_c);
@@ -95,16 +95,16 @@ fn a_library_marked_through_the_api_is_never_paused_inside() {
 #[test]
 fn a_library_named_in_the_environment_is_never_paused_inside() {
     const STATS: &str = "@@named-env-stats";
-    if sp::child_mode().as_deref() == Some("env") {
+    if common::child_mode().as_deref() == Some("env") {
         // Loaded before the first launch, which builds the tables with the name from the
         // environment.
-        let (_library, spin_in_c) = sp::load_busy("libsp_marked_env");
+        let (_library, spin_in_c) = common::load_busy("libsp_marked_env");
         let before = inger::stats();
         assert_never_inside(storm(spin_in_c), "INGER_NONPREEMPTIBLE");
-        sp::print_stats(STATS, before);
+        common::print_stats(STATS, before);
         return;
     }
-    let output = sp::run_child(
+    let output = common::run_child(
         "a_library_named_in_the_environment_is_never_paused_inside",
         "env",
         &[(
@@ -124,7 +124,7 @@ fn a_library_named_in_the_environment_is_never_paused_inside() {
 
 #[test]
 fn control_an_unmarked_copy_of_the_library_is_paused_inside() {
-    let (_library, spin_in_c) = sp::load_busy("libsp_plain");
+    let (_library, spin_in_c) = common::load_busy("libsp_plain");
     let results = storm(spin_in_c);
     for (thread, (stops, inside)) in results.into_iter().enumerate() {
         assert!(

@@ -7,11 +7,9 @@
 //! The storm runs in a child process whose stderr the parent checks: every message whole,
 //! each exactly once and in order.
 
-mod safepoint_support;
+mod common;
 
 use std::panic::catch_unwind;
-
-use safepoint_support as sp;
 
 /// Panics per function (and rounds of work between them).
 const PANICS: u64 = 800;
@@ -23,9 +21,9 @@ fn panic_often(thread: usize) -> (u64, u64) {
     let mut checksum = 0u64;
     let mut caught = 0u64;
     for round in 0..PANICS {
-        checksum = checksum.rotate_left(7) ^ sp::spin(checksum ^ round, 1500);
+        checksum = checksum.rotate_left(7) ^ common::spin(checksum ^ round, 1500);
         let result = catch_unwind(|| {
-            if sp::spin(round, 3) != 0 {
+            if common::spin(round, 3) != 0 {
                 panic!("@F{thread} {round} {checksum:016x}");
             }
             round
@@ -37,14 +35,14 @@ fn panic_often(thread: usize) -> (u64, u64) {
 
 fn expected_checksum() -> u64 {
     (0..PANICS).fold(0u64, |checksum, round| {
-        checksum.rotate_left(7) ^ sp::spin(checksum ^ round, 1500)
+        checksum.rotate_left(7) ^ common::spin(checksum ^ round, 1500)
     })
 }
 
 fn child() {
     let before = inger::stats();
-    let results = sp::on_two_threads(|thread| {
-        sp::storm(
+    let results = common::on_two_threads(|thread| {
+        common::storm(
             || panic_often(thread),
             |stop| {
                 let result = catch_unwind(|| panic!("@C{thread} {stop}"));
@@ -57,16 +55,16 @@ fn child() {
         assert_eq!(caught, PANICS, "thread {thread}'s caught panics");
         println!("@@panics-stops thread={thread} stops={stops}");
     }
-    sp::print_stats(STATS, before);
+    common::print_stats(STATS, before);
 }
 
 #[test]
 fn panic_storm_on_two_threads_keeps_every_message_whole() {
-    if sp::child_mode().as_deref() == Some("panics") {
+    if common::child_mode().as_deref() == Some("panics") {
         child();
         return;
     }
-    let output = sp::run_child(
+    let output = common::run_child(
         "panic_storm_on_two_threads_keeps_every_message_whole",
         "panics",
         &[("RUST_BACKTRACE", "0")],
@@ -82,8 +80,8 @@ fn panic_storm_on_two_threads_keeps_every_message_whole() {
                 let thread: usize = who[2..].parse().expect("a thread number");
                 let round: u64 = round.parse().expect("a round");
                 assert_eq!(round, next_function[thread], "{line:?} out of order");
-                checksums[thread] =
-                    checksums[thread].rotate_left(7) ^ sp::spin(checksums[thread] ^ round, 1500);
+                checksums[thread] = checksums[thread].rotate_left(7)
+                    ^ common::spin(checksums[thread] ^ round, 1500);
                 assert_eq!(*checksum, format!("{:016x}", checksums[thread]), "{line:?}");
                 next_function[thread] += 1;
             }

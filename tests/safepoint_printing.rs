@@ -10,11 +10,9 @@
 //! second storm formats each line inside a nested function, so that the rule must be applied
 //! to the outer stack of the chain.
 
-mod safepoint_support;
+mod common;
 
 use std::fmt;
-
-use safepoint_support as sp;
 
 /// Lines printed by each function.
 const LINES: u64 = 3000;
@@ -24,7 +22,7 @@ const STATS: &str = "@@printing-stats";
 
 /// The value a function line carries: deterministic, and costly to compute.
 fn line_value(thread: usize, line: u64) -> u64 {
-    sp::spin((thread as u64) << 40 | line << 1, 400)
+    common::spin((thread as u64) << 40 | line << 1, 400)
 }
 
 /// Computes its value while being formatted, i.e. while `println!` holds stdout's lock;
@@ -57,7 +55,7 @@ impl fmt::Display for Payload {
 fn print_lines(thread: usize, nested: bool) -> u64 {
     let mut checksum = 0u64;
     for line in 0..LINES {
-        checksum = checksum.rotate_left(5) ^ sp::spin(checksum ^ line, 600);
+        checksum = checksum.rotate_left(5) ^ common::spin(checksum ^ line, 600);
         println!(
             "F{thread} {line} {}",
             Payload {
@@ -73,7 +71,7 @@ fn print_lines(thread: usize, nested: bool) -> u64 {
 /// What `print_lines` returns, computed without printing.
 fn expected_checksum() -> u64 {
     (0..LINES).fold(0u64, |checksum, line| {
-        checksum.rotate_left(5) ^ sp::spin(checksum ^ line, 600)
+        checksum.rotate_left(5) ^ common::spin(checksum ^ line, 600)
     })
 }
 
@@ -89,8 +87,8 @@ fn caller_line(thread: usize, stop: u64) -> String {
 fn child(nested: bool) {
     let before = inger::stats();
     println!("{}", BEGIN.trim_end());
-    let results = sp::on_two_threads(|thread| {
-        sp::storm(
+    let results = common::on_two_threads(|thread| {
+        common::storm(
             || print_lines(thread, nested),
             |stop| println!("{}", caller_line(thread, stop)),
         )
@@ -101,7 +99,7 @@ fn child(nested: bool) {
         assert_eq!(*checksum, expected, "thread {thread}'s result");
         println!("@@printing-stops thread={thread} stops={stops}");
     }
-    sp::print_stats(STATS, before);
+    common::print_stats(STATS, before);
 }
 
 /// Checks one line of the storm's output; returns (function?, thread, number).
@@ -139,11 +137,11 @@ fn parse_line(line: &str) -> Result<(bool, usize, u64), String> {
 #[test]
 fn printing_storm_on_two_threads_keeps_every_line_whole() {
     const NAME: &str = "printing_storm_on_two_threads_keeps_every_line_whole";
-    if sp::child_mode().as_deref() == Some("printing") {
+    if common::child_mode().as_deref() == Some("printing") {
         child(false);
         return;
     }
-    check_storm(sp::run_child(NAME, "printing", &[]), "printing storm");
+    check_storm(common::run_child(NAME, "printing", &[]), "printing storm");
 }
 
 /// The same storm, with each line's value computed by a nested function launched from inside
@@ -154,16 +152,19 @@ fn printing_storm_on_two_threads_keeps_every_line_whole() {
 fn nested_functions_launched_inside_println_do_not_pause_the_chain_with_the_lock_held() {
     const NAME: &str =
         "nested_functions_launched_inside_println_do_not_pause_the_chain_with_the_lock_held";
-    if sp::child_mode().as_deref() == Some("nested") {
+    if common::child_mode().as_deref() == Some("nested") {
         child(true);
         return;
     }
-    check_storm(sp::run_child(NAME, "nested", &[]), "nested printing storm");
+    check_storm(
+        common::run_child(NAME, "nested", &[]),
+        "nested printing storm",
+    );
 }
 
 /// Checks a printing child's output: every line whole, each once and in order, and the
 /// counters.
-fn check_storm(output: sp::ChildOutput, what: &str) {
+fn check_storm(output: common::ChildOutput, what: &str) {
     output.assert_success();
     let text = output.between(BEGIN, END);
     let mut next_function_line = [0u64; 2];

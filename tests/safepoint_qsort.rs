@@ -10,12 +10,10 @@
 //! check cannot fail spuriously. Results are compared with a direct run, and the counters
 //! must show deferrals in libraries.
 
-mod safepoint_support;
+mod common;
 
 use core::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-
-use safepoint_support as sp;
 
 /// Arrays sorted per function, and their length.
 const SORTS: u64 = 40;
@@ -37,7 +35,7 @@ struct Element {
 
 /// The order the comparator sorts by: the key, scrambled by some real work.
 fn rank(key: u64) -> u64 {
-    sp::spin(key, 64)
+    common::spin(key, 64)
 }
 
 /// The comparator given to `qsort`.
@@ -57,7 +55,7 @@ unsafe extern "C" fn compare(a: *const c_void, b: *const c_void) -> c_int {
 fn array(thread: usize, slot: usize, sort: u64) -> Vec<Element> {
     (0..LENGTH as u64)
         .map(|i| Element {
-            key: sp::spin((sort << 20) ^ (i << 1) ^ (thread as u64) << 40, 300),
+            key: common::spin((sort << 20) ^ (i << 1) ^ (thread as u64) << 40, 300),
             slot: slot as u64,
         })
         .collect()
@@ -101,8 +99,8 @@ fn expected(thread: usize) -> u64 {
 fn qsort_storm_never_pauses_inside_qsort() {
     let expected = [expected(0), expected(1)];
     let before = inger::stats();
-    let results = sp::on_two_threads(|thread| {
-        sp::storm(
+    let results = common::on_two_threads(|thread| {
+        common::storm(
             || sort_many(thread),
             |stop| {
                 assert!(
@@ -137,10 +135,10 @@ fn qsort_storm_never_pauses_inside_qsort() {
 #[test]
 fn the_same_comparator_under_a_rust_sort_is_paused_inside() {
     let expected = [expected(0), expected(1)];
-    let results = sp::on_two_threads(|thread| {
+    let results = common::on_two_threads(|thread| {
         let slot = 2 + thread;
         let mut seen_inside = 0u64;
-        let (value, _) = sp::storm(
+        let (value, _) = common::storm(
             || {
                 (0..SORTS).fold(0u64, |checksum, sort| {
                     let mut elements = array(thread, slot, sort);

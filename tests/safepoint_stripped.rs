@@ -14,13 +14,11 @@
 //! `inger::nopreempt`; the second test checks that the latter keeps a printing storm whole
 //! in a stripped copy.
 
-mod safepoint_support;
+mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-use safepoint_support as sp;
 
 #[test]
 fn this_test_binary_keeps_its_symbol_table() {
@@ -79,11 +77,11 @@ fn stripped_child() {
     assert!(linger.is_completion());
     // The documented workaround: printing inside `nopreempt`.
     println!("@@stripped-begin");
-    let results = sp::on_two_threads(|thread| {
-        sp::storm(
+    let results = common::on_two_threads(|thread| {
+        common::storm(
             || {
                 for line in 0..500u64 {
-                    let value = sp::spin(line, 2000);
+                    let value = common::spin(line, 2000);
                     inger::nopreempt(|| println!("F{thread} {line} {value:016x}"));
                 }
             },
@@ -96,12 +94,12 @@ fn stripped_child() {
 
 #[test]
 fn a_stripped_copy_knows_no_std_sections_and_nopreempt_protects_its_printing() {
-    if sp::child_mode().as_deref() == Some("stripped") {
+    if common::child_mode().as_deref() == Some("stripped") {
         stripped_child();
         return;
     }
     let copy = stripped_copy();
-    let output = sp::run_child_of(
+    let output = common::run_child_of(
         &copy,
         "a_stripped_copy_knows_no_std_sections_and_nopreempt_protects_its_printing",
         "stripped",
@@ -120,7 +118,7 @@ fn a_stripped_copy_knows_no_std_sections_and_nopreempt_protects_its_printing() {
                 let number: u64 = number.parse().expect("a line number");
                 assert_eq!(
                     *value,
-                    format!("{:016x}", sp::spin(number, 2000)),
+                    format!("{:016x}", common::spin(number, 2000)),
                     "{line:?}"
                 );
                 (0, &who[1..], number)

@@ -1,7 +1,7 @@
 //! Preemptible functions launched from several threads at once: each thread has its own
 //! timer and runtime, and each thread's functions are preempted and resumed independently.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ fn run_on_this_thread(thread: u64) -> (Vec<u64>, u64) {
         .map(|i| {
             let seed = thread * 100 + i;
             inger::launch(
-                move || support::mix(seed, ROUNDS),
+                move || common::mix(seed, ROUNDS),
                 Duration::from_micros(200),
             )
             .expect("launch")
@@ -40,7 +40,7 @@ fn run_on_this_thread(thread: u64) -> (Vec<u64>, u64) {
 
 #[test]
 fn functions_on_several_threads_are_preempted_independently() {
-    let before = support::preemptions();
+    let before = common::preemptions();
     let outcomes: Vec<(Vec<u64>, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
             .map(|thread| scope.spawn(move || run_on_this_thread(thread)))
@@ -53,7 +53,7 @@ fn functions_on_several_threads_are_preempted_independently() {
     for (thread, (results, paused)) in outcomes.iter().enumerate() {
         let thread = thread as u64;
         let expected: Vec<u64> = (0..PER_THREAD)
-            .map(|i| support::mix(thread * 100 + i, ROUNDS))
+            .map(|i| common::mix(thread * 100 + i, ROUNDS))
             .collect();
         assert_eq!(results, &expected, "thread {thread}");
         assert!(
@@ -62,7 +62,7 @@ fn functions_on_several_threads_are_preempted_independently() {
         );
     }
     let total: u64 = outcomes.iter().map(|(_, paused)| paused).sum();
-    assert!(support::preemptions() - before >= total);
+    assert!(common::preemptions() - before >= total);
 }
 
 #[test]
@@ -73,14 +73,13 @@ fn threads_that_come_and_go_each_set_up_and_tear_down_their_runtime() {
                 scope.spawn(move || {
                     let seed = round * 10 + t;
                     let linger = inger::launch(
-                        move || support::mix(seed, 200_000),
+                        move || common::mix(seed, 200_000),
                         Duration::from_micros(100),
                     )
                     .expect("launch");
                     assert!(linger.is_continuation(), "long enough to be paused");
-                    let (value, _) =
-                        support::finish(linger, Duration::from_micros(100), 10_000_000);
-                    assert_eq!(value, support::mix(seed, 200_000));
+                    let (value, _) = common::finish(linger, Duration::from_micros(100), 10_000_000);
+                    assert_eq!(value, common::mix(seed, 200_000));
                     // A paused function left behind at thread exit is cancelled with it.
                     let leftover = inger::launch(
                         || loop {
@@ -117,13 +116,13 @@ fn a_thread_can_launch_while_another_is_paused_inside_a_function() {
             let from_b = from_b.recv().expect("recv");
             inger::resume(&mut linger, Duration::MAX).expect("resume");
             assert_eq!(linger.completion(), Some(7));
-            assert_eq!(from_b, support::mix(1, 300_000));
+            assert_eq!(from_b, common::mix(1, 300_000));
         });
         scope.spawn(move || {
             from_a.recv().expect("recv");
-            let linger = inger::launch(|| support::mix(1, 300_000), Duration::from_micros(100))
+            let linger = inger::launch(|| common::mix(1, 300_000), Duration::from_micros(100))
                 .expect("launch");
-            let (value, _) = support::finish(linger, Duration::from_micros(100), 10_000_000);
+            let (value, _) = common::finish(linger, Duration::from_micros(100), 10_000_000);
             to_a.send(value).expect("send");
         });
     });

@@ -2,7 +2,7 @@
 //! setting to raise, then aborts. Faults that are not inger's still reach their previous
 //! handlers. Each case runs in a child process (this test binary, re-run).
 
-mod support;
+mod common;
 
 use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
@@ -23,7 +23,7 @@ fn recurse(depth: u64) -> u64 {
 /// Like [`recurse`], with some work in every frame, so that the timer fires many times
 /// before the stack runs out.
 fn slow_recurse(depth: u64) -> u64 {
-    let frame = black_box([support::mix(depth, 2_000); 64]);
+    let frame = black_box([common::mix(depth, 2_000); 64]);
     if black_box(depth) == u64::MAX {
         return frame[0];
     }
@@ -67,23 +67,17 @@ fn child(mode: &str) {
     println!("child survived: {mode}");
 }
 
-fn run(test: &str, mode: &str, env: &[(&str, &str)]) -> (std::process::Output, String) {
-    let output = support::run_child(test, mode, env);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output, stderr)
-}
-
 #[test]
 fn an_overflow_inside_a_function_is_reported_and_aborts() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
-    let (output, stderr) = run(
+    let output = common::run_child(
         "an_overflow_inside_a_function_is_reported_and_aborts",
         "overflow",
         &[],
     );
-    let why = support::describe(&output);
+    let (why, stderr) = (output.describe(), &output.stderr);
     assert_eq!(output.status.signal(), Some(libc::SIGABRT), "{why}");
     assert!(stderr.contains(MESSAGE), "{why}");
     assert!(
@@ -94,15 +88,15 @@ fn an_overflow_inside_a_function_is_reported_and_aborts() {
 
 #[test]
 fn an_overflow_with_a_budget_and_a_small_stack_is_reported() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
-    let (output, stderr) = run(
+    let output = common::run_child(
         "an_overflow_with_a_budget_and_a_small_stack_is_reported",
         "overflow-preemptible",
         &[("INGER_STACK_SIZE", "128K")],
     );
-    let why = support::describe(&output);
+    let (why, stderr) = (output.describe(), &output.stderr);
     assert_eq!(output.status.signal(), Some(libc::SIGABRT), "{why}");
     assert!(stderr.contains(MESSAGE), "{why}");
     assert!(
@@ -113,30 +107,30 @@ fn an_overflow_with_a_budget_and_a_small_stack_is_reported() {
 
 #[test]
 fn an_overflow_in_a_nested_function_is_reported() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
-    let (output, stderr) = run(
+    let output = common::run_child(
         "an_overflow_in_a_nested_function_is_reported",
         "overflow-nested",
         &[],
     );
-    let why = support::describe(&output);
+    let (why, stderr) = (output.describe(), &output.stderr);
     assert_eq!(output.status.signal(), Some(libc::SIGABRT), "{why}");
     assert!(stderr.contains(MESSAGE), "{why}");
 }
 
 #[test]
 fn an_overflow_outside_any_function_gets_rusts_own_report() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
-    let (output, stderr) = run(
+    let output = common::run_child(
         "an_overflow_outside_any_function_gets_rusts_own_report",
         "overflow-outside",
         &[],
     );
-    let why = support::describe(&output);
+    let (why, stderr) = (output.describe(), &output.stderr);
     assert_eq!(output.status.signal(), Some(libc::SIGABRT), "{why}");
     assert!(stderr.contains("has overflowed its stack"), "{why}");
     assert!(!stderr.contains(MESSAGE), "{why}");
@@ -144,15 +138,15 @@ fn an_overflow_outside_any_function_gets_rusts_own_report() {
 
 #[test]
 fn an_unrelated_segfault_keeps_its_default_action() {
-    if let Some(mode) = support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         return child(&mode);
     }
-    let (output, stderr) = run(
+    let output = common::run_child(
         "an_unrelated_segfault_keeps_its_default_action",
         "segfault-outside",
         &[],
     );
-    let why = support::describe(&output);
+    let (why, stderr) = (output.describe(), &output.stderr);
     assert_eq!(output.status.signal(), Some(libc::SIGSEGV), "{why}");
     assert!(!stderr.contains(MESSAGE), "{why}");
 }

@@ -1,7 +1,7 @@
 //! 10,000 paused continuations alive at once on one thread, all resumed to completion with
 //! the right results: there is no fixed cap on concurrent preemptible functions.
 
-mod support;
+mod common;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -11,7 +11,7 @@ const COUNT: u64 = 10_000;
 
 /// Each function keeps state in locals across its pause, then finishes from it.
 fn body(i: u64, release: &AtomicBool) -> u64 {
-    let first = support::mix(i, 16);
+    let first = common::mix(i, 16);
     let local = [i, first, i.wrapping_mul(31)];
     if i.is_multiple_of(2) {
         // Paused by the timer: spin until the caller releases everyone.
@@ -22,11 +22,11 @@ fn body(i: u64, release: &AtomicBool) -> u64 {
     } else {
         inger::pause();
     }
-    local[0] ^ support::mix(local[1], 16) ^ local[2]
+    local[0] ^ common::mix(local[1], 16) ^ local[2]
 }
 
 fn expected(i: u64) -> u64 {
-    i ^ support::mix(support::mix(i, 16), 16) ^ i.wrapping_mul(31)
+    i ^ common::mix(common::mix(i, 16), 16) ^ i.wrapping_mul(31)
 }
 
 #[test]

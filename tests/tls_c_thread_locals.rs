@@ -5,12 +5,12 @@
 //! is compiled by the test and preloaded into a child process (this test binary, re-run), so
 //! its TLS sits in the static TLS block like that of any library linked into a program.
 
-mod tls_support;
+mod common;
 
 use core::ffi::{c_char, c_int, c_long};
 use std::time::Duration;
 
-use tls_support::{Stops, as_fn, drive, global_address, preemptions, spin};
+use common::{Stops, as_fn, drive, global_address, preemptions, spin};
 
 const SLICE: Duration = Duration::from_micros(100);
 
@@ -97,25 +97,19 @@ impl ThreadVars {
 /// Runs `scenario` in a child process with the C library preloaded, or plays it if this is
 /// that child.
 fn in_child_with_library(test: &str, scenario: fn(ThreadVars)) {
-    if let Some(mode) = tls_support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         assert_eq!(mode, test);
         scenario(ThreadVars::find());
-        println!("tls-child-ok: {test}");
+        common::print_child_ok(test);
         return;
     }
-    let library = tls_support::compile_c("thread_vars", &[]);
-    let output = tls_support::run_child(
+    let library = common::compile_c("tls/thread_vars.c", "thread_vars", &[]);
+    let output = common::run_child(
         test,
         test,
         &[("LD_PRELOAD", library.to_str().expect("UTF-8 path"))],
     );
-    assert!(output.status.success(), "{}", output.describe());
-    assert_eq!(
-        output.lines_with("tls-child-ok: "),
-        vec![test.to_owned()],
-        "{}",
-        output.describe()
-    );
+    output.assert_child_ok(test);
 }
 
 #[test]

@@ -3,13 +3,13 @@
 //! complete, once, with its value, and the destructor must finish. (A pause or preemption
 //! there once turned the finished function back into a paused one.)
 
-mod tls_support;
+mod common;
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use tls_support::{drive, spin};
+use common::{drive, spin};
 
 /// Calls `pause()` from its destructor, then counts itself.
 struct PausesWhenDropped(&'static AtomicUsize);

@@ -8,13 +8,13 @@
 //! Each test loads its own copies of the library (distinct files are distinct modules), so
 //! the tests do not depend on each other even when they share a process.
 
-mod tls_support;
+mod common;
 
 use core::ffi::{c_int, c_long, c_uchar};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tls_support::{Library, Stops, as_fn, preemptions};
+use common::{Library, Stops, as_fn, preemptions};
 
 const SLICE: Duration = Duration::from_micros(100);
 
@@ -33,7 +33,7 @@ struct DynTls {
 impl DynTls {
     /// Compiles (once) and `dlopen`s a copy named `copy`.
     fn load(copy: &str) -> DynTls {
-        let path = tls_support::compile_c_as("dynamic_tls", copy, &["-ftls-model=global-dynamic"]);
+        let path = common::compile_c("tls/dynamic_tls.c", copy, &["-ftls-model=global-dynamic"]);
         let library = Library::open(&path);
         // SAFETY: each type matches the C definition of the symbol in dynamic_tls.c.
         unsafe {

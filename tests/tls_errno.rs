@@ -2,11 +2,11 @@
 //! many preemptions while its caller sets a different errno between resumes, and each sees
 //! only its own. A new function starts with errno 0, like a new thread.
 
-mod tls_support;
+mod common;
 
 use std::time::Duration;
 
-use tls_support::{Stops, drive, errno, preemptions, set_errno, spin};
+use common::{Stops, drive, errno, preemptions, set_errno, spin};
 
 const SLICE: Duration = Duration::from_micros(100);
 

@@ -4,12 +4,12 @@
 //! freed in another, and pooled blocks keep their cache so running thousands of functions
 //! does not leak one cache per function.
 
-mod tls_support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tls_support::{Stops, preemptions, spin};
+use common::{Stops, preemptions, spin};
 
 const SLICE: Duration = Duration::from_micros(100);
 

@@ -5,12 +5,12 @@
 //! otherwise bring over from the old thread), and the thread id glibc keeps in the thread
 //! descriptor (used e.g. by `pthread_getaffinity_np(pthread_self())`).
 
-mod tls_support;
+mod common;
 
 use std::cell::Cell;
 use std::time::Duration;
 
-use tls_support::{
+use common::{
     Stops, Worker, allowed_cpus, errno, kernel_tid, pin_to, preemptions, set_errno, spin,
 };
 

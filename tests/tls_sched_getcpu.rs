@@ -5,11 +5,11 @@
 //! between resumes, and after the function migrates to a thread on another CPU. (The pinning
 //! parts need two usable CPUs; with one, only the range checks remain, and a note says so.)
 
-mod tls_support;
+mod common;
 
 use std::time::Duration;
 
-use tls_support::{
+use common::{
     Stops, Worker, allowed_cpus, configured_cpus, current_cpu, pin_to, preemptions, spin,
 };
 

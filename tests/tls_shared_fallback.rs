@@ -4,12 +4,12 @@
 //! resumed on another thread is refused with `Error::WrongThread` (and can still be resumed
 //! on its own thread afterwards). Each scenario runs in a child process with the variable set.
 
-mod tls_support;
+mod common;
 
 use std::cell::Cell;
 use std::time::Duration;
 
-use tls_support::{Stops, drive, errno, preemptions, set_errno, spin};
+use common::{Stops, drive, errno, preemptions, set_errno, spin};
 
 const SLICE: Duration = Duration::from_micros(100);
 
@@ -19,20 +19,13 @@ thread_local! {
 
 /// Runs `scenario` in a child process with shared TLS, or plays it if this is that child.
 fn in_shared_tls_child(test: &str, scenario: fn()) {
-    if let Some(mode) = tls_support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         assert_eq!(mode, test);
         scenario();
-        println!("\ntls-child-ok: {test}");
+        common::print_child_ok(test);
         return;
     }
-    let output = tls_support::run_child(test, test, &[("INGER_SHARED_TLS", "1")]);
-    assert!(output.status.success(), "{}", output.describe());
-    assert_eq!(
-        output.lines_with("tls-child-ok: "),
-        vec![test.to_owned()],
-        "{}",
-        output.describe()
-    );
+    common::run_child(test, test, &[("INGER_SHARED_TLS", "1")]).assert_child_ok(test);
 }
 
 #[test]

@@ -6,12 +6,13 @@
 //! smashing detected". Each scenario runs in a child process so such an abort is reported
 //! as the child's failure with its message.
 
-mod tls_support;
+mod common;
 
 use std::cell::Cell;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use tls_support::{Library, Stops, as_fn, preemptions};
+use common::{Library, Stops, as_fn, preemptions};
 
 const SLICE: Duration = Duration::from_micros(100);
 
@@ -28,9 +29,17 @@ struct Protected {
 // The wrappers call the functions of stack_protector.c, which have exactly these signatures
 // and no preconditions (the callback is a plain function).
 impl Protected {
+    /// Compiles (once) the protected library.
+    fn compile() -> PathBuf {
+        common::compile_c(
+            "tls/stack_protector.c",
+            "stack_protector",
+            &["-fstack-protector-all"],
+        )
+    }
+
     fn load() -> Protected {
-        let path = tls_support::compile_c("stack_protector", &["-fstack-protector-all"]);
-        let library = Library::open(&path);
+        let library = Library::open(&Protected::compile());
         // SAFETY: the types match the C definitions.
         unsafe {
             Protected {
@@ -53,27 +62,21 @@ impl Protected {
 
 /// Runs `scenario` in a child process, or plays it if this is that child.
 fn in_child(test: &str, scenario: fn(Protected)) {
-    if let Some(mode) = tls_support::child_mode() {
+    if let Some(mode) = common::child_mode() {
         assert_eq!(mode, test);
         scenario(Protected::load());
-        println!("\ntls-child-ok: {test}");
+        common::print_child_ok(test);
         return;
     }
     // Compile in the parent, so a compiler failure is reported as such.
-    let _ = tls_support::compile_c("stack_protector", &["-fstack-protector-all"]);
-    let output = tls_support::run_child(test, test, &[]);
+    let _ = Protected::compile();
+    let output = common::run_child(test, test, &[]);
     assert!(
         !output.stderr.contains("stack smashing detected"),
         "a canary check failed: {}",
         output.describe()
     );
-    assert!(output.status.success(), "{}", output.describe());
-    assert_eq!(
-        output.lines_with("tls-child-ok: "),
-        vec![test.to_owned()],
-        "{}",
-        output.describe()
-    );
+    output.assert_child_ok(test);
 }
 
 #[test]

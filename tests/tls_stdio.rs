@@ -8,12 +8,12 @@
 //! this file's subject). C `printf` runs entirely inside libc, where a function is never
 //! paused, so several functions may print with it in turn.
 
-mod tls_support;
+mod common;
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use tls_support::{Stops, drive, preemptions, spin};
+use common::{Stops, drive, preemptions, spin};
 
 const SLICE: Duration = Duration::from_micros(100);
 
@@ -33,26 +33,20 @@ fn line_text(function: u64, index: u64) -> String {
 
 /// Runs `scenario` in a child process, or plays it if this is that child. Returns the child's
 /// output.
-fn in_child(test: &str, scenario: fn()) -> Option<tls_support::ChildOutput> {
-    if let Some(mode) = tls_support::child_mode() {
+fn in_child(test: &str, scenario: fn()) -> Option<common::ChildOutput> {
+    if let Some(mode) = common::child_mode() {
         assert_eq!(mode, test);
         scenario();
-        println!("\ntls-child-ok: {test}");
+        common::print_child_ok(test);
         return None;
     }
-    let output = tls_support::run_child(test, test, &[]);
-    assert!(output.status.success(), "{}", output.describe());
-    assert_eq!(
-        output.lines_with("tls-child-ok: "),
-        vec![test.to_owned()],
-        "{}",
-        output.describe()
-    );
+    let output = common::run_child(test, test, &[]);
+    output.assert_child_ok(test);
     Some(output)
 }
 
 /// Checks that the lines of function `function` are exactly lines 0..n for some n ≥ `at_least`.
-fn check_lines(output: &tls_support::ChildOutput, prefix: &str, function: u64, at_least: u64) {
+fn check_lines(output: &common::ChildOutput, prefix: &str, function: u64, at_least: u64) {
     let tag = format!("{function} ");
     let lines: Vec<String> = output
         .lines_with(prefix)
@@ -74,7 +68,7 @@ fn check_lines(output: &tls_support::ChildOutput, prefix: &str, function: u64, a
 }
 
 /// The child's preemption count, reported after everything was printed.
-fn reported_preemptions(output: &tls_support::ChildOutput) -> u64 {
+fn reported_preemptions(output: &common::ChildOutput) -> u64 {
     output
         .lines_with("tls-preemptions: ")
         .first()

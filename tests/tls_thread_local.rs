@@ -5,13 +5,13 @@
 //! function's thread-local destructors run exactly once, in the function's context, when it
 //! completes (never again at thread exit, never for a cancelled function).
 
-mod tls_support;
+mod common;
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use tls_support::{Stops, drive, preemptions, spin};
+use common::{Stops, drive, preemptions, spin};
 
 const SLICE: Duration = Duration::from_micros(100);
 

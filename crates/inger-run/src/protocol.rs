@@ -19,6 +19,25 @@ pub(crate) const SLICE_NS: &str = "INGER_RUN_SLICE_NS";
 /// `1`: print the preemption counters to stderr at exit.
 pub(crate) const STATS: &str = "INGER_RUN_STATS";
 
+/// An absolute path: write the report there instead of stderr (implies [`STATS`]).
+pub(crate) const STATS_FILE: &str = "INGER_RUN_STATS_FILE";
+
+/// `1`: after the summed report, one line per process.
+pub(crate) const STATS_PER_PROCESS: &str = "INGER_RUN_STATS_PER_PROCESS";
+
+/// With [`INHERIT`] and [`STATS`]: the path of the ledger file in which every process under
+/// inger keeps its counters, so that the top-level process prints one summed report (see
+/// `ledger.rs`).
+pub(crate) const LEDGER: &str = "INGER_RUN_LEDGER";
+
+/// The process id of the program inger-run execs (the top of the tree).
+pub(crate) const ROOT_PID: &str = "INGER_RUN_ROOT_PID";
+
+/// The named program when it is a `#!` script (its path): the report says which interpreter
+/// ran under inger. Removed from the environment even with [`INHERIT`]: it describes the
+/// first program only.
+pub(crate) const SCRIPT: &str = "INGER_RUN_SCRIPT";
+
 /// `1`: leave the environment as it is, so that descendant processes run under inger too.
 pub(crate) const INHERIT: &str = "INGER_RUN_INHERIT";
 
@@ -28,6 +47,21 @@ pub(crate) const PRIVATE_TLS: &str = "INGER_RUN_PRIVATE_TLS";
 
 /// The value `LD_PRELOAD` had before `inger-run` added the library; absent when it was unset.
 pub(crate) const SAVED_LD_PRELOAD: &str = "INGER_RUN_SAVED_LD_PRELOAD";
+
+/// Every variable above, which the library removes from the environment unless [`INHERIT`]
+/// (and then only [`SCRIPT`]).
+pub(crate) const ALL: [&str; 10] = [
+    SLICE_NS,
+    STATS,
+    STATS_FILE,
+    STATS_PER_PROCESS,
+    LEDGER,
+    ROOT_PID,
+    SCRIPT,
+    INHERIT,
+    PRIVATE_TLS,
+    SAVED_LD_PRELOAD,
+];
 
 /// Where the command looks for the library before its default places (a path).
 pub(crate) const PRELOAD_PATH: &str = "INGER_RUN_PRELOAD";

@@ -15,7 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The root crate's tests and these run processes the same way: one copy of that code.
+#[path = "../../../../tests/common/process.rs"]
+mod process;
+
+use process::run_with_hang_guard;
 
 /// How long a C test program may run before it is killed and the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(300);
@@ -221,39 +227,12 @@ pub(crate) fn run(program: &Path, args: &[&str]) -> Output {
 
 /// Runs a prepared command with the same time limit, capturing its output.
 pub(crate) fn run_command(command: &mut Command) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start program");
-    let started = Instant::now();
-    // Drain the pipes on threads so a chatty program never blocks on a full pipe.
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut bytes).map(|_| bytes)
-    });
-    let err = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut stderr, &mut bytes).map(|_| bytes)
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for program") {
-            break status;
-        }
-        if started.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command:?} did not finish within {RUN_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Output {
-        status,
-        stdout: out.join().expect("stdout reader").expect("read stdout"),
-        stderr: err.join().expect("stderr reader").expect("read stderr"),
+    match run_with_hang_guard(command, RUN_LIMIT) {
+        Ok(output) => output,
+        Err(output) => panic!(
+            "{command:?} did not finish within {RUN_LIMIT:?}; its stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
     }
 }
 

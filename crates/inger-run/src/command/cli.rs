@@ -15,9 +15,16 @@ streams and signals are the program's own.
 options:
   --slice DURATION   time slice, e.g. 20us, 50us (default), 1ms; a bare number is in us
   --stats            print preemptions, deferrals, retries and the longest deferral
-                     to stderr when the program exits
+                     to stderr when the program exits (or execs a program that runs
+                     without inger), and what the program did with inger's signal
+  --stats-file PATH  write that report to PATH instead of stderr (implies --stats)
+  --stats-per-process
+                     with --inherit, add one line per process to the summed report
+                     (implies --stats)
   --inherit          let child processes run under inger too (by default only PROGRAM
-                     does: its environment is restored before its code runs)
+                     does: its environment is restored before its code runs); with
+                     --stats, one report sums every process, written by PROGRAM's
+                     process, never by a child
   --private-tls      give main inger's private thread-local storage instead of the
                      main thread's (a stronger test of inger; see the README)
   --preload PATH     the preload library (default: $INGER_RUN_PRELOAD, else
@@ -45,6 +52,8 @@ pub(crate) enum Request {
 pub(crate) struct Options {
     pub(crate) slice: Duration,
     pub(crate) stats: bool,
+    pub(crate) stats_file: Option<PathBuf>,
+    pub(crate) per_process: bool,
     pub(crate) inherit: bool,
     pub(crate) private_tls: bool,
     pub(crate) preload: Option<PathBuf>,
@@ -58,6 +67,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request,
     let mut args = args.into_iter();
     let mut slice = Duration::from_nanos(crate::protocol::DEFAULT_SLICE_NS);
     let mut stats = false;
+    let mut stats_file = None;
+    let mut per_process = false;
     let mut inherit = false;
     let mut private_tls = false;
     let mut preload = None;
@@ -89,6 +100,14 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request,
                 slice = parse_duration(&text.to_string_lossy())?;
             }
             "--preload" => preload = Some(PathBuf::from(value("a path")?)),
+            "--stats-file" => {
+                stats_file = Some(PathBuf::from(value("a path")?));
+                stats = true;
+            }
+            "--stats-per-process" if inline_value.is_none() => {
+                per_process = true;
+                stats = true;
+            }
             "--stats" if inline_value.is_none() => stats = true,
             "--inherit" if inline_value.is_none() => inherit = true,
             "--private-tls" if inline_value.is_none() => private_tls = true,
@@ -100,6 +119,8 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request,
     Ok(Request::Run(Options {
         slice,
         stats,
+        stats_file,
+        per_process,
         inherit,
         private_tls,
         preload,
@@ -188,6 +209,12 @@ mod tests {
         assert_eq!(parsed.program, "wc");
         assert_eq!(parsed.args, ["-l"]);
 
+        let parsed = options(&["--stats-file=/tmp/r.txt", "--stats-per-process", "true"]);
+        assert!(parsed.stats, "--stats-file implies --stats");
+        assert_eq!(parsed.stats_file, Some(PathBuf::from("/tmp/r.txt")));
+        assert!(parsed.per_process);
+        assert!(!options(&["true"]).per_process);
+
         let parsed = options(&["--preload", "/x/lib.so", "--", "--weird-name"]);
         assert_eq!(parsed.preload, Some(PathBuf::from("/x/lib.so")));
         assert_eq!(parsed.program, "--weird-name");
@@ -202,6 +229,7 @@ mod tests {
         assert!(run(&["--slice"]).is_err());
         assert!(run(&["--bogus", "true"]).is_err());
         assert!(run(&["--stats=yes", "true"]).is_err());
+        assert!(run(&["--stats-file"]).is_err());
         assert_eq!(run(&["--help", "true"]), Ok(Request::Help));
         assert_eq!(run(&["-V"]), Ok(Request::Version));
     }

@@ -1,4 +1,4 @@
-//! `inger-run [--slice 50us] [--stats] [--inherit] [--private-tls] [--preload PATH] [--] PROGRAM [ARGS...]`
+//! `inger-run [--slice 50us] [--stats] [--stats-file PATH] [--stats-per-process] [--inherit] [--private-tls] [--preload PATH] [--] PROGRAM [ARGS...]`
 //!
 //! Runs an unmodified program with its `main` inside a preemptible function that is preempted
 //! every slice and resumed at once (see the preload library's docs for how). This command only
@@ -10,9 +10,16 @@
 //! ignore `SIGPIPE` and its `Command` would reset the signal mask before exec, and both would
 //! leak into the program. Here nothing touches signal state at all.
 //!
+//! Before the exec it checks what the library will need and could not report itself: the
+//! `--stats-file` is created (empty) so that a path that cannot be written is a usage error,
+//! and with `--inherit --stats` the run's ledger (`ledger.rs`) is created in `$TMPDIR`; the
+//! library gets both, the program's pid (the top of the tree) and, for a script, its path,
+//! through the environment (`protocol.rs`).
+//!
 //! Exit statuses of the command's own failures (the program never started), following `env`
-//! and `timeout`: 125 bad usage or a missing library, 126 a program that cannot be run under
-//! inger (refused, or exec failed), 127 a program that was not found.
+//! and `timeout`: 125 bad usage, a missing library, or a stats file or ledger that cannot be
+//! created, 126 a program that cannot be run under inger (refused, or exec failed), 127 a
+//! program that was not found.
 
 // The unit tests need the test harness's `main`, so the entry point is compiled out of them.
 #![cfg_attr(not(test), no_main)]
@@ -25,13 +32,17 @@ mod cli;
 mod locate;
 mod program;
 
+#[path = "../ledger.rs"]
+mod ledger;
 #[path = "../protocol.rs"]
 mod protocol;
+#[path = "../target.rs"]
+mod target;
 
 use core::ffi::{c_char, c_int};
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cli::{Options, Request};
 use program::Problem;
@@ -88,7 +99,11 @@ fn run() -> Result<c_int, Failure> {
     let shown = options.program.to_string_lossy().into_owned();
     let path = program::resolve(&options.program).map_err(|problem| describe(&shown, problem))?;
     program::check(&path).map_err(|problem| describe(&shown, problem))?;
-    let error = exec(&path, &options, &library);
+    let run = prepare_run(&options, &path)?;
+    let error = exec(&path, &options, &library, &run);
+    if let Some(ledger) = &run.ledger {
+        let _ = std::fs::remove_file(ledger);
+    }
     let status = if error.kind() == std::io::ErrorKind::NotFound {
         NOT_FOUND
     } else {
@@ -110,14 +125,73 @@ fn describe(program: &str, problem: Problem) -> Failure {
     }
 }
 
+/// What the library needs to know about this run besides the options.
+struct Run {
+    /// The ledger of the run's processes (`--inherit` with `--stats`).
+    ledger: Option<PathBuf>,
+    /// The stats file, absolute (the program may change directory).
+    stats_file: Option<PathBuf>,
+    /// The program's path when it is a script.
+    script: Option<PathBuf>,
+}
+
+/// Checks the stats file (created empty now, so that a mistake shows before the program
+/// runs) and creates the ledger.
+fn prepare_run(options: &Options, path: &Path) -> Result<Run, Failure> {
+    let stats_file = match &options.stats_file {
+        Some(file) => {
+            let absolute = std::path::absolute(file).map_err(|error| {
+                Failure::new(
+                    USAGE_FAILURE,
+                    format!("--stats-file {}: {error}", file.display()),
+                )
+            })?;
+            std::fs::File::create(&absolute).map_err(|error| {
+                Failure::new(
+                    USAGE_FAILURE,
+                    format!(
+                        "cannot write the --stats-file {}: {error}",
+                        absolute.display()
+                    ),
+                )
+            })?;
+            Some(absolute)
+        }
+        None => None,
+    };
+    let ledger = if options.inherit && options.stats {
+        let dir = std::env::temp_dir();
+        let root_pid = i32::try_from(std::process::id()).unwrap_or(0);
+        Some(ledger::create(&dir, root_pid).map_err(|error| {
+            Failure::new(
+                USAGE_FAILURE,
+                format!(
+                    "cannot create the statistics ledger of --inherit --stats in {}: {error} \
+                     (set TMPDIR to a writable directory)",
+                    dir.display()
+                ),
+            )
+        })?)
+    } else {
+        None
+    };
+    let script = (options.stats && program::is_script(path))
+        .then(|| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
+    Ok(Run {
+        ledger,
+        stats_file,
+        script,
+    })
+}
+
 /// Replaces this process with the program; returns only if `execve` failed.
-fn exec(path: &Path, options: &Options, library: &Path) -> std::io::Error {
+fn exec(path: &Path, options: &Options, library: &Path, run: &Run) -> std::io::Error {
     let mut argv = vec![options.program.clone()];
     argv.extend(options.args.iter().cloned());
     let (Some(c_path), Some(argv), Some(envp)) = (
         c_string(path.as_os_str()),
         c_strings(argv),
-        c_strings(environment(options, library)),
+        c_strings(environment(options, library, run)),
     ) else {
         return std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -136,14 +210,8 @@ fn exec(path: &Path, options: &Options, library: &Path) -> std::io::Error {
 
 /// The program's environment: ours, with the library appended to `LD_PRELOAD` (in place, so
 /// the order of variables is kept) and the settings for the library added.
-fn environment(options: &Options, library: &Path) -> Vec<OsString> {
-    let ours = [
-        protocol::SLICE_NS,
-        protocol::STATS,
-        protocol::INHERIT,
-        protocol::PRIVATE_TLS,
-        protocol::SAVED_LD_PRELOAD,
-    ];
+fn environment(options: &Options, library: &Path, run: &Run) -> Vec<OsString> {
+    let ours = protocol::ALL;
     let existing = std::env::var_os("LD_PRELOAD");
     let preload = locate::ld_preload_value(existing.as_ref(), library);
     let mut entries = Vec::new();
@@ -166,6 +234,19 @@ fn environment(options: &Options, library: &Path) -> Vec<OsString> {
     entries.push(pair(protocol::SLICE_NS, slice_ns.to_string()));
     if options.stats {
         entries.push(pair(protocol::STATS, "1"));
+    }
+    if let Some(file) = &run.stats_file {
+        entries.push(pair(protocol::STATS_FILE, file));
+    }
+    if options.per_process {
+        entries.push(pair(protocol::STATS_PER_PROCESS, "1"));
+    }
+    if let Some(ledger) = &run.ledger {
+        entries.push(pair(protocol::LEDGER, ledger));
+        entries.push(pair(protocol::ROOT_PID, std::process::id().to_string()));
+    }
+    if let Some(script) = &run.script {
+        entries.push(pair(protocol::SCRIPT, script));
     }
     if options.inherit {
         entries.push(pair(protocol::INHERIT, "1"));

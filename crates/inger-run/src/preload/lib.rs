@@ -5,7 +5,11 @@
 //! resumed at once, until `main` returns:
 //!
 //! ```text
-//!  _start ──> __libc_start_main (ours) ──> __libc_start_main (glibc's, via RTLD_NEXT)
+//!  load ──> on_load: glibc's functions looked up, own path, atfork handler
+//!  _start ──> __libc_start_main (ours): settings, inger configured and started (its handlers
+//!             │                          installed, the timer signal emulated from here on)
+//!             ▼
+//!           __libc_start_main (glibc's, via RTLD_NEXT)
 //!                                                │ constructors, then:
 //!                                                ▼
 //!                                    main_in_preemptible_function(argc, argv, envp)
@@ -34,6 +38,23 @@
 //! - `main` shares the main thread's thread-local storage, unless `--private-tls` asks for
 //!   inger's private TLS (see `settings::configure_inger` for why).
 //!
+//! What else the library interposes, and why:
+//!
+//! | functions | module | why |
+//! | --- | --- | --- |
+//! | `sigaction`, `signal`, `sigset`, ... `sigprocmask`, `pthread_sigmask` | `signals` | the program's view of inger's timer signal is emulated: a reset to `SIG_DFL` must not kill it |
+//! | `exit`, `_exit`, `_Exit` | `exits` | the report is printed before exit handlers close stderr |
+//! | the `exec` family | `exec` | `--stats` says when a program execs one that runs without inger; the run's ledger follows execs |
+//! | `fork`, `posix_spawn`, `posix_spawnp` | `spawn` | with `--inherit --stats`, a child counts in the run before it exists |
+//!
+//! The inger core linked into this library calls some of the same functions; `build.rs` links
+//! it with `--wrap` so that its calls reach the `signals` module's core side, never the
+//! program's interposers. Everything an interposer does may happen in a signal handler, in a
+//! `vfork` child (which shares its parent's memory) or before `main`: no allocation, no locks,
+//! and no writes to the library's state from a process that does not own it. The one
+//! exception is inger's own statistics, which the core reads under a lock (see the
+//! `totals` module).
+//!
 //! Settings come from the environment (see the `protocol` module); the library removes its
 //! own variables and its `LD_PRELOAD` entry before any code of the program runs, unless asked
 //! to leave them for descendant processes.
@@ -45,21 +66,43 @@
     allow(dead_code, reason = "the interposers are compiled out of unit tests")
 )]
 
+mod accounting;
+#[cfg(not(test))]
+mod exec;
 #[cfg(not(test))]
 mod exits;
+mod real;
 mod report;
 mod settings;
+mod signals;
+#[cfg(not(test))]
+mod spawn;
+mod totals;
 
+#[path = "../ledger.rs"]
+mod ledger;
 #[path = "../protocol.rs"]
 mod protocol;
+#[path = "../target.rs"]
+mod target;
 
 use core::ffi::{c_char, c_int, c_void};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use settings::Settings;
+use target::FixedPath;
 
 #[cfg(not(test))]
+pub use exec::{execl, execle, execlp, execv, execve, execveat, execvp, execvpe, fexecve};
+#[cfg(not(test))]
 pub use exits::{_Exit, _exit, exit};
+#[cfg(not(test))]
+pub use signals::core_calls::*;
+#[cfg(not(test))]
+pub use signals::program_calls::*;
+#[cfg(not(test))]
+pub use spawn::{fork, posix_spawn, posix_spawnp};
 
 /// The signature of a C program's `main` as glibc calls it.
 type MainFn = unsafe extern "C" fn(c_int, *mut *mut c_char, *mut *mut c_char) -> c_int;
@@ -103,7 +146,6 @@ pub unsafe extern "C" fn __libc_start_main(
     stack_end: *mut c_void,
 ) -> c_int {
     let real = glibc_start_main();
-    exits::resolve();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(message) => fail(&message),
@@ -114,7 +156,11 @@ pub unsafe extern "C" fn __libc_start_main(
     if let Err(error) = configured {
         fail(&format!("cannot configure inger: {error}"));
     }
-    if !settings.inherit {
+    start_inger();
+    if settings.inherit {
+        // SAFETY: as above.
+        unsafe { settings::remove_own_variables() };
+    } else {
         // SAFETY: as above.
         unsafe { settings::restore_environment() };
     }
@@ -133,6 +179,77 @@ pub unsafe extern "C" fn __libc_start_main(
             stack_end,
         )
     }
+}
+
+/// Starts inger's runtime on this thread now, before the program's constructors run, with a
+/// function that returns at once: the core installs its handlers (and this library starts
+/// emulating the timer signal, see the `signals` module) before any code of the program can
+/// touch that signal.
+#[cfg(not(test))]
+fn start_inger() {
+    match inger::launch(|| (), Duration::MAX) {
+        Ok(linger) if linger.is_completion() => {}
+        Ok(_) => fail("inger paused a function that returns at once"),
+        Err(error) => fail(&format!("cannot start inger: {error}")),
+    }
+    if inger::capabilities().preemption && signals::emulated_signals() == 0 {
+        fail(
+            "the preload library was linked without its --wrap options (see crates/inger-run/build.rs): \
+             the program could disable preemption or be killed by it",
+        );
+    }
+}
+
+/// What the library does when it is loaded, before any program code that could call the
+/// functions it interposes (the constructors of libraries loaded before it excepted): look up
+/// glibc's functions, find its own path, and learn about forks.
+#[cfg(not(test))]
+extern "C" fn on_load() {
+    real::resolve_all();
+    // SAFETY: a zeroed Dl_info is a valid out-parameter; any address inside this library
+    // identifies it.
+    unsafe {
+        let mut found: libc::Dl_info = core::mem::zeroed();
+        if libc::dladdr(on_load as *const () as *const c_void, &mut found) != 0
+            && !found.dli_fname.is_null()
+        {
+            let name = core::ffi::CStr::from_ptr(found.dli_fname).to_bytes();
+            if let Some(path) = FixedPath::from_bytes(name) {
+                let _ = OWN_PATH.set(path);
+            }
+        }
+    }
+    // SAFETY: registering a plain function, which only stores to an atomic.
+    unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) };
+}
+
+/// This library's path, as the loader knows it (the `LD_PRELOAD` entry).
+static OWN_PATH: OnceLock<FixedPath> = OnceLock::new();
+
+/// This library's path, if known.
+pub(crate) fn own_library_path() -> Option<&'static FixedPath> {
+    OWN_PATH.get()
+}
+
+/// The path of the run's ledger, if this process has one.
+pub(crate) fn settings_ledger_path() -> Option<&'static [u8]> {
+    SETTINGS
+        .get()?
+        .ledger
+        .as_deref()
+        .map(core::ffi::CStr::to_bytes)
+}
+
+#[cfg(not(test))]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static ON_LOAD: extern "C" fn() = on_load;
+
+/// A forked child inherits no timer, so it is never preempted: it has no thread running
+/// `main` in the sense of the signal counters.
+#[cfg(not(test))]
+extern "C" fn in_forked_child() {
+    signals::forget_main_thread();
 }
 
 /// glibc's `__libc_start_main`: the next definition after this library in lookup order.
@@ -175,8 +292,9 @@ unsafe extern "C" fn main_in_preemptible_function(
     let (Some(&main), Some(settings)) = (PROGRAM_MAIN.get(), SETTINGS.get()) else {
         fail("main was called before __libc_start_main")
     };
+    signals::note_main_thread();
     if settings.stats {
-        report::enable(settings.slice, inger::capabilities().private_tls);
+        report::enable(settings, inger::capabilities().private_tls);
     }
     let call = MainCall {
         main,
@@ -184,14 +302,29 @@ unsafe extern "C" fn main_in_preemptible_function(
         argv,
         envp,
     };
-    let slice = settings.slice;
+    let linger = run_in_slices(call, settings.slice);
+    let status = linger
+        .completion()
+        .unwrap_or_else(|| fail("main finished without a status"));
+    report::print_once();
+    status
+}
+
+/// Runs `main` inside a preemptible function, resumed at once each time it is preempted,
+/// until it returns. The one place that decides how `main` is budgeted.
+fn run_in_slices(call: MainCall, slice: Duration) -> inger::Linger<'static, c_int> {
     let mut linger = match inger::launch(move || MainCall::run(call), slice) {
         Ok(linger) => linger,
         Err(error) => fail(&format!(
             "cannot run main inside a preemptible function: {error}"
         )),
     };
+    let mut resumes = 0u64;
     while linger.is_continuation() {
+        resumes += 1;
+        if resumes.is_multiple_of(accounting::REFRESH_EVERY) {
+            accounting::refresh();
+        }
         if let Err(error) = inger::resume(&mut linger, slice) {
             // main has run part-way: no clean way to go on, and exiting would run the
             // program's atexit handlers on half-updated state.
@@ -199,11 +332,7 @@ unsafe extern "C" fn main_in_preemptible_function(
             std::process::abort();
         }
     }
-    let status = linger
-        .completion()
-        .unwrap_or_else(|| fail("main finished without a status"));
-    report::print_once();
-    status
+    linger
 }
 
 /// Reports a failure of inger-run itself (before the program's `main` ran) and exits.

@@ -1,22 +1,33 @@
 //! The library's settings: read from the environment the command prepared, then removed from
 //! it; and the inger configuration derived from them.
 
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStringExt;
 use std::time::Duration;
 
 use crate::protocol;
 
 /// What the command asked for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Settings {
     /// Budget of each run of `main` before it is preempted.
     pub(crate) slice: Duration,
     /// Print the counters at exit.
     pub(crate) stats: bool,
+    /// Write the report to this file instead of stderr.
+    pub(crate) stats_file: Option<CString>,
+    /// One report line per process after the summed report.
+    pub(crate) per_process: bool,
     /// Leave the environment alone, so child processes run under inger too.
     pub(crate) inherit: bool,
     /// Give `main` a private TLS block rather than the main thread's.
     pub(crate) private_tls: bool,
+    /// The ledger shared by the processes of the run (with `inherit` and `stats`).
+    pub(crate) ledger: Option<CString>,
+    /// The pid of the program inger-run ran (0 if unknown).
+    pub(crate) root_pid: i32,
+    /// The named program, when it was a `#!` script this process interprets.
+    pub(crate) script: Option<CString>,
 }
 
 impl Settings {
@@ -34,17 +45,32 @@ impl Settings {
             },
             Err(_) => protocol::DEFAULT_SLICE_NS,
         };
+        let stats_file = text(protocol::STATS_FILE);
         Ok(Settings {
             slice: Duration::from_nanos(slice_ns),
-            stats: flag(protocol::STATS),
+            stats: flag(protocol::STATS) || stats_file.is_some(),
+            stats_file,
+            per_process: flag(protocol::STATS_PER_PROCESS),
             inherit: flag(protocol::INHERIT),
             private_tls: flag(protocol::PRIVATE_TLS),
+            ledger: text(protocol::LEDGER),
+            root_pid: std::env::var(protocol::ROOT_PID)
+                .ok()
+                .and_then(|pid| pid.parse().ok())
+                .unwrap_or(0),
+            script: text(protocol::SCRIPT),
         })
     }
 }
 
 fn flag(name: &str) -> bool {
     std::env::var_os(name).is_some_and(|value| value == OsStr::new("1"))
+}
+
+/// A non-empty variable as a C string.
+fn text(name: &str) -> Option<CString> {
+    let value = std::env::var_os(name).filter(|value| !value.is_empty())?;
+    CString::new(value.into_vec()).ok()
 }
 
 /// Gives the environment back the shape it had before `inger-run`: `LD_PRELOAD` as it was
@@ -64,16 +90,20 @@ pub(crate) unsafe fn restore_environment() {
             Some(value) => std::env::set_var("LD_PRELOAD", value),
             None => std::env::remove_var("LD_PRELOAD"),
         }
-        for name in [
-            protocol::SLICE_NS,
-            protocol::STATS,
-            protocol::INHERIT,
-            protocol::PRIVATE_TLS,
-            protocol::SAVED_LD_PRELOAD,
-        ] {
+        for name in protocol::ALL {
             std::env::remove_var(name);
         }
     }
+}
+
+/// Removes what describes this process alone ([`protocol::SCRIPT`]), when the rest of the
+/// environment stays for the descendants.
+///
+/// # Safety
+/// No other thread may read or write the environment meanwhile.
+pub(crate) unsafe fn remove_own_variables() {
+    // SAFETY: per the contract, nothing else touches the environment now.
+    unsafe { std::env::remove_var(protocol::SCRIPT) };
 }
 
 /// Settles inger's process-wide configuration before the first launch: the `INGER_*`

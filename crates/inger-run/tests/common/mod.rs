@@ -3,7 +3,9 @@
 
 #![allow(dead_code, reason = "each test binary uses a subset")]
 
+use std::collections::hash_map::DefaultHasher;
 use std::fs;
+use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -136,27 +138,41 @@ pub(crate) struct Report {
     pub(crate) preemptions: u64,
     pub(crate) deferred_library: u64,
     pub(crate) retries: u64,
+    /// For a summed report (`--inherit`): the programs it counts.
+    pub(crate) programs: Option<u64>,
 }
 
 /// The header line of a `--stats` report.
-pub(crate) const REPORT_HEADER: &str = "inger-run: statistics of pid ";
+pub(crate) const REPORT_HEADER: &str = "inger-run: statistics of ";
 
-/// Splits stderr into what the program wrote and the reports.
+/// What every line inger-run itself writes starts with.
+const OURS: &str = "inger-run: ";
+
+/// Splits stderr into what the program wrote and the reports. Everything from the first
+/// `inger-run: ` on that starts with it is inger-run's (the reports, the line before a
+/// report at an exec, per-process lines).
 pub(crate) fn split_reports(stderr: &[u8]) -> (Vec<u8>, Vec<Report>) {
     let text = String::from_utf8_lossy(stderr);
-    let Some(start) = text.find(REPORT_HEADER) else {
+    let Some(start) = text.find(OURS) else {
         return (stderr.to_vec(), Vec::new());
     };
     let mut reports = Vec::new();
     let mut own = stderr[..start].to_vec();
     let mut current: Option<Report> = None;
     for line in text[start..].split_inclusive('\n') {
-        if line.starts_with(REPORT_HEADER) {
+        if let Some(rest) = line.strip_prefix(REPORT_HEADER) {
             reports.extend(current.take());
-            current = Some(Report::default());
-        } else if let (Some(report), Some(row)) =
-            (current.as_mut(), line.strip_prefix("inger-run:   "))
-        {
+            let programs = rest
+                .split_once(" program")
+                .and_then(|(count, _)| count.parse().ok());
+            current = Some(Report {
+                programs,
+                ..Report::default()
+            });
+        } else if let Some(row) = line.strip_prefix("inger-run:   ") {
+            let Some(report) = current.as_mut() else {
+                continue;
+            };
             let value = |name: &str| {
                 row.strip_prefix(name)
                     .and_then(|v| v.trim().parse::<u64>().ok())
@@ -168,7 +184,7 @@ pub(crate) fn split_reports(stderr: &[u8]) -> (Vec<u8>, Vec<Report>) {
             } else if let Some(v) = value("retries") {
                 report.retries = v;
             }
-        } else {
+        } else if !line.starts_with(OURS) {
             own.extend_from_slice(line.as_bytes());
         }
     }
@@ -260,4 +276,38 @@ pub(crate) fn quiet(mut command: Command) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run the command")
+}
+
+/// Compiles `tests/c/<name>.c` into a program with the system C compiler (`$CC`, else `cc`,
+/// from Debian's gcc) and returns its path. The file name carries a hash of the source, and
+/// the program is compiled to a private name and renamed into place, so concurrent tests
+/// share one build and never run a half-written file.
+pub(crate) fn c_program(name: &str) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(format!("{name}.c"));
+    let text = fs::read(&source).unwrap_or_else(|e| panic!("reading {}: {e}", source.display()));
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("inger-run-c");
+    fs::create_dir_all(&dir).expect("create the C output directory");
+    let program = dir.join(format!("{name}-{:016x}", hasher.finish()));
+    if program.is_file() {
+        return program;
+    }
+    let staging = dir.join(format!(".{name}-{}.tmp", std::process::id()));
+    let output = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".to_owned()))
+        .args(["-O1", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&staging)
+        .arg(&source)
+        .output()
+        .expect("run the C compiler (cc, from Debian's gcc)");
+    assert!(
+        output.status.success(),
+        "compiling {} failed:\n{}",
+        source.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    fs::rename(&staging, &program).expect("move the compiled program into place");
+    program
 }
