@@ -44,10 +44,8 @@ pub(crate) const MIN_SLOT_SHIFT: u32 = 17;
 pub(crate) const MAX_SLOT_SHIFT: u32 = 41;
 
 /// Bytes the common part reserves for `xsave` (or 512 for `fxsave`), set once at start-up.
-#[unsafe(no_mangle)]
 static INGER_REDIRECT_SAVE_SIZE: AtomicU32 = AtomicU32::new(0);
 /// Non-zero when `xsave` is used (else `fxsave`).
-#[unsafe(no_mangle)]
 static INGER_REDIRECT_USE_XSAVE: AtomicU32 = AtomicU32::new(0);
 
 /// Sizes the save area of the common part from the processor (CPUID leaf 0xD: the size of
@@ -105,7 +103,6 @@ fn stubs_base() -> usize {
 
 /// The Rust side of a redirect, called by the common part on the function's stack with every
 /// return register saved (the runtime installs it: `arch` calls nothing outside itself).
-#[unsafe(no_mangle)]
 static INGER_REDIRECT_REACHED: AtomicUsize = AtomicUsize::new(0);
 
 /// Installs the function the stubs call. Call once, before any redirect.

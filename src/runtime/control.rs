@@ -447,7 +447,9 @@ pub(crate) fn decide(leaf: &Lpf, now: u64) -> Decision<'_> {
         let held = node.nopreempt.load(Relaxed);
         let in_section = if depth == 0 { held > 0 } else { held > 1 };
         if in_section {
-            let covered = node.chain().any(|above| above.deadline.load(Relaxed) <= now);
+            let covered = node
+                .chain()
+                .any(|above| above.deadline.load(Relaxed) <= now);
             if covered {
                 node.pending.store(true, Relaxed);
             }

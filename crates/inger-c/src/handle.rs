@@ -104,8 +104,7 @@ pub unsafe extern "C" fn inger_launch(
         if out.is_null() {
             return INGER_ENULL;
         }
-        let _no_preempt = NoPreempt::new();
-        if in_signal_handler() {
+        if refused_in_signal_handler() {
             return INGER_EINHANDLER;
         }
         let call = CCall { function, argument };
@@ -187,8 +186,7 @@ pub unsafe extern "C" fn inger_resume(handle: *mut inger_linger, timeout_us: u64
             Ok(handle) => handle,
             Err(code) => return code,
         };
-        let _no_preempt = NoPreempt::new();
-        if in_signal_handler() {
+        if refused_in_signal_handler() {
             return INGER_EINHANDLER;
         }
         let busy = match acquire(handle) {
@@ -239,6 +237,14 @@ pub unsafe extern "C" fn inger_yielded(handle: *const inger_linger) -> bool {
             Err(_) => false,
         }
     })
+}
+
+/// Whether the caller runs in a signal handler, checked with preemption deferred (a walk of
+/// the stack must not be paused half-way), but only around the check: a section held across
+/// a nested launch or resume would keep the caller's own budget from pausing the chain.
+fn refused_in_signal_handler() -> bool {
+    let _no_preempt = NoPreempt::new();
+    in_signal_handler()
 }
 
 /// Cancels the function if it has not completed, and frees the handle. See `libinger.h`.
