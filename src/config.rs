@@ -13,6 +13,7 @@
 //! | `INGER_SIGNAL` | the timer signal: a number, `SIGRTMIN+n` or `SIGRTMAX-n` | `SIGRTMAX-4` |
 //! | `INGER_PREEMPT` | `0`, `off`, `false` or `no` turns timer preemption off (kill switch) | on |
 //! | `INGER_RETRY_US` | first retry interval after a deferred preemption, microseconds | `50` |
+//! | `INGER_REDIRECT` | `0`, `off`, `false` or `no`: a deadline that passes in a critical section is retried instead of taking effect at its end (diagnostics) | on |
 //! | `INGER_CANCEL_GRACE_US` | how long dropping a paused continuation lets it unwind before discarding it, microseconds (`0`: discard at once) | `1000` |
 //! | `INGER_SHARED_TLS` | any value but `0`: functions share their caller's thread-locals (diagnostics) | off |
 //! | `INGER_NONPREEMPTIBLE` | comma-separated libraries never paused inside (file names or prefixes) | none |
@@ -196,6 +197,7 @@ impl Config {
             preemption: self.preemption && !kill_switch,
             retry_ns: self.retry.as_nanos().min(u64::MAX as u128) as u64,
             cancel_grace: self.cancel_grace,
+            redirect: !environment().redirect_off,
         })
     }
 }
@@ -208,6 +210,8 @@ pub(crate) struct Settings {
     pub(crate) preemption: bool,
     pub(crate) retry_ns: u64,
     pub(crate) cancel_grace: Duration,
+    /// Deadlines that pass in a critical section take effect at its end (`INGER_REDIRECT`).
+    pub(crate) redirect: bool,
 }
 
 static SETTINGS: OnceLock<Result<Settings, Error>> = OnceLock::new();
@@ -235,6 +239,8 @@ pub(crate) struct Environment {
     cancel_grace_us: Option<String>,
     /// `INGER_PREEMPT` is `0`, `off`, `false` or `no`.
     preemption_off: bool,
+    /// `INGER_REDIRECT` is `0`, `off`, `false` or `no`.
+    redirect_off: bool,
     /// `INGER_SHARED_TLS` is set to anything but `0`.
     pub(crate) shared_tls: bool,
     /// `INGER_NONPREEMPTIBLE`, split at commas.
@@ -247,6 +253,9 @@ impl Environment {
     fn read() -> Environment {
         fn var(name: &str) -> Option<String> {
             std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+        }
+        fn is_off(value: &str) -> bool {
+            matches!(value.trim(), "0" | "off" | "false" | "no")
         }
         fn list(name: &str) -> Vec<String> {
             var(name)
@@ -265,8 +274,8 @@ impl Environment {
             signal: var("INGER_SIGNAL"),
             retry_us: var("INGER_RETRY_US"),
             cancel_grace_us: var("INGER_CANCEL_GRACE_US"),
-            preemption_off: var("INGER_PREEMPT")
-                .is_some_and(|v| matches!(v.trim(), "0" | "off" | "false" | "no")),
+            preemption_off: var("INGER_PREEMPT").is_some_and(|v| is_off(&v)),
+            redirect_off: var("INGER_REDIRECT").is_some_and(|v| is_off(&v)),
             shared_tls: std::env::var_os("INGER_SHARED_TLS").is_some_and(|v| v != "0"),
             non_preemptible: list("INGER_NONPREEMPTIBLE"),
             non_preemptible_symbols: list("INGER_NONPREEMPTIBLE_SYMBOLS"),

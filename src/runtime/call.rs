@@ -11,7 +11,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::control::{Lpf, NEVER, Runtime, cancel, effective_deadline, set_current, state};
-use super::preempt::release_nopreempt;
+use super::ending::release_nopreempt;
 use super::startup::runtime;
 use super::transfer::leave;
 use crate::arch;

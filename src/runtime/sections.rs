@@ -7,7 +7,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::control::{Lpf, cancel, current_lpf, state, with_running};
-use super::preempt::release_nopreempt;
+use super::ending::release_nopreempt;
 use super::transfer::leave;
 
 /// Returns control to whoever launched or resumed the calling preemptible function, at once.
