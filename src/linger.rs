@@ -70,6 +70,24 @@ impl<'a, T> Linger<'a, T> {
         }
     }
 
+    /// The paused function, if it did not complete.
+    ///
+    /// Handy for functions that never return, whose `Completion` cannot happen:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let linger = inger::launch(|| loop { inger::pause() }, Duration::from_millis(1))?;
+    /// let paused = linger.continuation().expect("an endless loop never completes");
+    /// assert!(paused.yielded());
+    /// # Ok::<(), inger::Error>(())
+    /// ```
+    pub fn continuation(self) -> Option<Continuation<'a, T>> {
+        match self {
+            Linger::Completion(_) => None,
+            Linger::Continuation(continuation) => Some(continuation),
+        }
+    }
+
     /// Continues a paused function for `budget` more; see [`resume`].
     pub fn resume(&mut self, budget: Duration) -> Result<(), Error> {
         resume(self, budget)
@@ -299,6 +317,7 @@ impl<'a, T> Continuation<'a, T> {
     /// function that is being cancelled, returning here is a cancellation point (a nested
     /// function yields to its enclosing one when that one is cancelled).
     fn run_raw(&mut self, budget: Duration) -> Result<Option<Finished<T>>, Error> {
+        runtime::will_check_cancellation();
         let outcome = self.run_unchecked(budget);
         crate::checkpoint();
         outcome
@@ -337,7 +356,9 @@ impl<'a, T> Continuation<'a, T> {
     /// grace budget to get there. Whether it is gone.
     fn unwind_within_grace(&mut self) -> bool {
         let grace = crate::config::settings().map_or(Duration::ZERO, |s| s.cancel_grace);
-        if grace.is_zero() {
+        // SAFETY: while `stack` is held the control block on it is live.
+        let checks = unsafe { self.lpf.as_ref() }.checks_cancellation.get();
+        if grace.is_zero() || !checks {
             return false;
         }
         // SAFETY: while `stack` is held the control block on it is live.

@@ -26,6 +26,7 @@ pub(crate) struct Counters {
     pub(crate) timer_signals: AtomicU64,
     pub(crate) redirects: AtomicU64,
     pub(crate) redirects_reached: AtomicU64,
+    pub(crate) redirects_skipped: AtomicU64,
     pub(crate) paused_at_section_end: AtomicU64,
     pub(crate) paused_at_nopreempt_end: AtomicU64,
     pub(crate) paused_in_pure_routine: AtomicU64,
@@ -47,6 +48,7 @@ pub(crate) static COUNTERS: Counters = Counters {
     timer_signals: AtomicU64::new(0),
     redirects: AtomicU64::new(0),
     redirects_reached: AtomicU64::new(0),
+    redirects_skipped: AtomicU64::new(0),
     paused_at_section_end: AtomicU64::new(0),
     paused_at_nopreempt_end: AtomicU64::new(0),
     paused_in_pure_routine: AtomicU64::new(0),
@@ -131,8 +133,11 @@ pub struct Stats {
     /// Critical sections whose end was armed to pause the function (their outermost frame's
     /// return redirected), instead of retrying.
     pub redirects: u64,
-    /// Redirected returns that were reached (a `longjmp` over the frame skips one).
+    /// Redirected returns that were reached.
     pub redirects_reached: u64,
+    /// Redirects found skipped at a later check (a `longjmp` or a panic left the frame), after
+    /// which that check retried instead.
+    pub redirects_skipped: u64,
     /// Preemptions that took effect when a library or standard-library critical section
     /// returned (a redirect).
     pub paused_at_section_end: u64,
@@ -169,6 +174,7 @@ pub fn stats() -> Stats {
         timer_signals: c.timer_signals.load(Relaxed),
         redirects: c.redirects.load(Relaxed),
         redirects_reached: c.redirects_reached.load(Relaxed),
+        redirects_skipped: c.redirects_skipped.load(Relaxed),
         paused_at_section_end: c.paused_at_section_end.load(Relaxed),
         paused_at_nopreempt_end: c.paused_at_nopreempt_end.load(Relaxed),
         paused_in_pure_routine: c.paused_in_pure_routine.load(Relaxed),

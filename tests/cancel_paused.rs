@@ -42,9 +42,7 @@ fn discarding_a_preempted_continuation_runs_nothing_more_of_it() {
     )
     .expect("launch");
     assert!(common::preemptions() > before);
-    let inger::Linger::Continuation(paused) = linger else {
-        panic!("an endless loop completed")
-    };
+    let paused = linger.continuation().expect("an endless loop completed");
     let seen = PROGRESS.load(Relaxed);
     paused.discard();
     assert_eq!(
@@ -81,9 +79,7 @@ fn dropping_a_function_with_no_cancellation_point_discards_it_after_the_grace() 
         Duration::from_micros(300),
     )
     .expect("launch");
-    let inger::Linger::Continuation(paused) = linger else {
-        panic!("an endless loop completed")
-    };
+    let paused = linger.continuation().expect("an endless loop completed");
     assert_eq!(paused.cancel(), inger::CancelOutcome::Discarded);
     assert_eq!(
         DROPS.load(Relaxed),
@@ -114,9 +110,7 @@ fn dropping_a_preempted_function_that_reaches_a_checkpoint_unwinds_it() {
         Duration::from_micros(300),
     )
     .expect("launch");
-    let inger::Linger::Continuation(paused) = linger else {
-        panic!("an endless loop completed")
-    };
+    let paused = linger.continuation().expect("an endless loop completed");
     assert_eq!(paused.cancel(), inger::CancelOutcome::Unwound);
     assert_eq!(
         DROPS.load(Relaxed),
@@ -139,9 +133,7 @@ fn cancel_unwinds_a_yielded_continuation_without_running_the_rest() {
         Duration::MAX,
     )
     .expect("launch");
-    let inger::Linger::Continuation(continuation) = linger else {
-        panic!("completed early")
-    };
+    let continuation = linger.continuation().expect("completed early");
     assert!(continuation.yielded());
     assert_eq!(continuation.cancel(), inger::CancelOutcome::Unwound);
     assert_eq!(AFTER_PAUSE.load(Relaxed), 0, "nothing after the pause ran");
@@ -163,10 +155,7 @@ fn borrowed_data_is_usable_again_after_a_scoped_function_unwinds() {
                 Duration::from_micros(300),
             )
             .expect("launch");
-        assert!(linger.is_continuation());
-        let inger::Linger::Continuation(paused) = linger else {
-            unreachable!()
-        };
+        let paused = linger.continuation().expect("an endless loop completed");
         assert_eq!(paused.cancel(), inger::CancelOutcome::Unwound);
     });
     data.fill(7); // compiles only because the scope ended the function's borrow

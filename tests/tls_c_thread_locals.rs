@@ -219,7 +219,6 @@ fn pthread_keys_are_isolated_and_cleared_for_the_next_function() {
             c.set_keys(1, 2);
             let stops = Stops::leaked(TARGET);
             let make = |id: isize| {
-                let stops = stops;
                 move || {
                     let first = c.keys();
                     let mut wrong = Vec::new();

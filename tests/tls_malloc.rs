@@ -77,7 +77,6 @@ fn several_functions_allocate_in_turn_under_preemption_while_the_caller_allocate
     // Each function churns in chunks until the caller has stopped TARGET times.
     let mut functions: Vec<_> = (0..FUNCTIONS)
         .map(|f| {
-            let stops = stops;
             inger::launch(
                 move || {
                     let mut sums = Vec::new();

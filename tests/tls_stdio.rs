@@ -131,7 +131,6 @@ fn printf_inside_several_functions_in_turn_under_preemption() {
             let before = preemptions();
             let mut functions: Vec<_> = (0..PRINTF_FUNCTIONS)
                 .map(|function| {
-                    let stops = stops;
                     inger::launch(
                         move || {
                             let mut index = 0;

@@ -160,16 +160,17 @@ fn migrate(rt: &Runtime, outer: &Lpf) -> Result<(), Error> {
 }
 
 /// Asks the paused `lpf` to unwind at its next cancellation point, and every function
-/// nested in its paused chain (which it was resuming) to yield back at theirs, so that
-/// control reaches `lpf`'s own code. Context: caller.
+/// nested in its paused chain (which it was resuming) to yield back to it, so that control
+/// reaches `lpf`'s own code: at their next cancellation point, or at once where they can be
+/// preempted (their deadlines are set to have passed). Context: caller.
 pub(crate) fn request_cancel(lpf: &Lpf) {
     for node in lpf.paused_chain() {
-        let request = if core::ptr::eq(node, lpf) {
-            cancel::UNWIND
+        if core::ptr::eq(node, lpf) {
+            node.cancel.store(cancel::UNWIND, Relaxed);
         } else {
-            cancel::YIELD
-        };
-        node.cancel.store(request, Relaxed);
+            node.cancel.store(cancel::YIELD, Relaxed);
+            node.deadline.store(0, Relaxed);
+        }
     }
 }
 

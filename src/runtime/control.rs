@@ -87,6 +87,14 @@ pub(crate) struct Lpf {
     pub(crate) cancel: AtomicU8,
     /// One of [`state`].
     pub(crate) state: AtomicU8,
+    /// A redirect of a critical section's return was armed on this stack and not reached
+    /// yet: when a later check finds no redirect pending, the frame was left another way (a
+    /// `longjmp`, a panic) and the next deferral retries instead of redirecting again.
+    pub(crate) redirect_armed: Cell<bool>,
+    /// The function has passed a cancellation point (`checkpoint`, `pause`, the end of a
+    /// `nopreempt` section, a nested resume): one that never did is not given a grace budget
+    /// to unwind when it is cancelled, since it would only burn it.
+    pub(crate) checks_cancellation: Cell<bool>,
     /// The last pause came from [`pause`](crate::pause), not the timer.
     pub(super) yielded: Cell<bool>,
     /// Consecutive retries while the deadline has passed (for back-off).
@@ -125,6 +133,8 @@ impl Lpf {
             missed_expiry: AtomicBool::new(false),
             cancel: AtomicU8::new(cancel::NONE),
             state: AtomicU8::new(state::READY),
+            checks_cancellation: Cell::new(false),
+            redirect_armed: Cell::new(false),
             yielded: Cell::new(false),
             retries: Cell::new(0),
             run,

@@ -2,6 +2,14 @@
 //! `nopreempt` section (or of runtime bookkeeping), and the return of a redirected
 //! non-preemptible frame (the stub calls [`redirect_reached`]).
 //!
+//! A redirected return is a point where the function may be *paused* (it is as safe as a
+//! preemption there), never one where a cancellation *unwinds*: the frame that returned has
+//! done all it does, and the caller's landing pad would treat the call as failed. A test
+//! unwinding there freed a block twice: `realloc` had freed the old buffer and returned the
+//! new one, and the vector being grown, never told of the move, freed the old one again
+//! while unwinding. Unwinding stays at the points where a panic is possible by
+//! construction: `pause`, `checkpoint`, the end of a `nopreempt` section, a nested resume.
+//!
 //! Context: function stack (`release_nopreempt` also runs in a resumer's `resume`, on its own
 //! stack); `redirect_reached` runs on the function's stack inside a redirect stub, with every
 //! register a return may carry saved by the stub.
@@ -11,7 +19,7 @@ use core::sync::atomic::{
     compiler_fence,
 };
 
-use super::control::{Decision, Lpf, decide, effective_deadline, state, with_running};
+use super::control::{Decision, Lpf, cancel, decide, effective_deadline, state, with_running};
 use super::preempt::{PausedBy, check_running_stack, count_preemption, defer, set_redirect_stub};
 use super::transfer::leave;
 use crate::arch;
@@ -44,7 +52,13 @@ pub(super) unsafe extern "C-unwind" fn redirect_reached() {
     let registers = arch::caller_registers();
     with_running(|lpf| {
         COUNTERS.redirects_reached.fetch_add(1, Relaxed);
+        lpf.redirect_armed.set(false);
         preempt_if_due(lpf, PausedBy::Redirect, registers);
+        // A pause here is as safe as a preemption here; an unwind is not (see the module
+        // docs): a function nested in one being cancelled yields, nothing unwinds.
+        if lpf.nopreempt.load(Relaxed) == 0 {
+            checkpoint_yield(lpf);
+        }
     });
 }
 
@@ -107,4 +121,26 @@ pub(super) fn enable_redirects(slot_size: usize, wanted: bool) -> bool {
     arch::redirect::set_redirect_handler(redirect_reached);
     set_redirect_stub(stub);
     true
+}
+
+/// Yields the running `this` to an enclosing function being cancelled (its request, once),
+/// as `checkpoint` does for a nested function. Context: function stack.
+pub(super) fn checkpoint_yield(this: &Lpf) {
+    if this.cancel.load(Relaxed) == cancel::YIELD {
+        this.cancel.store(cancel::NONE, Relaxed);
+        yield_now(this);
+    }
+}
+
+/// Pauses the running `this` as `pause` does, and returns when it is resumed.
+pub(super) fn yield_now(this: &Lpf) {
+    // SAFETY: the runtime of the thread running us outlives the run.
+    let Some(rt) = (unsafe { this.runtime.load(Relaxed).as_ref() }) else {
+        return;
+    };
+    this.hold_nopreempt();
+    rt.counters.count_yield();
+    // SAFETY: on our own stack, holding a unit of the counter (rule 1).
+    unsafe { leave(rt, this, this, state::PAUSED, true) };
+    release_nopreempt(this);
 }

@@ -308,7 +308,14 @@ pub(super) fn defer(rt: &Runtime, lpf: &Lpf, now: u64, blocked: Blocked) {
         rt.arm_retry(now, REDIRECT_FALLBACK_NS);
         return;
     }
-    if let Some(end) = blocked.section_end
+    // A redirect armed earlier and never reached was skipped (a longjmp or a panic left its
+    // frame): code that does that in a loop would skip every one, so retry this time.
+    let skipped = lpf.redirect_armed.replace(false);
+    if skipped {
+        COUNTERS.redirects_skipped.fetch_add(1, Relaxed);
+    }
+    if !skipped
+        && let Some(end) = blocked.section_end
         && install_redirect(lpf, end)
     {
         COUNTERS.redirects.fetch_add(1, Relaxed);
@@ -348,6 +355,7 @@ fn install_redirect(leaf: &Lpf, end: SectionEnd) -> bool {
         compiler_fence(SeqCst);
         (end.slot as *mut usize).write(stub);
     }
+    leaf.redirect_armed.set(true);
     true
 }
 

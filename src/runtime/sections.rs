@@ -6,9 +6,8 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::control::{Lpf, cancel, current_lpf, state, with_running};
-use super::ending::release_nopreempt;
-use super::transfer::leave;
+use super::control::{Lpf, cancel, current_lpf, with_running};
+use super::ending::{release_nopreempt, yield_now};
 
 /// Returns control to whoever launched or resumed the calling preemptible function, at once.
 /// The [`Linger`](crate::Linger) they get reports [`yielded`](crate::Linger::yielded).
@@ -26,25 +25,13 @@ use super::transfer::leave;
 /// ```
 pub fn pause() {
     let requested = with_running(|this| {
+        this.checks_cancellation.set(true);
         yield_now(this);
         this.cancel.load(Relaxed) != cancel::NONE
     });
     if requested == Some(true) {
         checkpoint();
     }
-}
-
-/// Pauses the running `this` as `pause` does, and returns when it is resumed.
-fn yield_now(this: &Lpf) {
-    // SAFETY: the runtime of the thread running us outlives the run.
-    let Some(rt) = (unsafe { this.runtime.load(Relaxed).as_ref() }) else {
-        return;
-    };
-    this.hold_nopreempt();
-    rt.counters.count_yield();
-    // SAFETY: on our own stack, holding a unit of the counter (rule 1).
-    unsafe { leave(rt, this, this, state::PAUSED, true) };
-    release_nopreempt(this);
 }
 
 /// A cancellation point: if the caller asked to cancel the running function cooperatively
@@ -56,6 +43,7 @@ fn yield_now(this: &Lpf) {
 /// Call it in long loops that should be cancellable with their destructors run.
 pub fn checkpoint() {
     let unwind = with_running(|this| {
+        this.checks_cancellation.set(true);
         if this.nopreempt.load(Relaxed) != 0 {
             return false; // a section's end will check again
         }
@@ -74,6 +62,13 @@ pub fn checkpoint() {
     if unwind == Some(true) && !std::thread::panicking() {
         std::panic::resume_unwind(Box::new(crate::Cancelled));
     }
+}
+
+/// Records that the running function (if any) is about to pass a cancellation point (a nested
+/// resume, whose return is one): cancelling it is worth a grace budget. Context: function
+/// stack, or a no-op in the caller's.
+pub(crate) fn will_check_cancellation() {
+    with_running(|this| this.checks_cancellation.set(true));
 }
 
 /// Whether the caller runs inside a preemptible function (on this thread's innermost one).

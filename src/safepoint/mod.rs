@@ -196,16 +196,13 @@ pub(crate) unsafe fn check(
     let mut blocked: Option<Blocked> = None;
     for (index, stack) in stacks.into_iter().enumerate() {
         let walked = walk(tables, cache, &stack, index);
-        match walked.unfinished {
-            Some(reason) => {
-                return Err(Blocked {
-                    reason: blocked.map_or(reason, |b| b.reason),
-                    section_end: None,
-                    redirect_pending: walked.redirect_pending
-                        || blocked.is_some_and(|b| b.redirect_pending),
-                });
-            }
-            None => {}
+        if let Some(reason) = walked.unfinished {
+            return Err(Blocked {
+                reason: blocked.map_or(reason, |b| b.reason),
+                section_end: None,
+                redirect_pending: walked.redirect_pending
+                    || blocked.is_some_and(|b| b.redirect_pending),
+            });
         }
         if index == 0 {
             allowed = walked.allowed;

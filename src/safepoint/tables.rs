@@ -56,6 +56,7 @@ pub(crate) struct Tables {
     pure: Vec<Range<usize>>,
     /// Functions whose return is never redirected ([`NEVER_REDIRECTED`]).
     never_redirected: Vec<Range<usize>>,
+
     pub(crate) unwinder: StackUnwinder,
     /// Whether the executable's symbol table was found (see `symbols`).
     pub(crate) std_symbols: bool,
