@@ -9,10 +9,12 @@
 //!
 //! | variable | meaning | default |
 //! | --- | --- | --- |
-//! | `INGER_STACK_SIZE` | stack size of each preemptible function, bytes; `K`/`M`/`G` suffixes | `2M` |
+//! | `INGER_STACK_SIZE` | least stack size of each preemptible function, bytes; `K`/`M`/`G` suffixes (see [`Config::stack_size`]) | `2M` |
 //! | `INGER_SIGNAL` | the timer signal: a number, `SIGRTMIN+n` or `SIGRTMAX-n` | `SIGRTMAX-4` |
 //! | `INGER_PREEMPT` | `0`, `off`, `false` or `no` turns timer preemption off (kill switch) | on |
 //! | `INGER_RETRY_US` | first retry interval after a deferred preemption, microseconds | `50` |
+//! | `INGER_REDIRECT` | `0`, `off`, `false` or `no`: a deadline that passes in a critical section is retried instead of taking effect at its end (diagnostics) | on |
+//! | `INGER_CANCEL_GRACE_US` | how long dropping a paused continuation lets it unwind before discarding it, microseconds (`0`: discard at once) | `1000` |
 //! | `INGER_SHARED_TLS` | any value but `0`: functions share their caller's thread-locals (diagnostics) | off |
 //! | `INGER_NONPREEMPTIBLE` | comma-separated libraries never paused inside (file names or prefixes) | none |
 //! | `INGER_NONPREEMPTIBLE_SYMBOLS` | comma-separated Rust path prefixes of code never paused inside | none |
@@ -32,6 +34,7 @@ use crate::sys::process::page_size;
 pub const MIN_STACK_SIZE: usize = 64 * 1024;
 const DEFAULT_STACK_SIZE: usize = 2 * 1024 * 1024;
 const DEFAULT_RETRY: Duration = Duration::from_micros(50);
+const DEFAULT_CANCEL_GRACE: Duration = Duration::from_millis(1);
 /// Below this a retry would arrive before the previous signal round trip finished, which
 /// livelocks (see DESIGN.md §2).
 const MIN_RETRY: Duration = Duration::from_micros(20);
@@ -51,6 +54,7 @@ pub struct Config {
     pub(crate) signal: Option<i32>,
     pub(crate) preemption: bool,
     pub(crate) retry: Duration,
+    pub(crate) cancel_grace: Duration,
 }
 
 impl Default for Config {
@@ -60,6 +64,7 @@ impl Default for Config {
             signal: None,
             preemption: true,
             retry: DEFAULT_RETRY,
+            cancel_grace: DEFAULT_CANCEL_GRACE,
         }
     }
 }
@@ -92,11 +97,20 @@ impl Config {
                 .map_err(|_| Error::InvalidConfig(format!("INGER_RETRY_US={value:?}")))?;
             config.retry = Duration::from_micros(micros);
         }
+        if let Some(value) = &environment.cancel_grace_us {
+            let micros: u64 = value
+                .trim()
+                .parse()
+                .map_err(|_| Error::InvalidConfig(format!("INGER_CANCEL_GRACE_US={value:?}")))?;
+            config.cancel_grace = Duration::from_micros(micros);
+        }
         Ok(config)
     }
 
-    /// Stack size of every preemptible function, in bytes (rounded up to whole pages). Only
-    /// the pages a function touches cost memory.
+    /// Stack size of every preemptible function, in bytes: at least this much, since a stack
+    /// and its 64 KiB guard take the smallest power of two that holds both (2 MiB asks for a
+    /// 4 MiB slot, of which 4 MiB − 64 KiB is stack). Only the pages a function touches cost
+    /// memory; the rest is address space.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = bytes;
         self
@@ -119,6 +133,14 @@ impl Config {
     /// (it doubles on each further retry, twice at most).
     pub fn retry_interval(mut self, interval: Duration) -> Self {
         self.retry = interval;
+        self
+    }
+
+    /// How long dropping a paused continuation lets the function unwind (from its next
+    /// cancellation point, running its destructors) before its stack is discarded instead;
+    /// `Duration::ZERO` discards at once. See [`Continuation`](crate::Continuation).
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
         self
     }
 
@@ -174,6 +196,8 @@ impl Config {
             signal,
             preemption: self.preemption && !kill_switch,
             retry_ns: self.retry.as_nanos().min(u64::MAX as u128) as u64,
+            cancel_grace: self.cancel_grace,
+            redirect: !environment().redirect_off,
         })
     }
 }
@@ -185,6 +209,9 @@ pub(crate) struct Settings {
     pub(crate) signal: i32,
     pub(crate) preemption: bool,
     pub(crate) retry_ns: u64,
+    pub(crate) cancel_grace: Duration,
+    /// Deadlines that pass in a critical section take effect at its end (`INGER_REDIRECT`).
+    pub(crate) redirect: bool,
 }
 
 static SETTINGS: OnceLock<Result<Settings, Error>> = OnceLock::new();
@@ -209,8 +236,11 @@ pub(crate) struct Environment {
     stack_size: Option<String>,
     signal: Option<String>,
     retry_us: Option<String>,
+    cancel_grace_us: Option<String>,
     /// `INGER_PREEMPT` is `0`, `off`, `false` or `no`.
     preemption_off: bool,
+    /// `INGER_REDIRECT` is `0`, `off`, `false` or `no`.
+    redirect_off: bool,
     /// `INGER_SHARED_TLS` is set to anything but `0`.
     pub(crate) shared_tls: bool,
     /// `INGER_NONPREEMPTIBLE`, split at commas.
@@ -223,6 +253,9 @@ impl Environment {
     fn read() -> Environment {
         fn var(name: &str) -> Option<String> {
             std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+        }
+        fn is_off(value: &str) -> bool {
+            matches!(value.trim(), "0" | "off" | "false" | "no")
         }
         fn list(name: &str) -> Vec<String> {
             var(name)
@@ -240,8 +273,9 @@ impl Environment {
             stack_size: var("INGER_STACK_SIZE"),
             signal: var("INGER_SIGNAL"),
             retry_us: var("INGER_RETRY_US"),
-            preemption_off: var("INGER_PREEMPT")
-                .is_some_and(|v| matches!(v.trim(), "0" | "off" | "false" | "no")),
+            cancel_grace_us: var("INGER_CANCEL_GRACE_US"),
+            preemption_off: var("INGER_PREEMPT").is_some_and(|v| is_off(&v)),
+            redirect_off: var("INGER_REDIRECT").is_some_and(|v| is_off(&v)),
             shared_tls: std::env::var_os("INGER_SHARED_TLS").is_some_and(|v| v != "0"),
             non_preemptible: list("INGER_NONPREEMPTIBLE"),
             non_preemptible_symbols: list("INGER_NONPREEMPTIBLE_SYMBOLS"),

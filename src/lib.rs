@@ -86,14 +86,16 @@ mod linger;
 pub mod pool;
 mod runtime;
 mod safepoint;
+pub mod scope;
 mod stack;
 mod stats;
 mod sys;
 
 pub use config::{Config, MIN_STACK_SIZE, preemption_enabled};
 pub use error::Error;
-pub use linger::{Cancelled, Continuation, Linger, launch, resume};
+pub use linger::{CancelOutcome, Cancelled, Continuation, Linger, launch, resume};
 pub use runtime::{NoPreempt, checkpoint, in_preemptible, nopreempt, pause};
+pub use scope::{Scope, scope};
 pub use stats::{Stats, stats};
 
 /// What this process's inger can do (see [`capabilities`]).
@@ -112,6 +114,11 @@ pub struct Capabilities {
     /// The standard library's critical sections were found in the executable's symbol table
     /// (false for a stripped executable: then only the library and `nopreempt` rules apply).
     pub std_critical_sections: bool,
+    /// A deadline that passes inside a critical section (a libc call, a standard-library
+    /// section, a library named non-preemptible) takes effect the moment the section
+    /// returns, by redirecting its return (false with a hardware shadow stack, or under
+    /// `INGER_REDIRECT=0`: such preemptions then wait for a retry to land outside).
+    pub section_end_preemption: bool,
 }
 
 /// Reports what this process's inger can do.
@@ -129,6 +136,9 @@ pub fn capabilities() -> Capabilities {
             safepoint::tables::init();
             safepoint::tables::current().is_some_and(|tables| tables.std_symbols)
         },
+        section_end_preemption: config::preemption_enabled()
+            && runtime::runtime().is_ok()
+            && runtime::redirects_enabled(),
     }
 }
 

@@ -13,12 +13,10 @@
 //!                  (resume returns Error::Finished)
 //! ```
 //!
-//! Dropping a [`Continuation`] that never ran drops the closure normally. Dropping one that is
-//! paused cancels it: its stack is discarded without running the destructors of its live
-//! frames (what they own leaks; locks they hold stay held), as in the original libinger,
-//! because unwinding from an arbitrary instruction is not possible in Rust. The discarded
-//! stack is retired, never reused: a pointer into it that outlived the cancellation reaches
-//! memory no other function uses, and soon after (see `stack`) faults.
+//! Context: caller (the thread's own context, or an enclosing function's stack for a nested
+//! call); the function itself runs on its own stack.
+//!
+//! Cancellation and its soundness rules are specified in the docs of [`Continuation`].
 
 use core::any::Any;
 use core::cell::UnsafeCell;
@@ -31,6 +29,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::runtime::{self, Lpf, Outcome, state};
+use crate::scope::{Orphan, Registry};
 use crate::stack::{self, Stack};
 use crate::sys::signal::abort_with;
 
@@ -71,6 +70,24 @@ impl<'a, T> Linger<'a, T> {
         }
     }
 
+    /// The paused function, if it did not complete.
+    ///
+    /// Handy for functions that never return, whose `Completion` cannot happen:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let linger = inger::launch(|| loop { inger::pause() }, Duration::from_millis(1))?;
+    /// let paused = linger.continuation().expect("an endless loop never completes");
+    /// assert!(paused.yielded());
+    /// # Ok::<(), inger::Error>(())
+    /// ```
+    pub fn continuation(self) -> Option<Continuation<'a, T>> {
+        match self {
+            Linger::Completion(_) => None,
+            Linger::Continuation(continuation) => Some(continuation),
+        }
+    }
+
     /// Continues a paused function for `budget` more; see [`resume`].
     pub fn resume(&mut self, budget: Duration) -> Result<(), Error> {
         resume(self, budget)
@@ -89,6 +106,58 @@ impl<T> core::fmt::Debug for Linger<'_, T> {
 /// A paused preemptible function. Resume it with [`Continuation::resume`] or [`resume`];
 /// drop it (or call [`Continuation::cancel`]) to cancel it.
 ///
+/// # Cancellation and soundness
+///
+/// Dropping a [`Continuation`] (or [`Continuation::cancel`]) cancels the function, in this
+/// order:
+///
+/// 1. never started: its closure is dropped;
+/// 2. paused: it is resumed for the grace budget
+///    ([`Config::cancel_grace`](crate::Config::cancel_grace), 1 ms by default) with a request
+///    that makes its next cancellation point unwind its stack with a [`Cancelled`] payload, so
+///    its destructors run and the locks it holds are released (and poisoned, as after any
+///    panic). Cancellation points: [`pause`](crate::pause), [`checkpoint`](crate::checkpoint),
+///    the end of a [`nopreempt`](crate::nopreempt) section, and returning from a nested
+///    [`resume`] (the nested function yields to the one being cancelled);
+/// 3. still there after the grace budget: a `'static` function (from [`launch`]) is
+///    *discarded*: its stack is frozen, never run, reused or invalidated, so that values
+///    pinned on it and data its activity borrows from it stay valid (Rust's `Pin` and borrow
+///    rules allow leaking such memory, not freeing it). What its frames own leaks; locks they
+///    hold stay held. Functions it was resuming become paused continuations of their own. A
+///    scoped function (from [`Scope::launch`](crate::Scope::launch)) is never discarded: it
+///    may hold borrows of its caller's data, so its scope finishes it before returning (see
+///    [`scope`](crate::scope())).
+///
+/// This is why [`launch`] takes only `'static` closures, like `std::thread::spawn`: a
+/// function that borrowed from its caller could start activity that uses the borrow (a
+/// scoped thread) and be discarded while the borrow ends. Borrowing functions go through
+/// [`scope`](crate::scope()), which, like `std::thread::scope`, does not return before they
+/// are done:
+///
+/// ```compile_fail
+/// let mut data = vec![1, 2, 3];
+/// // error: the closure borrows `data`, which does not live for 'static
+/// let linger = inger::launch(|| data.push(4), std::time::Duration::MAX);
+/// ```
+///
+/// ```compile_fail
+/// // error: a scoped continuation cannot leave its scope
+/// let escaped = inger::scope(|s| s.launch(|| 1, std::time::Duration::ZERO).unwrap());
+/// ```
+///
+/// ```compile_fail
+/// // error: a scoped thread that borrows the caller's data cannot start in a discardable
+/// // function
+/// let mut total = 0u64;
+/// let linger = inger::launch(|| {
+///     std::thread::scope(|s| { s.spawn(|| total += 1); });
+/// }, std::time::Duration::MAX);
+/// ```
+///
+/// A discarded stack keeps its live pages resident, one page of page tables and its address
+/// space (the stack size plus a guard) for good; cooperative cancellation costs nothing that
+/// lasts. `inger-bench` measures both (`discard_cost`, `coop_cancel_cost`).
+///
 /// A continuation is `Send` when its result type is: it may be resumed on another thread,
 /// since the function has its own thread-local storage (see [`capabilities`](crate::capabilities);
 /// in the shared-TLS fallback, resuming elsewhere returns [`Error::WrongThread`]).
@@ -101,9 +170,22 @@ pub struct Continuation<'a, T> {
     take_outcome: TakeOutcome<T>,
     /// Drops the closure of a function that never started.
     drop_unstarted: unsafe fn(NonNull<Lpf>),
+    /// Drops the outcome of a finished function, returning its panic payload (for a scope
+    /// that finishes the function after its continuation was dropped).
+    drop_outcome: unsafe fn(NonNull<Lpf>) -> Option<Box<dyn Any + Send>>,
+    /// The scope of a function launched with [`Scope::launch`](crate::Scope::launch), which
+    /// must see it finish; `None` for [`launch`]'s `'static` functions, which may be
+    /// discarded.
+    scope: Option<ScopeLink<'a>>,
     /// Borrows of lifetime `'a` live in the closure; `*mut ()` keeps the type `!Send`/`!Sync`
     /// unless stated below.
     _marker: PhantomData<Marker<'a, T>>,
+}
+
+/// A scoped function's entry in its scope.
+struct ScopeLink<'a> {
+    registry: &'a Registry,
+    id: u64,
 }
 
 /// What a finished function left: its value, or its panic payload.
@@ -146,9 +228,19 @@ impl<'a, T> Continuation<'a, T> {
         }
     }
 
-    /// Cancels the function: the same as dropping the continuation.
-    pub fn cancel(self) {
-        drop(self)
+    /// Cancels the function, as dropping the continuation does (see the type's docs), and
+    /// says how it went.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let linger = inger::launch(|| loop { inger::checkpoint() }, Duration::from_millis(1))?;
+    /// if let inger::Linger::Continuation(paused) = linger {
+    ///     assert_eq!(paused.cancel(), inger::CancelOutcome::Unwound);
+    /// }
+    /// # Ok::<(), inger::Error>(())
+    /// ```
+    pub fn cancel(mut self) -> CancelOutcome {
+        self.cancel_now()
     }
 
     /// Whether the function paused itself with [`pause`](crate::pause) the last time.
@@ -221,22 +313,146 @@ impl<'a, T> Continuation<'a, T> {
         }
     }
 
-    /// Runs for `budget`; `Some(outcome)` once the function finished.
+    /// Runs for `budget`; `Some(outcome)` once the function finished. Inside a preemptible
+    /// function that is being cancelled, returning here is a cancellation point (a nested
+    /// function yields to its enclosing one when that one is cancelled).
     fn run_raw(&mut self, budget: Duration) -> Result<Option<Finished<T>>, Error> {
+        runtime::will_check_cancellation();
+        let outcome = self.run_unchecked(budget);
+        crate::checkpoint();
+        outcome
+    }
+
+    /// Runs for `budget`; `Some(outcome)` once the function finished.
+    fn run_unchecked(&mut self, budget: Duration) -> Result<Option<Finished<T>>, Error> {
         if self.stack.is_none() {
             return Err(Error::Finished);
         }
         // SAFETY: the control block is live while we hold its stack; its closure borrows data
-        // for 'a, which outlives `self`; the continuation is !Send, so this is its thread.
+        // for 'a, which outlives `self`.
         match unsafe { runtime::resume(self.lpf.as_ptr(), budget) }? {
             Outcome::Paused => Ok(None),
             Outcome::Finished => {
                 // SAFETY: the function finished, so its slot holds the outcome, taken once.
                 let outcome = unsafe { (self.take_outcome)(self.lpf) };
-                if let Some(stack) = self.stack.take() {
-                    give_back(stack);
-                }
+                self.release_stack();
                 Ok(Some(outcome))
+            }
+        }
+    }
+
+    /// Returns the stack of a function that finished (or whose closure was dropped) to the
+    /// pool, after leaving its scope.
+    fn release_stack(&mut self) {
+        if let Some(link) = &self.scope {
+            link.registry.remove(link.id);
+        }
+        if let Some(stack) = self.stack.take() {
+            give_back(stack);
+        }
+    }
+
+    /// The cooperative part of a drop: asks the paused function to unwind and gives it the
+    /// grace budget to get there. Whether it is gone.
+    fn unwind_within_grace(&mut self) -> bool {
+        let grace = crate::config::settings().map_or(Duration::ZERO, |s| s.cancel_grace);
+        // SAFETY: while `stack` is held the control block on it is live.
+        let checks = unsafe { self.lpf.as_ref() }.checks_cancellation.get();
+        if grace.is_zero() || !checks {
+            return false;
+        }
+        // SAFETY: while `stack` is held the control block on it is live.
+        runtime::request_cancel(unsafe { self.lpf.as_ref() });
+        // The outcome (a value, the `Cancelled` payload or another panic's) is dropped: the
+        // caller asked to be rid of the function.
+        matches!(self.run_unchecked(grace), Ok(Some(_)))
+    }
+
+    /// Gives the function up without running anything more of it: a `'static` one's stack
+    /// is retired (frozen, see `stack`), a scoped one is handed to its scope.
+    fn abandon(&mut self) {
+        let Some(stack) = self.stack.take() else {
+            return;
+        };
+        if let Some(link) = &self.scope {
+            link.registry.adopt(
+                link.id,
+                Orphan {
+                    stack,
+                    drop_unstarted: self.drop_unstarted,
+                    drop_outcome: self.drop_outcome,
+                },
+            );
+            return;
+        }
+        // SAFETY: the control block of a paused function is live while we hold its stack.
+        let this = unsafe { self.lpf.as_ref() };
+        runtime::detach_nested(this);
+        let live_low = this.live_stack_pointer();
+        match runtime::runtime_if_started() {
+            Some(rt) => rt.retire(stack, live_low),
+            // No runtime on this thread (it is exiting): the TLS block is abandoned.
+            None => stack::retire(stack, live_low),
+        }
+    }
+}
+
+impl<T> Continuation<'static, T> {
+    /// Cancels the function without letting it unwind: its stack is discarded at once and
+    /// none of its destructors run. What its live frames own leaks, locks they hold stay
+    /// held, and their memory is kept exactly as it was for the life of the process (values
+    /// pinned there stay valid; see the type's docs for the cost). Functions it was resuming
+    /// become paused continuations of their own. Only for functions that own what they use
+    /// (`'static`, from [`launch`]); a scoped function must finish (see [`scope`](crate::scope())).
+    pub fn discard(mut self) {
+        if self.stack.is_none() {
+            return;
+        }
+        // SAFETY: while `stack` is held the control block on it is live.
+        if unsafe { self.lpf.as_ref() }.state.load(Relaxed) == state::PAUSED
+            && runtime::refuse_in_signal_handler().is_ok()
+        {
+            self.abandon();
+        }
+        // Otherwise `drop` does what dropping does.
+    }
+}
+
+impl<T> Continuation<'_, T> {
+    /// What dropping does: see the type's docs.
+    fn cancel_now(&mut self) -> CancelOutcome {
+        if self.stack.is_none() {
+            return CancelOutcome::Unwound;
+        }
+        // SAFETY: the control block is live while we hold the stack.
+        match unsafe { self.lpf.as_ref() }.state.load(Relaxed) {
+            state::READY => {
+                // SAFETY: never started: the slot still holds the closure.
+                unsafe { (self.drop_unstarted)(self.lpf) };
+                self.release_stack();
+                CancelOutcome::Unwound
+            }
+            state::RUNNING => abort_with(
+                b"inger: a running preemptible function's continuation was dropped from inside it\n",
+            ),
+            _ if runtime::refuse_in_signal_handler().is_err() => {
+                // Resuming, discarding and the pools allocate and take locks: inside a signal
+                // handler the stack is leaked instead, never reused (a scoped function stays
+                // registered, and its scope finishes it).
+                if let Some(stack) = self.stack.take() {
+                    stack.leak();
+                }
+                CancelOutcome::Discarded
+            }
+            _ if self.unwind_within_grace() => CancelOutcome::Unwound,
+            _ => {
+                let scoped = self.scope.is_some();
+                self.abandon();
+                if scoped {
+                    CancelOutcome::LeftToScope
+                } else {
+                    CancelOutcome::Discarded
+                }
             }
         }
     }
@@ -244,35 +460,23 @@ impl<'a, T> Continuation<'a, T> {
 
 impl<T> Drop for Continuation<'_, T> {
     fn drop(&mut self) {
-        let Some(stack) = self.stack.take() else {
-            return;
-        };
-        // SAFETY: the control block is live while we held the stack.
-        match unsafe { self.lpf.as_ref() }.state.load(Relaxed) {
-            state::READY => {
-                // SAFETY: never started: the slot still holds the closure.
-                unsafe { (self.drop_unstarted)(self.lpf) };
-                give_back(stack);
-            }
-            state::RUNNING => abort_with(
-                b"inger: a running preemptible function's continuation was dropped from inside it\n",
-            ),
-            _ if runtime::refuse_in_signal_handler().is_err() => {
-                // Discarding allocates and takes locks: inside a signal handler the function
-                // and its stack are leaked instead, never reused.
-                stack.leak();
-            }
-            _ => {
-                // SAFETY: the control block of a paused function is live.
-                let live_low = unsafe { self.lpf.as_ref() }.live_stack_pointer();
-                match runtime::runtime_if_started() {
-                    Some(rt) => rt.retire(stack, live_low),
-                    // No runtime on this thread (it is exiting): the TLS block is abandoned.
-                    None => stack::retire(stack, live_low),
-                }
-            }
-        }
+        self.cancel_now();
     }
+}
+
+/// How a cancellation went (see [`Continuation::cancel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelOutcome {
+    /// The function is gone and its destructors ran: it unwound from a cancellation point
+    /// within the grace budget, returned meanwhile, or had never started.
+    Unwound,
+    /// Its stack was discarded: its destructors never run, and its memory is kept as it was
+    /// (see [`Continuation`]).
+    Discarded,
+    /// A scoped function that did not unwind within the grace budget: its scope finishes it
+    /// before the scope returns (see [`scope`](crate::scope())).
+    LeftToScope,
 }
 
 /// The panic payload with which a cooperatively cancelled function unwinds (see
@@ -325,7 +529,20 @@ pub fn resume<T>(linger: &mut Linger<'_, T>, budget: Duration) -> Result<(), Err
 /// [`Error::StackAllocation`] if no stack could be mapped, [`Error::SignalInUse`] or
 /// [`Error::System`] if preemption could not be set up on first use, [`Error::InvalidConfig`]
 /// for a bad `INGER_*` variable.
-pub fn launch<'a, F, T>(f: F, budget: Duration) -> Result<Linger<'a, T>, Error>
+pub fn launch<F, T>(f: F, budget: Duration) -> Result<Linger<'static, T>, Error>
+where
+    F: FnOnce() -> T + Send + 'static,
+{
+    launch_in(f, budget, None)
+}
+
+/// [`launch`] for a closure that lives for `'a`: `'static` (no scope) or a scope's lifetime
+/// (registered with that scope, which sees it finish).
+pub(crate) fn launch_in<'a, F, T>(
+    f: F,
+    budget: Duration,
+    scope: Option<&'a Registry>,
+) -> Result<Linger<'a, T>, Error>
 where
     F: FnOnce() -> T + Send + 'a,
 {
@@ -347,12 +564,18 @@ where
         let top = (frame as usize & !15) as *mut u8;
         runtime::prepare(frame.cast::<Lpf>(), top);
     }
+    // SAFETY: `frame` is non-null (inside a mapped stack); the header is its first field.
+    let lpf = unsafe { NonNull::new_unchecked(frame.cast::<Lpf>()) };
     let mut continuation = Continuation {
-        // SAFETY: `frame` is non-null (inside a mapped stack); the header is its first field.
-        lpf: unsafe { NonNull::new_unchecked(frame.cast::<Lpf>()) },
+        lpf,
         stack: Some(stack),
         take_outcome: take_outcome::<F, T>,
         drop_unstarted: drop_unstarted::<F, T>,
+        drop_outcome: drop_outcome::<F, T>,
+        scope: scope.map(|registry| ScopeLink {
+            registry,
+            id: registry.add(lpf),
+        }),
         _marker: PhantomData,
     };
     if budget.is_zero() {
@@ -365,7 +588,7 @@ where
 }
 
 /// Returns a stack to the pool of the thread running this code (or the process-wide one).
-fn give_back(stack: Stack) {
+pub(crate) fn give_back(stack: Stack) {
     match runtime::runtime_if_started() {
         Some(rt) => rt.give_back(stack),
         None => stack::give_back_global(stack),
@@ -390,14 +613,15 @@ enum Slot<F, T> {
 fn place_frame<F, T>(stack: &Stack) -> Result<*mut Frame<F, T>, Error> {
     let size = size_of::<Frame<F, T>>();
     let align = align_of::<Frame<F, T>>().max(16);
-    let room = stack.top() as usize - stack.base();
+    let top = stack.top() as usize - crate::stack::TOP_RESERVED;
+    let room = top - stack.base();
     if size > room / 2 {
         return Err(Error::InvalidConfig(format!(
             "the closure and its result take {size} bytes, more than half of the {room}-byte stack; \
              box them or raise INGER_STACK_SIZE"
         )));
     }
-    let address = (stack.top() as usize - size) & !(align - 1);
+    let address = (top - size) & !(align - 1);
     Ok(address as *mut Frame<F, T>)
 }
 
@@ -432,6 +656,13 @@ unsafe fn take_outcome<F, T>(lpf: NonNull<Lpf>) -> Result<T, Box<dyn Any + Send>
         Slot::Panicked(payload) => Err(payload),
         _ => abort_with(b"inger: the outcome of a preemptible function was missing\n"),
     }
+}
+
+/// # Safety
+/// As for [`take_outcome`].
+unsafe fn drop_outcome<F, T>(lpf: NonNull<Lpf>) -> Option<Box<dyn Any + Send>> {
+    // SAFETY: per the contract.
+    unsafe { take_outcome::<F, T>(lpf) }.err()
 }
 
 /// # Safety

@@ -1,10 +1,19 @@
 //! Stacks for preemptible functions: mapped in chunks, guarded, lazily committed, pooled.
 //!
+//! Context: caller or function stack (never the signal handler, which only reads the layout).
+//!
 //! ```text
-//!  chunk (one mmap, one VMA with lightweight guards):
-//!  | guard | stack 0 ........ | guard | stack 1 ........ | ... | guard | stack N-1 ...... |
-//!  low addresses                                                            high addresses
+//!  chunk (one mmap, one VMA with lightweight guards), every slot 2^k bytes and 2^k-aligned:
+//!  | guard | stack 0 ........... | guard | stack 1 ........... | guard | ... | guard |
+//!          ^ slot 0                      ^ slot 1                             (last slot's)
+//!  low addresses                                                      high addresses
 //! ```
+//!
+//! A slot holds one stack with its *upper* neighbour's guard at its end (and the chunk keeps a
+//! guard below slot 0), so a stack's top is always the same distance below a 2^k boundary:
+//! the redirect stubs (see `arch`) find the top, and the word reserved there
+//! ([`TOP_RESERVED`]), from any stack pointer of the function with a mask. The slot size is
+//! the smallest power of two that holds the configured stack size plus its guard.
 //!
 //! Each stack grows down from its top towards the guard below it; touching the guard faults,
 //! and the fault handler reports the overflow. Pages cost memory only once touched.
@@ -16,13 +25,17 @@
 //! refill from before mapping a new chunk. Chunks are never unmapped: the address space of
 //! the peak number of live stacks stays reserved (not committed), as a memory allocator's.
 //!
-//! A stack whose function was cancelled while paused is *retired* instead: it is never handed
-//! to another function. A thread queues up to [`RETIRE_BATCH`] retired stacks untouched (a
-//! stray access then reaches memory nobody else uses); then, for each, the region of the
-//! frames that were live at cancellation becomes a guard region, so that any pointer into it
-//! that survived the cancellation (a scoped thread it spawned, a raw pointer it leaked) faults
-//! loudly, and the pages below are returned to the kernel. Their address space stays reserved:
-//! about 2 MiB of virtual memory per cancellation, out of 128 TiB.
+//! A stack whose function was discarded (cancelled while paused, without unwinding) is
+//! *retired* instead: it is never handed to another function, and the part that held the
+//! function's live frames stays mapped, readable, writable and untouched for the life of the
+//! process. Values pinned there (an intrusive-list node of a synchronisation primitive, a
+//! future's state) and data borrowed by activity the function started (a scoped thread) stay
+//! valid, which `Pin`'s drop guarantee and Rust's borrow rules require of memory whose
+//! destructors never ran: the discarded function is frozen, not freed. Only the pages below
+//! its live frames, which nothing can point into, are returned to the kernel. A discarded
+//! function therefore keeps its live pages resident (usually one to three), one page of page
+//! tables and the stack's address space (its size plus the guard) for good: bounded per
+//! discard, and the reason cancellation unwinds cooperatively first (see `linger`).
 
 use std::sync::Mutex;
 
@@ -34,6 +47,15 @@ use crate::sys::memory;
 /// frame (no stack probes) still lands in it rather than in the next stack.
 pub(crate) const GUARD_SIZE: usize = 64 * 1024;
 const STACKS_PER_CHUNK: usize = 32;
+/// Bytes at the very top of every stack kept for the runtime, above the function's control
+/// block: the return address of a redirected frame lives in the top word (see `arch`).
+pub(crate) const TOP_RESERVED: usize = 16;
+
+/// The slot of a stack of (at least) `stack_size` usable bytes: the smallest power of two that
+/// holds it and its guard.
+pub(crate) fn slot_size(stack_size: usize) -> usize {
+    (stack_size + GUARD_SIZE).next_power_of_two()
+}
 const THREAD_POOL_CAP: usize = 64;
 /// Retired stacks a thread queues before guarding and discarding them in one go.
 pub(crate) const RETIRE_BATCH: usize = 16;
@@ -163,30 +185,24 @@ pub(crate) fn give_back_global(stack: Stack) {
     release_to_global(vec![stack]);
 }
 
-/// Retires the stack of a function cancelled while paused: it is never reused. `live_low` is
-/// the lowest stack pointer of the function's suspended frames: the region above it may still
-/// be referenced (by a scoped thread the function spawned, say), so it becomes a guard region
-/// and any later access faults loudly; the pages below it are returned to the kernel.
-///
-/// This costs two `madvise` calls (a few microseconds, mostly the kernel freeing pages), so
-/// runtimes batch it (see `Runtime::retire`).
+/// Retires the stack of a function discarded while paused: it is never reused. `live_low` is
+/// the lowest stack pointer of the function's suspended frames: the region above it may
+/// still be referenced and is left exactly as it is (see the module docs); the pages below it
+/// are returned to the kernel.
 pub(crate) fn retire(stack: Stack, live_low: usize) {
     retire_all(&[(stack, live_low)]);
 }
 
-/// Retires several stacks at once, each with its `live_low`: two system calls in all where the
+/// Retires several stacks at once, each with its `live_low`: one system call in all where the
 /// kernel allows it.
 pub(crate) fn retire_all(stacks: &[(Stack, usize)]) {
     let page = crate::sys::process::page_size();
-    let mut guards = Vec::with_capacity(stacks.len());
     let mut discards = Vec::with_capacity(stacks.len());
     for &(ref stack, live_low) in stacks {
         let top = stack.top() as usize;
-        let guard_from = (live_low.clamp(stack.base(), top) & !(page - 1)).max(stack.base());
-        guards.push((guard_from, top - guard_from));
-        discards.push((stack.base(), guard_from - stack.base()));
+        let live_from = (live_low.clamp(stack.base(), top) & !(page - 1)).max(stack.base());
+        discards.push((stack.base(), live_from - stack.base()));
     }
-    memory::guard_all(&guards);
     // Failure only leaves those pages committed.
     let _ = memory::advise_all(&discards, libc::MADV_DONTNEED);
 }
@@ -205,15 +221,18 @@ fn release_to_global(stacks: Vec<Stack>) {
 }
 
 fn map_chunk() -> Result<Vec<Stack>, Error> {
-    let size = settings()?.stack_size;
-    let slot = GUARD_SIZE + size;
-    let base = memory::map(slot * STACKS_PER_CHUNK)?;
+    let slot = slot_size(settings()?.stack_size);
+    let size = slot - GUARD_SIZE;
+    // The guard below slot 0, then the slots, aligned to the slot size.
+    let base = memory::map(GUARD_SIZE + slot * STACKS_PER_CHUNK, slot, GUARD_SIZE)?;
+    memory::guard(base, GUARD_SIZE)?;
+    let first_slot = base.wrapping_add(GUARD_SIZE);
     let mut stacks = Vec::with_capacity(STACKS_PER_CHUNK);
     for index in (0..STACKS_PER_CHUNK).rev() {
-        let guard = base.wrapping_add(index * slot);
-        memory::guard(guard, GUARD_SIZE)?;
+        let stack = first_slot.wrapping_add(index * slot);
+        memory::guard(stack.wrapping_add(size), GUARD_SIZE)?;
         stacks.push(Stack {
-            base: guard.wrapping_add(GUARD_SIZE),
+            base: stack,
             size,
             tls: 0,
         });

@@ -23,6 +23,15 @@ pub(crate) struct Counters {
     pub(crate) deferred_unwind: AtomicU64,
     pub(crate) retries: AtomicU64,
     pub(crate) longest_deferral_ns: AtomicU64,
+    pub(crate) timer_signals: AtomicU64,
+    pub(crate) redirects: AtomicU64,
+    pub(crate) redirects_reached: AtomicU64,
+    pub(crate) redirects_skipped: AtomicU64,
+    pub(crate) paused_at_section_end: AtomicU64,
+    pub(crate) paused_at_nopreempt_end: AtomicU64,
+    pub(crate) paused_in_pure_routine: AtomicU64,
+    pub(crate) paused_in_blocking_call: AtomicU64,
+    pub(crate) paused_by_retry: AtomicU64,
 }
 
 /// The process-wide counters.
@@ -36,6 +45,15 @@ pub(crate) static COUNTERS: Counters = Counters {
     deferred_unwind: AtomicU64::new(0),
     retries: AtomicU64::new(0),
     longest_deferral_ns: AtomicU64::new(0),
+    timer_signals: AtomicU64::new(0),
+    redirects: AtomicU64::new(0),
+    redirects_reached: AtomicU64::new(0),
+    redirects_skipped: AtomicU64::new(0),
+    paused_at_section_end: AtomicU64::new(0),
+    paused_at_nopreempt_end: AtomicU64::new(0),
+    paused_in_pure_routine: AtomicU64::new(0),
+    paused_in_blocking_call: AtomicU64::new(0),
+    paused_by_retry: AtomicU64::new(0),
 };
 
 /// Counters one thread bumps on its fast paths, written only by that thread.
@@ -104,10 +122,33 @@ pub struct Stats {
     pub deferred_unknown: u64,
     /// Expiries deferred because the stack could not be walked to its base.
     pub deferred_unwind: u64,
-    /// Timer re-arms after a deferral.
+    /// Timer re-arms after a deferral that could not wait for the critical section's end
+    /// (see `redirects`).
     pub retries: u64,
     /// Longest time from a deadline to the pause it caused, in nanoseconds.
     pub longest_deferral_ns: u64,
+    /// Deliveries of the timer signal (every expiry, including those that found nothing to
+    /// do): with `preemptions`, the signals a preemption cost.
+    pub timer_signals: u64,
+    /// Critical sections whose end was armed to pause the function (their outermost frame's
+    /// return redirected), instead of retrying.
+    pub redirects: u64,
+    /// Redirected returns that were reached.
+    pub redirects_reached: u64,
+    /// Redirects found skipped at a later check (a `longjmp` or a panic left the frame), after
+    /// which that check retried instead.
+    pub redirects_skipped: u64,
+    /// Preemptions that took effect when a library or standard-library critical section
+    /// returned (a redirect).
+    pub paused_at_section_end: u64,
+    /// Preemptions that took effect when a `nopreempt` section (or runtime code) ended.
+    pub paused_at_nopreempt_end: u64,
+    /// Preemptions inside one of libc's pure memory and string routines.
+    pub paused_in_pure_routine: u64,
+    /// Preemptions of a function blocked in a system call at a cancellation point.
+    pub paused_in_blocking_call: u64,
+    /// Preemptions that a retry found possible, after deferrals.
+    pub paused_by_retry: u64,
 }
 
 /// Reads the process-wide preemption counters.
@@ -130,5 +171,14 @@ pub fn stats() -> Stats {
         deferred_unwind: c.deferred_unwind.load(Relaxed),
         retries: c.retries.load(Relaxed),
         longest_deferral_ns: c.longest_deferral_ns.load(Relaxed),
+        timer_signals: c.timer_signals.load(Relaxed),
+        redirects: c.redirects.load(Relaxed),
+        redirects_reached: c.redirects_reached.load(Relaxed),
+        redirects_skipped: c.redirects_skipped.load(Relaxed),
+        paused_at_section_end: c.paused_at_section_end.load(Relaxed),
+        paused_at_nopreempt_end: c.paused_at_nopreempt_end.load(Relaxed),
+        paused_in_pure_routine: c.paused_in_pure_routine.load(Relaxed),
+        paused_in_blocking_call: c.paused_in_blocking_call.load(Relaxed),
+        paused_by_retry: c.paused_by_retry.load(Relaxed),
     }
 }

@@ -56,7 +56,7 @@ fn an_allocation_loop_preempted_thousands_of_times_while_the_caller_allocates() 
     // the test means the same in debug and optimised builds); a direct run of as many
     // rounds must then give the same result.
     const TARGET: u64 = 2000;
-    let stops = Stops::new(TARGET);
+    let stops = Stops::leaked(TARGET);
     let before = inger::stats();
     let mut linger =
         inger::launch(|| churn(17, |_| !stops.done()), Duration::from_micros(100)).expect("launch");

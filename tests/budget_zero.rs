@@ -7,7 +7,8 @@ use std::time::Duration;
 
 #[test]
 fn a_zero_budget_prepares_without_running() {
-    let ran = AtomicBool::new(false);
+    static RAN: AtomicBool = AtomicBool::new(false);
+    let ran = &RAN;
     let mut linger = inger::launch(
         || {
             ran.store(true, Relaxed);
@@ -72,10 +73,12 @@ impl Drop for Counted<'_> {
 
 #[test]
 fn dropping_a_prepared_call_drops_the_closure_without_running_it() {
-    let drops = AtomicU32::new(0);
-    let ran = AtomicBool::new(false);
-    let owned = Counted(&drops);
-    let ran_flag = &ran;
+    static DROPS: AtomicU32 = AtomicU32::new(0);
+    let drops = &DROPS;
+    static RAN: AtomicBool = AtomicBool::new(false);
+    let ran = &RAN;
+    let owned = Counted(drops);
+    let ran_flag = ran;
     let linger = inger::launch(
         move || {
             let _keep = &owned;

@@ -1,9 +1,9 @@
-//! Dropping (or cancelling) a paused continuation discards the function; the thread carries
-//! on normally, even after thousands of them.
+//! Cancelling a paused continuation: a function that reaches a cancellation point within the
+//! grace budget unwinds (its destructors run); one that does not is discarded (its
+//! destructors never run, its stack is frozen, never reused), as is one cancelled with
+//! `discard`. The thread carries on normally, even after thousands of them.
 //!
-//! Documented semantics (DESIGN.md §6, `linger` module docs): the destructors of the
-//! cancelled function's live frames do not run (what they own leaks), and its stack is
-//! retired, never reused.
+//! Documented semantics: `inger::Continuation` ("Cancellation and soundness").
 
 mod common;
 
@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Counts how often it is dropped.
-struct Counted<'a>(&'a AtomicU32);
+struct Counted(&'static AtomicU32);
 
-impl Drop for Counted<'_> {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_add(1, Relaxed);
     }
@@ -28,32 +28,32 @@ fn endless(progress: &AtomicU64) -> u64 {
 }
 
 #[test]
-fn dropping_a_preempted_continuation_discards_it() {
-    let progress = AtomicU64::new(0);
-    let drops = AtomicU32::new(0);
-    let guard = Counted(&drops);
+fn discarding_a_preempted_continuation_runs_nothing_more_of_it() {
+    static PROGRESS: AtomicU64 = AtomicU64::new(0);
+    static DROPS: AtomicU32 = AtomicU32::new(0);
+    let guard = Counted(&DROPS);
     let before = common::preemptions();
     let linger = inger::launch(
-        || {
+        move || {
             let _live_frame_value = guard;
-            endless(&progress)
+            endless(&PROGRESS)
         },
         Duration::from_micros(300),
     )
     .expect("launch");
-    assert!(linger.is_continuation());
     assert!(common::preemptions() > before);
-    let seen = progress.load(Relaxed);
-    drop(linger);
+    let paused = linger.continuation().expect("an endless loop completed");
+    let seen = PROGRESS.load(Relaxed);
+    paused.discard();
     assert_eq!(
-        drops.load(Relaxed),
+        DROPS.load(Relaxed),
         0,
-        "destructors of a cancelled function's live frames do not run"
+        "destructors of a discarded function's live frames do not run"
     );
     assert_eq!(
-        progress.load(Relaxed),
+        PROGRESS.load(Relaxed),
         seen,
-        "a cancelled function never runs again"
+        "a discarded function never runs again"
     );
     assert!(!inger::in_preemptible());
     // The thread still launches, preempts and completes functions.
@@ -67,56 +67,111 @@ fn dropping_a_preempted_continuation_discards_it() {
 }
 
 #[test]
-fn cancel_discards_a_yielded_continuation() {
-    let after_pause = AtomicU32::new(0);
+fn dropping_a_function_with_no_cancellation_point_discards_it_after_the_grace() {
+    static PROGRESS: AtomicU64 = AtomicU64::new(0);
+    static DROPS: AtomicU32 = AtomicU32::new(0);
+    let guard = Counted(&DROPS);
     let linger = inger::launch(
-        || {
-            inger::pause();
-            after_pause.fetch_add(1, Relaxed);
+        move || {
+            let _live_frame_value = guard;
+            endless(&PROGRESS)
         },
-        Duration::MAX,
+        Duration::from_micros(300),
     )
     .expect("launch");
-    let inger::Linger::Continuation(continuation) = linger else {
-        panic!("completed early")
-    };
-    assert!(continuation.yielded());
-    continuation.cancel();
-    assert_eq!(after_pause.load(Relaxed), 0);
+    let paused = linger.continuation().expect("an endless loop completed");
+    assert_eq!(paused.cancel(), inger::CancelOutcome::Discarded);
     assert_eq!(
-        after_pause.load(Relaxed),
+        DROPS.load(Relaxed),
         0,
-        "still zero after the cancellation"
+        "it was never asked to unwind in vain"
+    );
+    let seen = PROGRESS.load(Relaxed);
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(
+        PROGRESS.load(Relaxed),
+        seen,
+        "a discarded function never runs again"
     );
 }
 
 #[test]
-fn the_borrowed_data_is_usable_again_after_a_cancellation() {
-    let mut data = vec![0u64; 1024];
+fn dropping_a_preempted_function_that_reaches_a_checkpoint_unwinds_it() {
+    static DROPS: AtomicU32 = AtomicU32::new(0);
+    let guard = Counted(&DROPS);
     let linger = inger::launch(
-        || loop {
-            for slot in data.iter_mut() {
-                *slot = black_box(*slot + 1);
+        move || {
+            let _live_frame_value = guard;
+            loop {
+                black_box(common::mix(1, 4));
+                inger::checkpoint();
             }
         },
         Duration::from_micros(300),
     )
     .expect("launch");
-    assert!(linger.is_continuation());
-    drop(linger);
-    data.fill(7); // compiles only because the cancelled function's borrow is over
+    let paused = linger.continuation().expect("an endless loop completed");
+    assert_eq!(paused.cancel(), inger::CancelOutcome::Unwound);
+    assert_eq!(
+        DROPS.load(Relaxed),
+        1,
+        "the live frame's destructor ran once"
+    );
+}
+
+#[test]
+fn cancel_unwinds_a_yielded_continuation_without_running_the_rest() {
+    static AFTER_PAUSE: AtomicU32 = AtomicU32::new(0);
+    static DROPS: AtomicU32 = AtomicU32::new(0);
+    let guard = Counted(&DROPS);
+    let linger = inger::launch(
+        move || {
+            let _guard = guard;
+            inger::pause();
+            AFTER_PAUSE.fetch_add(1, Relaxed);
+        },
+        Duration::MAX,
+    )
+    .expect("launch");
+    let continuation = linger.continuation().expect("completed early");
+    assert!(continuation.yielded());
+    assert_eq!(continuation.cancel(), inger::CancelOutcome::Unwound);
+    assert_eq!(AFTER_PAUSE.load(Relaxed), 0, "nothing after the pause ran");
+    assert_eq!(DROPS.load(Relaxed), 1, "its destructors ran");
+}
+
+#[test]
+fn borrowed_data_is_usable_again_after_a_scoped_function_unwinds() {
+    let mut data = vec![0u64; 1024];
+    inger::scope(|s| {
+        let linger = s
+            .launch(
+                || loop {
+                    for slot in data.iter_mut() {
+                        *slot = black_box(*slot + 1);
+                    }
+                    inger::checkpoint();
+                },
+                Duration::from_micros(300),
+            )
+            .expect("launch");
+        let paused = linger.continuation().expect("an endless loop completed");
+        assert_eq!(paused.cancel(), inger::CancelOutcome::Unwound);
+    });
+    data.fill(7); // compiles only because the scope ended the function's borrow
     assert!(data.iter().all(|&v| v == 7));
 }
 
 #[test]
 fn dropping_thousands_of_paused_continuations() {
-    let progress = AtomicU64::new(0);
+    static PROGRESS: AtomicU64 = AtomicU64::new(0);
     let before = common::preemptions();
     for round in 0..4 {
         let mut lingers = Vec::new();
-        // Half preempted by the timer, half paused cooperatively.
+        // Half preempted by the timer (discarded after the grace), half paused
+        // cooperatively (they unwind).
         for i in 0..500u64 {
-            let progress = &progress;
+            let progress = &PROGRESS;
             let linger = if i % 2 == 0 {
                 inger::launch(move || endless(progress), Duration::from_micros(100))
             } else {

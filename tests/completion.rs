@@ -29,16 +29,20 @@ fn an_unlimited_budget_runs_a_long_function_to_completion() {
 fn the_function_may_borrow_and_mutate_the_callers_data() {
     let mut numbers = vec![3u32, 1, 2];
     let text = String::from("borrowed");
-    let linger = inger::launch(
-        || {
-            numbers.sort_unstable();
-            numbers.push(text.len() as u32);
-            numbers.iter().sum::<u32>()
-        },
-        common::GENEROUS,
-    )
-    .expect("launch");
-    assert_eq!(linger.completion(), Some(1 + 2 + 3 + 8));
+    let sum = inger::scope(|s| {
+        let linger = s
+            .launch(
+                || {
+                    numbers.sort_unstable();
+                    numbers.push(text.len() as u32);
+                    numbers.iter().sum::<u32>()
+                },
+                common::GENEROUS,
+            )
+            .expect("launch");
+        linger.completion()
+    });
+    assert_eq!(sum, Some(1 + 2 + 3 + 8));
     assert_eq!(numbers, [1, 2, 3, 8]);
 }
 

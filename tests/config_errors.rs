@@ -77,8 +77,9 @@ fn child(mode: &str) {
                 inger::Config::new().install(),
                 Err(Error::AlreadyInitialized)
             );
-            // The installed stack size is in force: 200 KiB of captures no longer fit.
-            let big = [3u8; 200 * 1024];
+            // The installed stack size is in force: 256 KiB and its 64 KiB guard take a 512 KiB
+            // slot, so the stack is 448 KiB, and captures of more than half of it do not fit.
+            let big = [3u8; 250 * 1024];
             let result = inger::launch(move || big.len(), Duration::MAX).map(|l| l.completion());
             assert!(matches!(result, Err(Error::InvalidConfig(_))), "{result:?}");
             let linger = inger::launch(|| common::mix(1, 100_000), Duration::from_micros(100))

@@ -28,10 +28,11 @@ fn paused<'a, T>(linger: Linger<'a, T>) -> Continuation<'a, T> {
 
 #[test]
 fn a_function_paused_by_pause_unwinds_and_runs_its_destructors() {
-    let drops = AtomicUsize::new(0);
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    let drops = &DROPS;
     let linger = inger::launch(
-        || {
-            let _guard = DropCounter(&drops);
+        move || {
+            let _guard = DropCounter(drops);
             loop {
                 inger::pause();
             }
@@ -50,12 +51,14 @@ fn a_function_paused_by_pause_unwinds_and_runs_its_destructors() {
 
 #[test]
 fn a_preempted_function_unwinds_at_its_next_checkpoint_and_releases_its_lock() {
-    let drops = AtomicUsize::new(0);
-    let lock = Mutex::new(0u64);
+    static DROPS_2: AtomicUsize = AtomicUsize::new(0);
+    let drops = &DROPS_2;
+    static LOCK: Mutex<u64> = Mutex::new(0u64);
+    let lock = &LOCK;
     let before = inger::stats().preemptions;
     let mut linger = inger::launch(
-        || {
-            let _guard = DropCounter(&drops);
+        move || {
+            let _guard = DropCounter(drops);
             let mut held = lock.lock().expect("lock");
             loop {
                 for i in 0..10_000u64 {
@@ -98,7 +101,7 @@ fn a_preempted_function_unwinds_at_its_next_checkpoint_and_releases_its_lock() {
 #[test]
 fn a_function_with_no_cancellation_point_stays_paused_and_can_be_discarded() {
     let linger = inger::launch(
-        || {
+        move || {
             let mut x = 0u64;
             loop {
                 x = black_box(x.wrapping_add(1));
@@ -117,11 +120,12 @@ fn a_function_with_no_cancellation_point_stays_paused_and_can_be_discarded() {
 
 #[test]
 fn a_function_that_completes_first_is_simply_gone() {
-    let drops = AtomicUsize::new(0);
+    static DROPS_3: AtomicUsize = AtomicUsize::new(0);
+    let drops = &DROPS_3;
     let linger = inger::launch(
-        || {
+        move || {
             inger::pause();
-            DropCounter(&drops)
+            DropCounter(drops)
         },
         Duration::MAX,
     )
@@ -138,7 +142,7 @@ fn a_function_that_completes_first_is_simply_gone() {
 #[test]
 fn resuming_normally_after_a_request_reports_the_cancellation() {
     let linger = inger::launch(
-        || {
+        move || {
             let mut spins = 0u64;
             loop {
                 spins = black_box(spins + 1);
@@ -199,7 +203,7 @@ fn thread_local_destructors_run_after_a_cooperative_cancellation() {
         return;
     }
     let linger = inger::launch(
-        || {
+        move || {
             OWNED.with_borrow_mut(|owned| *owned = Some(CountsIntoStatic(&DROPS)));
             TLS_DROPS.with(|count| count.set(1));
             loop {
@@ -227,13 +231,14 @@ fn thread_local_destructors_run_after_a_cooperative_cancellation() {
 
 #[test]
 fn a_nested_chain_unwinds_as_a_whole() {
-    let drops = AtomicUsize::new(0);
+    static DROPS_4: AtomicUsize = AtomicUsize::new(0);
+    let drops = &DROPS_4;
     let linger = inger::launch(
-        || {
-            let _outer = DropCounter(&drops);
+        move || {
+            let _outer = DropCounter(drops);
             let inner = inger::launch(
                 || {
-                    let _inner = DropCounter(&drops);
+                    let _inner = DropCounter(drops);
                     let mut x = 0u64;
                     loop {
                         x = black_box(x.wrapping_add(1));

@@ -32,9 +32,10 @@ fn an_endless_loop_comes_back_as_a_continuation() {
 
 #[test]
 fn the_loop_made_progress_before_the_pause_and_none_after() {
-    let progress = AtomicU64::new(0);
+    static PROGRESS: AtomicU64 = AtomicU64::new(0);
+    let progress = &PROGRESS;
     let mut linger = inger::launch(
-        || loop {
+        move || loop {
             progress.fetch_add(1, Relaxed);
         },
         Duration::from_millis(1),

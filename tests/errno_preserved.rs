@@ -19,7 +19,7 @@ fn errno_set_inside_survives_thousands_of_preemptions() {
     // The function keeps going until the caller has seen it preempted `TARGET` times, so the
     // test means the same in debug and optimised builds.
     const TARGET: u64 = 2000;
-    let stops = Stops::new(TARGET);
+    let stops = Stops::leaked(TARGET);
     let before = common::preemptions();
     let linger = inger::launch(
         || {
@@ -51,7 +51,7 @@ fn errno_set_inside_survives_thousands_of_preemptions() {
 #[test]
 fn errno_from_a_failing_system_call_survives_preemption() {
     const TARGET: u64 = 500;
-    let stops = Stops::new(TARGET);
+    let stops = Stops::leaked(TARGET);
     let linger = inger::launch(
         || {
             let mut seen = Vec::new();

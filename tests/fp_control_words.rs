@@ -142,7 +142,7 @@ fn a_rounding_mode_set_inside_survives_preemption_and_stays_inside() {
     let caller_x87 = x87_control_word();
     let before = common::preemptions();
     let mut linger = inger::launch(
-        || in_toward_zero(chunks, per_chunk),
+        move || in_toward_zero(chunks, per_chunk),
         Duration::from_micros(100),
     )
     .expect("launch");

@@ -19,9 +19,11 @@ const SLICE: Duration = Duration::from_micros(100);
 /// Runs `f` as a preemptible function in `SLICE`s until it returns; the value and the number
 /// of preemptions it took (the function never pauses itself, so every stop is a timeout).
 fn preempted<T: Send>(f: impl FnOnce() -> T + Send) -> (T, u64) {
-    let linger = inger::launch(f, SLICE).expect("launch");
-    let (value, resumes) = common::finish(linger, SLICE, 100_000_000);
-    (value, resumes + 1)
+    inger::scope(|s| {
+        let linger = s.launch(f, SLICE).expect("launch");
+        let (value, resumes) = common::finish(linger, SLICE, 100_000_000);
+        (value, resumes + 1)
+    })
 }
 
 /// f64 and f32 dot products, square roots and updates over arrays, in fixed-width chunks

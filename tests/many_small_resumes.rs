@@ -43,7 +43,7 @@ fn many_small_resumes_give_the_direct_result() {
     // The function keeps going until it has been stopped `TARGET` times (the same in debug
     // and optimised builds); a direct run of as many steps must give the same result.
     const TARGET: u64 = 1000;
-    let stops = Stops::new(TARGET);
+    let stops = Stops::leaked(TARGET);
     let before = common::preemptions();
     let mut linger = inger::launch(
         || workload(5, |_| !stops.done()),

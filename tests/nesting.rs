@@ -23,9 +23,12 @@ fn an_inner_function_completes_inside_an_outer_one() {
 
 #[test]
 fn an_outer_budget_bounds_an_inner_endless_loop() {
-    let stop = AtomicBool::new(false);
-    let inner_progress = AtomicU64::new(0);
-    let outer_after_inner = AtomicBool::new(false);
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let stop = &STOP;
+    static INNER_PROGRESS: AtomicU64 = AtomicU64::new(0);
+    let inner_progress = &INNER_PROGRESS;
+    static OUTER_AFTER_INNER: AtomicBool = AtomicBool::new(false);
+    let outer_after_inner = &OUTER_AFTER_INNER;
     let before = common::preemptions();
     let mut outer = inger::launch(
         || {
@@ -148,8 +151,10 @@ fn an_inner_pause_yields_to_the_outer_function_only() {
 
 #[test]
 fn three_levels_pause_and_resume_together() {
-    let stop = AtomicBool::new(false);
-    let depth_reached = AtomicU64::new(0);
+    static STOP_2: AtomicBool = AtomicBool::new(false);
+    let stop = &STOP_2;
+    static DEPTH_REACHED: AtomicU64 = AtomicU64::new(0);
+    let depth_reached = &DEPTH_REACHED;
     let mut outer = inger::launch(
         || {
             let middle = inger::launch(

@@ -71,12 +71,14 @@ fn a_little_work() -> u64 {
 #[test]
 fn a_section_spanning_the_deadline_pauses_right_after_it_ends() {
     const ROUNDS: u32 = 60;
-    let phase = AtomicU32::new(BEFORE_SECTION);
-    let completed = AtomicU32::new(0);
+    static PHASE: AtomicU32 = AtomicU32::new(BEFORE_SECTION);
+    let phase = &PHASE;
+    static COMPLETED: AtomicU32 = AtomicU32::new(0);
+    let completed = &COMPLETED;
     let paused_at_section_end = AtomicU64::new(0);
     let before = inger::stats();
     let mut linger = inger::launch(
-        || sections(ROUNDS, &phase, &completed),
+        move || sections(ROUNDS, phase, completed),
         Duration::from_micros(500),
     )
     .expect("launch");

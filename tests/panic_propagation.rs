@@ -66,7 +66,8 @@ fn a_panic_after_a_pause_propagates_out_of_resume_and_leaves_a_finished_linger()
 
 #[test]
 fn a_panic_after_preemptions_propagates_out_of_resume() {
-    let stop = AtomicBool::new(false);
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let stop = &STOP;
     let mut linger = inger::launch(
         || -> u64 {
             let mut n = 0u64;

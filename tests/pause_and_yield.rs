@@ -8,10 +8,11 @@ use std::time::Duration;
 
 #[test]
 fn pause_returns_a_continuation_that_reports_yielded() {
-    let step = AtomicU32::new(0);
+    static STEP: AtomicU32 = AtomicU32::new(0);
+    let step = &STEP;
     let before = inger::stats().yields;
     let mut linger = inger::launch(
-        || {
+        move || {
             step.store(1, Relaxed);
             inger::pause();
             step.store(2, Relaxed);

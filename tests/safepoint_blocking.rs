@@ -134,10 +134,11 @@ fn a_function_reading_an_empty_pipe_is_paused_then_reads_what_the_caller_wrote()
 #[test]
 fn a_function_waiting_on_a_condvar_is_paused_then_woken_by_another_thread() {
     common::on_two_threads(|thread| {
-        let state = (Mutex::new(None::<u64>), Condvar::new());
+        let state: &'static (Mutex<Option<u64>>, Condvar) =
+            Box::leak(Box::new((Mutex::new(None), Condvar::new())));
         let linger = inger::launch(
-            || {
-                let (lock, ready) = &state;
+            move || {
+                let (lock, ready) = state;
                 let mut value = lock.lock().expect("lock");
                 while value.is_none() {
                     value = ready.wait(value).expect("wait");
@@ -152,7 +153,7 @@ fn a_function_waiting_on_a_condvar_is_paused_then_woken_by_another_thread() {
         // notify while the function is paused.
         std::thread::scope(|scope| {
             scope.spawn(|| {
-                let (lock, ready) = &state;
+                let (lock, ready) = state;
                 *lock.lock().expect("lock from the notifier") = Some(21 + thread as u64);
                 ready.notify_all();
             });

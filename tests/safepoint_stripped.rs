@@ -57,9 +57,10 @@ fn stripped_child() {
         "a stripped executable claims to know the standard library's critical sections"
     );
     // Preemption still works: an endless loop is paused by its timer, then told to stop.
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let stop = &STOP;
     let linger = inger::launch(
-        || {
+        move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::hint::spin_loop();
             }

@@ -31,11 +31,12 @@ fn expected(i: u64) -> u64 {
 
 #[test]
 fn ten_thousand_paused_functions_on_one_thread() {
-    let release = AtomicBool::new(false);
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+    let release = &RELEASE;
     let before = inger::stats();
     let mut lingers = Vec::with_capacity(COUNT as usize);
     for i in 0..COUNT {
-        let release = &release;
+        let release = &RELEASE;
         // The timer pauses the even ones; the odd ones pause themselves (with no budget, so
         // that a descheduled thread cannot turn their pause into a timeout).
         let budget = if i.is_multiple_of(2) {

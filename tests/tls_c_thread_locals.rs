@@ -118,10 +118,10 @@ fn c_thread_variables_are_isolated_across_preemptions() {
         const TARGET: u64 = 300;
         c.set_int(100);
         c.set_text(c"caller");
-        let stops = Stops::new(TARGET);
+        let stops = Stops::leaked(TARGET);
         let before = preemptions();
         let linger = inger::launch(
-            || {
+            move || {
                 let first = (c.int(), c.text());
                 c.set_text(c"function");
                 let mut wrong = Vec::new();
@@ -217,9 +217,8 @@ fn pthread_keys_are_isolated_and_cleared_for_the_next_function() {
             let high = c.create_keys();
             assert!(high >= 32, "a key at or above 32 was created ({high})");
             c.set_keys(1, 2);
-            let stops = Stops::new(TARGET);
+            let stops = Stops::leaked(TARGET);
             let make = |id: isize| {
-                let stops = &stops;
                 move || {
                     let first = c.keys();
                     let mut wrong = Vec::new();

@@ -100,12 +100,12 @@ fn a_library_loaded_after_start_up_has_a_copy_per_function_and_for_the_caller() 
     // inger is running, and a function's block exists before the library is loaded.
     let started = inger::launch(|| (), Duration::MAX).expect("launch");
     assert!(started.is_completion());
-    let loaded: OnceLock<DynTls> = OnceLock::new();
-    let stops = Stops::new(TARGET);
+    let loaded: &'static OnceLock<DynTls> = Box::leak(Box::new(OnceLock::new()));
+    let stops = Stops::leaked(TARGET);
     let mut early = inger::launch(
-        || {
+        move || {
             inger::pause();
-            use_library(*loaded.get().expect("loaded"), 3, &stops)
+            use_library(*loaded.get().expect("loaded"), 3, stops)
         },
         Duration::MAX,
     )
@@ -117,8 +117,8 @@ fn a_library_loaded_after_start_up_has_a_copy_per_function_and_for_the_caller() 
     assert_eq!(library.state(), (7, true), "the caller's first access");
     library.set(100);
     let before = preemptions();
-    let mut a = inger::launch(|| use_library(library, 1, &stops), SLICE).expect("launch a");
-    let mut b = inger::launch(|| use_library(library, 2, &stops), SLICE).expect("launch b");
+    let mut a = inger::launch(move || use_library(library, 1, stops), SLICE).expect("launch a");
+    let mut b = inger::launch(move || use_library(library, 2, stops), SLICE).expect("launch b");
     let mut caller_wrong = Vec::new();
     let mut expected = 100;
     let mut stop = 0;
@@ -171,9 +171,10 @@ fn a_paused_function_uses_modules_loaded_one_after_another() {
     const MODULES: usize = 24;
     let started = inger::launch(|| (), Duration::MAX).expect("launch");
     assert!(started.is_completion());
-    let slots: [OnceLock<DynTls>; MODULES] = std::array::from_fn(|_| OnceLock::new());
+    let slots: &'static [OnceLock<DynTls>; MODULES] =
+        Box::leak(Box::new(std::array::from_fn(|_| OnceLock::new())));
     let mut linger = inger::launch(
-        || {
+        move || {
             let mut firsts = Vec::new();
             let mut wrong = Vec::new();
             for k in 0..MODULES {
@@ -231,7 +232,7 @@ fn a_paused_function_uses_modules_loaded_one_after_another() {
     }
     // The block is reused: every module starts from its image again.
     let seen = inger::launch(
-        || libraries.iter().map(DynTls::state).collect::<Vec<_>>(),
+        move || libraries.iter().map(DynTls::state).collect::<Vec<_>>(),
         Duration::MAX,
     )
     .expect("launch")

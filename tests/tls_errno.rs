@@ -14,7 +14,7 @@ const SLICE: Duration = Duration::from_micros(100);
 fn function_and_caller_keep_their_own_errno_across_preemptions() {
     const TARGET: u64 = 1000;
     set_errno(libc::EINTR);
-    let stops = Stops::new(TARGET);
+    let stops = Stops::leaked(TARGET);
     let before = preemptions();
     let linger = inger::launch(
         || {
@@ -62,7 +62,7 @@ fn function_and_caller_keep_their_own_errno_across_preemptions() {
 fn errno_from_failing_calls_stays_with_whoever_made_them() {
     // The function's system calls fail with EBADF, the caller's with ENOENT.
     const TARGET: u64 = 300;
-    let stops = Stops::new(TARGET);
+    let stops = Stops::leaked(TARGET);
     let linger = inger::launch(
         || {
             let mut seen = Vec::new();

@@ -72,12 +72,11 @@ fn churn(seed: u64, rounds: u64) -> u64 {
 fn several_functions_allocate_in_turn_under_preemption_while_the_caller_allocates() {
     const FUNCTIONS: u64 = 4;
     const TARGET: u64 = 200;
-    let stops = Stops::new(TARGET);
+    let stops = Stops::leaked(TARGET);
     let before = preemptions();
     // Each function churns in chunks until the caller has stopped TARGET times.
     let mut functions: Vec<_> = (0..FUNCTIONS)
         .map(|f| {
-            let stops = &stops;
             inger::launch(
                 move || {
                     let mut sums = Vec::new();
@@ -122,14 +121,14 @@ type Mailbox = std::sync::Mutex<Vec<Box<[u64]>>>;
 #[test]
 fn memory_allocated_in_one_context_is_freed_in_another() {
     const TARGET: u64 = 200;
-    let stops = Stops::new(TARGET);
+    let stops = Stops::leaked(TARGET);
     // The caller hands the function blocks to free; the function hands back blocks it
     // allocated, which the caller frees.
-    let to_function = Mailbox::default();
-    let to_caller = Mailbox::default();
+    let to_function: &'static Mailbox = Box::leak(Box::default());
+    let to_caller: &'static Mailbox = Box::leak(Box::default());
     let before = preemptions();
     let mut linger = inger::launch(
-        || {
+        move || {
             let mut freed = 0u64;
             let mut round = 0u64;
             while !stops.done() {

@@ -30,7 +30,7 @@ fn two_cpus(test: &str) -> Option<[usize; 2]> {
 fn a_valid_cpu_under_preemption() {
     const TARGET: u64 = 300;
     let cpus = configured_cpus();
-    let stops = Stops::new(TARGET);
+    let stops = Stops::leaked(TARGET);
     let before = preemptions();
     let mut linger = inger::launch(
         || {
@@ -70,7 +70,7 @@ fn the_cpu_follows_the_callers_thread_between_resumes() {
         pin_to(cpus[0]);
         let before = preemptions();
         let mut linger = inger::launch(
-            || {
+            move || {
                 let mut wrong = Vec::new();
                 let mut samples = 0u64;
                 while !STOPS.done() {

@@ -117,7 +117,7 @@ fn errno_is_kept_per_function_across_preemptions() {
     in_shared_tls_child("errno_is_kept_per_function_across_preemptions", || {
         const TARGET: u64 = 500;
         set_errno(libc::EINTR);
-        let stops = Stops::new(TARGET);
+        let stops = Stops::leaked(TARGET);
         let before = preemptions();
         let linger = inger::launch(
             || {

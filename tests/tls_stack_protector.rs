@@ -85,10 +85,10 @@ fn protected_frames_interrupted_by_thousands_of_preemptions() {
         "protected_frames_interrupted_by_thousands_of_preemptions",
         |c| {
             const TARGET: u64 = 1000;
-            let stops = Stops::new(TARGET);
+            let stops = Stops::leaked(TARGET);
             let before = preemptions();
             let mut linger = inger::launch(
-                || {
+                move || {
                     let mut hash = 0u64;
                     let mut calls = 0u64;
                     while !stops.done() {

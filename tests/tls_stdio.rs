@@ -85,9 +85,9 @@ fn println_inside_functions_under_preemption() {
         let before = preemptions();
         // One function at a time: a paused one may hold stdout's lock.
         for function in 0..PRINTLN_FUNCTIONS {
-            let stops = Stops::new(PRINTLN_TARGET);
+            let stops = Stops::leaked(PRINTLN_TARGET);
             let linger = inger::launch(
-                || {
+                move || {
                     let mut index = 0;
                     while !stops.done() || index < 100 {
                         println!("tls-println: {}", line_text(function, index));
@@ -127,11 +127,10 @@ fn printf_inside_several_functions_in_turn_under_preemption() {
     let Some(output) = in_child(
         "printf_inside_several_functions_in_turn_under_preemption",
         || {
-            let stops = Stops::new(PRINTF_TARGET);
+            let stops = Stops::leaked(PRINTF_TARGET);
             let before = preemptions();
             let mut functions: Vec<_> = (0..PRINTF_FUNCTIONS)
                 .map(|function| {
-                    let stops = &stops;
                     inger::launch(
                         move || {
                             let mut index = 0;
@@ -172,7 +171,7 @@ fn printf_and_println_from_a_function_that_migrates_between_threads() {
     let Some(output) = in_child(
         "printf_and_println_from_a_function_that_migrates_between_threads",
         || {
-            let stops = Stops::new(100);
+            let stops = Stops::leaked(100);
             let mut linger = inger::launch(
                 || {
                     let mut index = 0;

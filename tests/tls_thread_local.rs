@@ -38,7 +38,7 @@ fn caller_and_function_see_their_own_values_across_preemptions() {
     const TARGET: u64 = 300;
     COUNTER.with(|c| c.set(100));
     LAZY.with_borrow_mut(|s| s.push_str(" (caller)"));
-    let stops = Stops::new(TARGET);
+    let stops = Stops::leaked(TARGET);
     let before = preemptions();
     let linger = inger::launch(
         || {
@@ -182,7 +182,7 @@ fn a_refcell_borrowed_across_preemptions_while_the_caller_borrows_it_too() {
     // With shared thread-locals the caller's borrow_mut would panic ("already borrowed")
     // while the function is paused inside its own borrow.
     const TARGET: u64 = 300;
-    let stops = Stops::new(TARGET);
+    let stops = Stops::leaked(TARGET);
     let before = preemptions();
     let linger = inger::launch(
         || {
@@ -365,11 +365,12 @@ fn destructors_run_once_for_a_preempted_function_that_completes() {
     static TALLY: Tally = Tally::new();
     const TARGET: u64 = 100;
     std::thread::spawn(|| {
-        let stops = Stops::new(TARGET);
-        let returning = AtomicBool::new(false);
+        let stops = Stops::leaked(TARGET);
+        static RETURNING: AtomicBool = AtomicBool::new(false);
+        let returning = &RETURNING;
         let before = preemptions();
         let linger = inger::launch(
-            || {
+            move || {
                 register(&TALLY, 5);
                 while !stops.done() {
                     spin(3, 5_000);
@@ -401,9 +402,9 @@ fn destructors_run_once_for_a_preempted_function_that_completes() {
 }
 
 #[test]
-fn destructors_of_a_cancelled_function_never_run() {
-    // Cancelling discards the function's stack and everything it owned (DESIGN.md §6): its
-    // thread-local destructors are dropped from the list, not run later by someone else.
+fn destructors_of_a_discarded_function_never_run() {
+    // Discarding drops the function's stack and everything it owned (`inger::Continuation`):
+    // its thread-local destructors are dropped from the list, not run later by someone else.
     static TALLY: Tally = Tally::new();
     std::thread::spawn(|| {
         let linger = inger::launch(
@@ -414,7 +415,10 @@ fn destructors_of_a_cancelled_function_never_run() {
             Duration::MAX,
         )
         .expect("launch");
-        drop(linger);
+        let inger::Linger::Continuation(paused) = linger else {
+            panic!("completed early")
+        };
+        paused.discard();
         // The block is reused by the next function, which completes normally.
         inger::launch(|| register(&TALLY, 10), Duration::MAX)
             .expect("launch")
@@ -430,4 +434,35 @@ fn destructors_of_a_cancelled_function_never_run() {
     .expect("thread");
     assert_eq!(TALLY.drops.load(Relaxed), 2);
     assert_eq!(TALLY.in_own_context.load(Relaxed), 2);
+}
+
+#[test]
+fn destructors_of_a_cancelled_function_run_as_it_unwinds() {
+    // Dropping a paused function lets it unwind first: its thread-local destructors run, in
+    // its own context, as at a thread's exit.
+    static TALLY: Tally = Tally::new();
+    std::thread::spawn(|| {
+        let linger = inger::launch(
+            || {
+                register(&TALLY, 11);
+                inger::pause();
+            },
+            Duration::MAX,
+        )
+        .expect("launch");
+        assert!(linger.is_continuation());
+        drop(linger);
+        assert_eq!(
+            TALLY.drops.load(Relaxed),
+            2,
+            "both of its thread-locals' destructors"
+        );
+        assert_eq!(
+            TALLY.in_own_context.load(Relaxed),
+            2,
+            "in the function's context (they saw its own values)"
+        );
+    })
+    .join()
+    .expect("thread");
 }

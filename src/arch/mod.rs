@@ -5,6 +5,13 @@
 mod x86_64;
 #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
 pub(crate) use x86_64::*;
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+pub(crate) mod redirect {
+    //! Return-address redirection (see the file for the layout and unwind information).
+    pub(crate) use super::x86_64_redirect::*;
+}
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+mod x86_64_redirect;
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
 compile_error!("inger supports x86-64 Linux with glibc only");

@@ -204,6 +204,21 @@ pub(crate) fn fsgsbase_available() -> bool {
     (unsafe { libc::getauxval(libc::AT_HWCAP2) }) & HWCAP2_FSGSBASE != 0
 }
 
+/// Whether the process runs with a hardware shadow stack (Intel CET user shadow stacks,
+/// Linux 6.6+), where a return address rewritten on the stack would not match the shadow
+/// copy and the return would fault: `arch_prctl(ARCH_SHSTK_STATUS)`.
+pub(crate) fn shadow_stack_enabled() -> bool {
+    /// `ARCH_SHSTK_STATUS` and `ARCH_SHSTK_SHSTK` from `<asm/prctl.h>`.
+    const ARCH_SHSTK_STATUS: libc::c_long = 0x5005;
+    const ARCH_SHSTK_SHSTK: u64 = 1 << 0;
+    let mut features: u64 = 0;
+    // SAFETY: ARCH_SHSTK_STATUS only writes the enabled features to `features`; kernels that
+    // do not know it fail with EINVAL, and then there is no shadow stack.
+    let status =
+        unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SHSTK_STATUS, &raw mut features) };
+    status == 0 && features & ARCH_SHSTK_SHSTK != 0
+}
+
 /// Installs `tp` as the fs base with `wrfsbase` (about 10 ns).
 ///
 /// # Safety

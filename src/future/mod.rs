@@ -83,16 +83,21 @@
 //!
 //! # Cancellation
 //!
-//! Dropping a wrapper whose poll is paused cancels that poll: its stack is discarded without
-//! running the destructors of its live frames (see [`Continuation`]). The inner future is then
-//! leaked rather than dropped: the cancelled poll was holding `&mut F` and may have stopped at
-//! any instruction, possibly half-way through an update that unsafe code (in `F`, or in a
-//! library it uses) expects to finish before anyone looks at the value again, such as the
-//! future's own destructor. Leaking it is the sound choice; it means that whatever `F` owns
-//! (buffers, sockets, a clone of the runtime's handle) is never released. A wrapper dropped
-//! while idle (between polls) drops `F` normally. Dropping a wrapper inside
-//! `tokio::time::timeout` or aborting its task therefore stops a runaway computation for good,
-//! at the price of that leak.
+//! Dropping a wrapper whose poll is paused first lets that poll *return*: it is resumed for
+//! the grace budget ([`Config::cancel_grace`](crate::Config::cancel_grace), 1 ms by default),
+//! and a poll returns at the future's next `.await` that is not ready, or with its output.
+//! The future is then between polls, where dropping it is always sound, and it is dropped
+//! normally, so whatever it owns (buffers, a `tokio::sync::Mutex` guard, sockets) is
+//! released: no unwinding needed. If the poll does not return in time, it is cancelled as
+//! any [`Continuation`] is (it unwinds from a cancellation point it reaches, or its stack is
+//! discarded), and the inner future is then leaked rather than dropped: the discarded poll
+//! was holding `&mut F` and may have stopped at any instruction, possibly half-way through an
+//! update that unsafe code (in `F`, or in a library it uses) expects to finish before anyone
+//! looks at the value again, such as the future's own destructor. Leaking it is the sound
+//! choice. A wrapper dropped while idle (between polls) drops `F` normally. Dropping a
+//! wrapper inside `tokio::time::timeout` or aborting its task therefore stops a runaway
+//! computation for good, releasing what it holds whenever its current poll can return in
+//! time.
 //!
 //! # Thread-locals inside the poll
 //!
@@ -547,10 +552,25 @@ impl<F: Future> Drop for Preemptible<F> {
             Phase::Finished => {}
             Phase::Abandoned => {} // leaked: a discarded stack borrows it
             Phase::Paused(continuation) => {
-                let unstarted = continuation.is_unstarted();
-                // Cancels the poll: its stack is discarded, its frames' destructors do not run.
-                drop(continuation);
-                if unstarted {
+                // Lets the paused poll return (at its next await, or with its output) within
+                // the grace budget: the future is then between polls, where dropping it is
+                // sound, and it is dropped normally. If it does not, the poll is cancelled.
+                let grace = crate::config::settings().map_or(Duration::ZERO, |s| s.cancel_grace);
+                // A panic of that last poll is not propagated out of a destructor (it could be
+                // running during an unwind): the poll has ended either way.
+                let resumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    continuation.resume(grace)
+                }));
+                let returned = match resumed.unwrap_or(Ok(Linger::Completion(()))) {
+                    Ok(Linger::Completion(())) => true,
+                    Ok(Linger::Continuation(still)) => {
+                        still.cancel() == crate::CancelOutcome::Unwound
+                    }
+                    // Resuming failed (another thread with shared TLS): the stack was never
+                    // touched again; it is discarded, and the future leaked.
+                    Err(_) => false,
+                };
+                if returned {
                     self.phase = Phase::Idle;
                     self.release();
                 }

@@ -10,8 +10,8 @@ use core::ffi::c_void;
 use core::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use super::control::{Lpf, NEVER, Runtime, effective_deadline, set_current, state};
-use super::preempt::release_nopreempt;
+use super::control::{Lpf, NEVER, Runtime, cancel, effective_deadline, set_current, state};
+use super::ending::release_nopreempt;
 use super::startup::runtime;
 use super::transfer::leave;
 use crate::arch;
@@ -159,12 +159,44 @@ fn migrate(rt: &Runtime, outer: &Lpf) -> Result<(), Error> {
     Ok(())
 }
 
-/// Asks every function of the paused chain of `lpf` to unwind at its next checkpoint.
-/// Context: caller.
+/// Asks the paused `lpf` to unwind at its next cancellation point, and every function
+/// nested in its paused chain (which it was resuming) to yield back to it, so that control
+/// reaches `lpf`'s own code: at their next cancellation point, or at once where they can be
+/// preempted (their deadlines are set to have passed). Context: caller.
 pub(crate) fn request_cancel(lpf: &Lpf) {
     for node in lpf.paused_chain() {
-        node.cancel_requested.store(true, Relaxed);
+        if core::ptr::eq(node, lpf) {
+            node.cancel.store(cancel::UNWIND, Relaxed);
+        } else {
+            node.cancel.store(cancel::YIELD, Relaxed);
+            node.deadline.store(0, Relaxed);
+        }
     }
+}
+
+/// Before the paused `outer` is discarded, makes the functions nested in its paused chain
+/// (which it was resuming) a paused chain of their own: the one it resumed becomes paused
+/// with no resumer, so that whoever owns its continuation can resume or cancel it. Requests
+/// to yield to `outer` are withdrawn. Context: caller.
+pub(crate) fn detach_nested(outer: &Lpf) {
+    let mut child = None;
+    for node in outer.paused_chain() {
+        if core::ptr::eq(node, outer) {
+            break;
+        }
+        if node.cancel.load(Relaxed) == cancel::YIELD {
+            node.cancel.store(cancel::NONE, Relaxed);
+        }
+        child = Some(node);
+    }
+    let Some(child) = child else {
+        return;
+    };
+    child.leaf.set(outer.leaf.get());
+    child.yielded.set(outer.yielded.get());
+    child.parent.store(core::ptr::null_mut(), Relaxed);
+    child.state.store(state::PAUSED, Relaxed);
+    outer.leaf.set(outer as *const Lpf as *mut Lpf);
 }
 
 /// First code on a fresh LPF's stack. Context: function stack.

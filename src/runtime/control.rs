@@ -46,6 +46,17 @@ pub(crate) mod state {
     pub(crate) const PANICKED: u8 = 4;
 }
 
+/// Cancellation requests (see [`Lpf::cancel`]).
+pub(crate) mod cancel {
+    /// Nothing was asked.
+    pub(crate) const NONE: u8 = 0;
+    /// This function is being cancelled: its next cancellation point unwinds its stack.
+    pub(crate) const UNWIND: u8 = 1;
+    /// A function enclosing this one (which it resumed) is being cancelled: its next
+    /// cancellation point pauses it, so that control returns to the enclosing function.
+    pub(crate) const YIELD: u8 = 2;
+}
+
 /// The control block of one LPF. It lives at the top of the LPF's own stack, so launching
 /// allocates nothing.
 #[repr(C)]
@@ -68,10 +79,22 @@ pub(crate) struct Lpf {
     /// The preemption handler (or a walk of this stack from its own code) is running on this
     /// LPF's stack: the handler must not re-enter.
     pub(crate) in_handler: AtomicBool,
-    /// The caller asked for a cooperative cancellation: the next checkpoint unwinds.
-    pub(crate) cancel_requested: AtomicBool,
+    /// An expiry arrived while `in_handler` was set: whoever clears the flag re-arms the timer
+    /// (see `preempt::end_handler_section`).
+    pub(crate) missed_expiry: AtomicBool,
+    /// What a cancellation asked of this LPF (one of [`cancel`]): its next cancellation
+    /// point unwinds, or yields to an enclosing function that is being cancelled.
+    pub(crate) cancel: AtomicU8,
     /// One of [`state`].
     pub(crate) state: AtomicU8,
+    /// A redirect of a critical section's return was armed on this stack and not reached
+    /// yet: when a later check finds no redirect pending, the frame was left another way (a
+    /// `longjmp`, a panic) and the next deferral retries instead of redirecting again.
+    pub(crate) redirect_armed: Cell<bool>,
+    /// The function has passed a cancellation point (`checkpoint`, `pause`, the end of a
+    /// `nopreempt` section, a nested resume): one that never did is not given a grace budget
+    /// to unwind when it is cancelled, since it would only burn it.
+    pub(crate) checks_cancellation: Cell<bool>,
     /// The last pause came from [`pause`](crate::pause), not the timer.
     pub(super) yielded: Cell<bool>,
     /// Consecutive retries while the deadline has passed (for back-off).
@@ -107,8 +130,11 @@ impl Lpf {
             nopreempt: AtomicU32::new(1),
             pending: AtomicBool::new(false),
             in_handler: AtomicBool::new(false),
-            cancel_requested: AtomicBool::new(false),
+            missed_expiry: AtomicBool::new(false),
+            cancel: AtomicU8::new(cancel::NONE),
             state: AtomicU8::new(state::READY),
+            checks_cancellation: Cell::new(false),
+            redirect_armed: Cell::new(false),
             yielded: Cell::new(false),
             retries: Cell::new(0),
             run,
@@ -404,11 +430,50 @@ pub(crate) fn effective_deadline(lpf: &Lpf) -> u64 {
         .unwrap_or(NEVER)
 }
 
-/// The outermost LPF on the running chain from `lpf` whose deadline is at or before `now`.
-pub(crate) fn outermost_expired(lpf: &Lpf, now: u64) -> Option<&Lpf> {
-    lpf.chain()
-        .filter(|node| node.deadline.load(Relaxed) <= now)
-        .last()
+/// What a deadline check of the running chain decides.
+pub(crate) enum Decision<'a> {
+    /// No deadline on the chain has passed.
+    NotExpired,
+    /// A deadline passed, but an LPF of the chain is in a `nopreempt` section (or runtime
+    /// code) that covers every expired one: its `pending` flag is set, and the end of its
+    /// section decides again.
+    Deferred,
+    /// Pause the chain from the leaf up to this LPF (the outermost expired one that no
+    /// section covers). The safe-point rule still has to agree.
+    Pause(&'a Lpf),
+}
+
+/// Decides what a deadline check of the running chain from `leaf` does at `now`, honouring
+/// the `nopreempt` section of every function on the chain: a function inside a section is
+/// never paused, neither alone nor as part of a chain, so the pause can only stop below it,
+/// and an expired deadline at or above it waits for the section's end (its `pending` flag).
+/// The leaf is in a section when its counter is non-zero; an enclosing function always holds
+/// one unit while it waits in `resume` (rule 3 of the module docs), so it is in a section
+/// when its counter exceeds one. Context: signal handler or the leaf's own stack;
+/// async-signal-safe.
+pub(crate) fn decide(leaf: &Lpf, now: u64) -> Decision<'_> {
+    let mut target = None;
+    for (depth, node) in leaf.chain().enumerate() {
+        let held = node.nopreempt.load(Relaxed);
+        let in_section = if depth == 0 { held > 0 } else { held > 1 };
+        if in_section {
+            let covered = node
+                .chain()
+                .any(|above| above.deadline.load(Relaxed) <= now);
+            if covered {
+                node.pending.store(true, Relaxed);
+            }
+            return match (target, covered) {
+                (Some(target), _) => Decision::Pause(target),
+                (None, true) => Decision::Deferred,
+                (None, false) => Decision::NotExpired,
+            };
+        }
+        if node.deadline.load(Relaxed) <= now {
+            target = Some(node);
+        }
+    }
+    target.map_or(Decision::NotExpired, Decision::Pause)
 }
 
 thread_local! {

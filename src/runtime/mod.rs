@@ -7,7 +7,8 @@
 //! | --- | --- | --- |
 //! | `control` | control block [`Lpf`], states, chains, per-thread `Runtime`, the running-function accessor | any |
 //! | `transfer` | `leave`: switch from a function back to its resumer | function stack, **also the signal handler** |
-//! | `preempt` | the timer handler, expiry decision, deferral, pending preemption (design essay) | **signal handler**; function stack |
+//! | `preempt` | the timer handler, expiry decision, deferral, redirects (design essay) | **signal handler**; function stack |
+//! | `ending` | where a pending preemption takes effect: a section's end, a redirected return | function stack |
 //! | `sections` | `pause`, `checkpoint`, `nopreempt`, `NoPreempt`, runtime sections | function stack |
 //! | `process` | handler installation, fork hooks, the stack-overflow fault handler, signal-handler detection | caller; **signal handler** (faults) |
 //! | `stacks` | taking and returning stacks | caller or function stack |
@@ -64,6 +65,7 @@
 
 mod call;
 mod control;
+mod ending;
 mod preempt;
 mod process;
 mod sections;
@@ -71,9 +73,10 @@ mod stacks;
 mod startup;
 mod transfer;
 
-pub(crate) use call::{Outcome, prepare, request_cancel, resume};
+pub(crate) use call::{Outcome, detach_nested, prepare, request_cancel, resume};
 pub(crate) use control::{Lpf, state, with_running};
-pub(crate) use preempt::{check_running_stack, handler_intact};
+pub(crate) use preempt::{check_running_stack, handler_intact, redirects_enabled};
 pub(crate) use process::{in_signal_handler, refuse_in_signal_handler};
+pub(crate) use sections::will_check_cancellation;
 pub use sections::{NoPreempt, checkpoint, in_preemptible, nopreempt, pause};
 pub(crate) use startup::{private_tls, runtime, runtime_if_started};

@@ -2,9 +2,10 @@
 //! the pending preemption that takes effect when a section ends.
 //!
 //! Context: **signal handler** for [`on_timer`], [`on_expiry`] and [`defer`] (running on the
-//! interrupted function's own stack, or on the thread's stack when no function runs); function
-//! stack for [`release_nopreempt`] and [`pending_preemption`]. All of it is async-signal-safe:
-//! no allocation, no locks; errno is saved and restored around the handler.
+//! interrupted function's own stack, or on the thread's stack when no function runs); also the
+//! function's own stack for `defer` and [`check_running_stack`], called where a section ends
+//! (`ending`). All of it is async-signal-safe: no allocation, no locks; errno is saved and
+//! restored around the handler.
 //!
 //! # How a running function is paused
 //!
@@ -42,9 +43,24 @@
 //! (b) no frame of any stack of the chain being paused is in non-preemptible code: the
 //! dynamic loader, libc, libgcc_s, libstdc++, libraries the user names, the standard
 //! library's critical sections, or code in no known module (the whole-stack rule of
-//! [`safepoint`](crate::safepoint), DESIGN.md §3). Otherwise the preemption is deferred:
-//! for (a) it takes effect when the counter drops to zero ([`release_nopreempt`]); for (b)
-//! the timer is re-armed a short interval later, doubling twice at most.
+//! [`safepoint`](crate::safepoint), DESIGN.md §3), except that the innermost frames may be
+//! one of libc's pure routines (`memcpy`, `strlen`: they touch only their arguments) or a
+//! call blocked at a cancellation point. Otherwise the preemption is *pending*, and takes
+//! effect when the critical section ends:
+//!
+//! - (a) when the counter drops to zero (`ending::release_nopreempt`);
+//! - (b) when the outermost non-preemptible frame returns into preemptible code: the handler
+//!   replaces that frame's return address with a stub (`arch::redirect`), which calls
+//!   `ending::redirect_reached` on the function's stack with every return register saved;
+//!   the function pauses there, and continues to the real return address when resumed. The
+//!   stub's unwind information names the real return address, so panics and backtraces
+//!   pass through a redirected frame. This is what libgotcha's hook after every library
+//!   call achieved, at the cost of two stores, and only once a deadline has passed;
+//! - by a retry a little later (doubling twice at most) where no redirect can be made: code
+//!   of no known module, a stack that could not be walked, a function that reads its own
+//!   return address (the `dl*` and `setjmp` families), a process with a shadow stack or
+//!   `INGER_REDIRECT=0`. While a redirect waits, the timer only checks once a millisecond
+//!   (a `longjmp` over the redirected frame, or code that never returns).
 //!
 //! # Rejected alternatives
 //!
@@ -59,18 +75,27 @@
 //! - Looking only at the interrupted instruction (the first version of the rule): it misses
 //!   a lock held by a frame further down the stack (`println!` running user `Display` code,
 //!   a `LazyLock` initialiser, `qsort` calling a Rust comparator).
+//! - Retries alone (the second version): a function that lives inside critical sections
+//!   (`print!` in a loop, 64 MiB copies) was sampled thousands of times, each signal costing
+//!   tens of microseconds of CPU on a virtual machine, before a sample landed outside, and its
+//!   deadline came milliseconds to seconds late.
+//! - Storing the real return address anywhere but the stack's own top word: the stub's
+//!   unwind information could not find it (DWARF has no thread-local or absolute addressing
+//!   that a position-independent executable allows), so panics through a redirected frame
+//!   would have aborted.
 
 use core::ffi::c_void;
 use core::sync::atomic::{
+    AtomicUsize,
     Ordering::{Relaxed, SeqCst},
     compiler_fence,
 };
 
-use super::control::{Lpf, NEVER, Runtime, effective_deadline, outermost_expired, state};
+use super::control::{Decision, Lpf, NEVER, Runtime, decide, effective_deadline, state};
 use super::transfer::leave;
 use crate::arch;
 use crate::error::Error;
-use crate::safepoint::{self, Reason};
+use crate::safepoint::{self, Allowed, Blocked, Reason, SectionEnd};
 use crate::stats::COUNTERS;
 use crate::sys::clock::now_ns;
 use crate::sys::signal;
@@ -102,6 +127,7 @@ pub(super) unsafe extern "C" fn on_timer(
     let Some(rt) = (unsafe { signal::timer_value(info).cast::<Runtime>().as_ref() }) else {
         return;
     };
+    COUNTERS.timer_signals.fetch_add(1, Relaxed);
     let saved_errno = signal::errno();
     rt.armed.store(NEVER, Relaxed);
     // SAFETY: `ucontext` is the kernel's, valid while the handler runs.
@@ -118,26 +144,30 @@ unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
     let Some(leaf) = (unsafe { rt.current.load(Relaxed).as_ref() }) else {
         return;
     };
-    let now = now_ns();
     if leaf.in_handler.load(Relaxed) {
-        // The handler's own tail, after a resume: never pause here; look again shortly.
-        rt.arm_retry(now, rt.retry_ns);
+        // The handler's own tail (after a resume) or a walk of this stack is running: never
+        // pause here, and make no system call either. Re-arming from here nested handlers
+        // without bound whenever a delivery took longer than the retry interval (a
+        // descheduled vCPU, a tracer): each nested handler's re-arm fired before it
+        // returned, until the stack overflowed. The code that clears the flag re-arms.
+        leaf.missed_expiry.store(true, Relaxed);
         return;
     }
+    let now = now_ns();
     leaf.in_handler.store(true, Relaxed);
-    match outermost_expired(leaf, now) {
-        None => {
+    match decide(leaf, now) {
+        Decision::NotExpired => {
             let deadline = effective_deadline(leaf);
             if deadline != NEVER {
                 rt.arm(deadline);
             }
         }
-        Some(_) if leaf.nopreempt.load(Relaxed) > 0 => {
-            // Inside runtime bookkeeping or a user critical section: the section end acts.
-            leaf.pending.store(true, Relaxed);
+        Decision::Deferred => {
+            // Inside runtime bookkeeping or a user critical section (of the leaf or of a
+            // function enclosing it): the section's end acts on it.
             COUNTERS.deferred_nopreempt.fetch_add(1, Relaxed);
         }
-        Some(expired) => {
+        Decision::Pause(expired) => {
             // SAFETY: `ucontext` is the running handler's (our contract).
             let registers = unsafe { arch::interrupted_registers(ucontext) };
             let verdict = if leaf.owns_stack_pointer(registers.sp) {
@@ -147,18 +177,46 @@ unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
                     safepoint::check(rt.unwind_cache(), leaf.stacks_to_walk(expired, registers))
                 }
             } else {
-                Err(Reason::Unwind)
+                Err(Blocked::unwalkable())
             };
             match verdict {
-                Err(reason) => defer(rt, leaf, now, reason),
-                Ok(()) => {
+                Err(blocked) => defer(rt, leaf, now, blocked),
+                Ok(allowed) => {
+                    let how = match allowed {
+                        Allowed::Anywhere if leaf.retries.get() > 0 => PausedBy::Retry,
+                        Allowed::Anywhere => PausedBy::Timer,
+                        Allowed::InPureRoutine => PausedBy::PureRoutine,
+                        Allowed::InBlockingCall => PausedBy::BlockingCall,
+                    };
                     // SAFETY: we run on the leaf's stack (checked above).
-                    unsafe { pause_from_handler(rt, leaf, expired, now, ucontext) }
+                    unsafe { pause_from_handler(rt, leaf, expired, now, how, ucontext) }
                 }
             }
         }
     }
-    leaf.in_handler.store(false, Relaxed);
+    end_handler_section(leaf);
+}
+
+/// Clears `lpf.in_handler`; if an expiry was missed meanwhile, re-arms a retry first (while
+/// the flag still keeps a nested handler to a note), and again if one slipped in between.
+/// Context: signal handler or the LPF's own stack; async-signal-safe.
+fn end_handler_section(lpf: &Lpf) {
+    loop {
+        if lpf.missed_expiry.swap(false, Relaxed) {
+            // SAFETY: the runtime of the thread running this LPF (it may have migrated while
+            // paused inside the handler) is live while it runs.
+            if let Some(rt) = unsafe { lpf.runtime.load(Relaxed).as_ref() } {
+                rt.arm_retry(now_ns(), rt.retry_ns);
+            }
+        }
+        compiler_fence(SeqCst);
+        lpf.in_handler.store(false, Relaxed);
+        compiler_fence(SeqCst);
+        if !lpf.missed_expiry.load(Relaxed) {
+            return;
+        }
+        lpf.in_handler.store(true, Relaxed);
+    }
 }
 
 /// Pauses the chain from `leaf` up to `expired` from inside the handler, and returns once
@@ -172,9 +230,10 @@ unsafe fn pause_from_handler(
     leaf: &Lpf,
     expired: &Lpf,
     now: u64,
+    how: PausedBy,
     ucontext: *mut c_void,
 ) {
-    count_preemption(expired, now);
+    count_preemption(expired, now, how);
     leaf.retries.set(0);
     leaf.hold_nopreempt();
     // SAFETY: on the leaf's stack, holding a unit of its counter (rule 1).
@@ -193,93 +252,150 @@ unsafe fn pause_from_handler(
         .store(leaf.nopreempt.load(Relaxed) - 1, Relaxed);
 }
 
+/// How a preemption took effect (for the counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PausedBy {
+    /// The expiry found the chain pausable at once.
+    Timer,
+    /// A retry, after deferrals, found it pausable.
+    Retry,
+    /// The chain was paused inside a pure libc routine.
+    PureRoutine,
+    /// The chain was paused blocked in a system call at a cancellation point.
+    BlockingCall,
+    /// The end of a `nopreempt` section (or runtime bookkeeping) paused it.
+    SectionEnd,
+    /// The return from a library or standard-library critical section paused it.
+    Redirect,
+}
+
 /// Counts a preemption of `expired`, whose deadline passed, taking effect at `now`.
-fn count_preemption(expired: &Lpf, now: u64) {
+pub(super) fn count_preemption(expired: &Lpf, now: u64, how: PausedBy) {
     let overshoot = now.saturating_sub(expired.deadline.load(Relaxed));
     COUNTERS.longest_deferral_ns.fetch_max(overshoot, Relaxed);
     COUNTERS.preemptions.fetch_add(1, Relaxed);
+    let counter = match how {
+        PausedBy::Timer => return,
+        PausedBy::Retry => &COUNTERS.paused_by_retry,
+        PausedBy::PureRoutine => &COUNTERS.paused_in_pure_routine,
+        PausedBy::BlockingCall => &COUNTERS.paused_in_blocking_call,
+        PausedBy::SectionEnd => &COUNTERS.paused_at_nopreempt_end,
+        PausedBy::Redirect => &COUNTERS.paused_at_section_end,
+    };
+    counter.fetch_add(1, Relaxed);
 }
 
-/// Counts a deferral and re-arms the timer a little later, backing off while it repeats.
-/// Context: signal handler or function stack; async-signal-safe.
-fn defer(rt: &Runtime, lpf: &Lpf, now: u64, reason: Reason) {
+/// While a redirect waits for a critical section to end, the timer only checks every this
+/// often (a longjmp over the redirected frame, or code that never returns, would otherwise
+/// wait for good): one signal per millisecond at most.
+const REDIRECT_FALLBACK_NS: u64 = 1_000_000;
+
+/// Counts a deferral, and arranges for the preemption to take effect later: at the end of
+/// the critical section (a redirect of its return) where that can be done, else with a
+/// retry a little later, backing off while it repeats. Context: signal handler or function
+/// stack; async-signal-safe.
+pub(super) fn defer(rt: &Runtime, lpf: &Lpf, now: u64, blocked: Blocked) {
     let retries = lpf.retries.get();
     lpf.retries.set(retries.saturating_add(1));
-    let delay = (rt.retry_ns << retries.min(MAX_BACKOFF_DOUBLINGS)).min(MAX_RETRY_NS);
-    rt.arm_retry(now, delay);
-    let counter = match reason {
+    let counter = match blocked.reason {
         Reason::Library => &COUNTERS.deferred_library,
         Reason::StdSection => &COUNTERS.deferred_std,
         Reason::Unknown => &COUNTERS.deferred_unknown,
         Reason::Unwind => &COUNTERS.deferred_unwind,
     };
     counter.fetch_add(1, Relaxed);
+    if blocked.redirect_pending {
+        rt.arm_retry(now, REDIRECT_FALLBACK_NS);
+        return;
+    }
+    // A redirect armed earlier and never reached was skipped (a longjmp or a panic left its
+    // frame): code that does that in a loop would skip every one, so retry this time.
+    let skipped = lpf.redirect_armed.replace(false);
+    if skipped {
+        COUNTERS.redirects_skipped.fetch_add(1, Relaxed);
+    }
+    if !skipped
+        && let Some(end) = blocked.section_end
+        && install_redirect(lpf, end)
+    {
+        COUNTERS.redirects.fetch_add(1, Relaxed);
+        rt.arm_retry(now, REDIRECT_FALLBACK_NS);
+        return;
+    }
+    let delay = (rt.retry_ns << retries.min(MAX_BACKOFF_DOUBLINGS)).min(MAX_RETRY_NS);
+    rt.arm_retry(now, delay);
     COUNTERS.retries.fetch_add(1, Relaxed);
 }
 
-/// Releases one unit of `lpf`'s counter; at zero, acts on a pending preemption.
-/// Context: function stack (`lpf` running, or its resumer's code inside `resume`).
-#[inline]
-pub(crate) fn release_nopreempt(lpf: &Lpf) {
-    compiler_fence(SeqCst);
-    let held = lpf.nopreempt.load(Relaxed);
-    lpf.nopreempt.store(held - 1, Relaxed);
-    // The pending flag is read after the store: an expiry between the two sees a non-zero
-    // count and sets the flag, which is then seen here.
-    compiler_fence(SeqCst);
-    if held == 1 && lpf.pending.load(Relaxed) {
-        pending_preemption(lpf);
+/// Redirects the return of a critical section's outermost frame to a stub, so that the
+/// function pauses as soon as the section ends (see `arch::redirect`). Whether it did: not
+/// where redirects are off (a shadow stack, `INGER_REDIRECT=0`) or for a function that reads
+/// its own return address. Context: signal handler or the LPF's own stack; async-signal-safe
+/// (two stores into the function's stack).
+fn install_redirect(leaf: &Lpf, end: SectionEnd) -> bool {
+    let Some(stub) = redirect_stub() else {
+        return false;
+    };
+    if safepoint::tables::current().is_none_or(|t| t.is_never_redirected(end.function)) {
+        return false;
     }
+    let Some(owner) = leaf.chain().nth(end.stack) else {
+        return false;
+    };
+    let top_word = arch::redirect::top_word(owner.stack_high);
+    if !(end.slot >= owner.stack_low && end.slot + 8 <= top_word) {
+        return false;
+    }
+    // SAFETY: both words lie in the owner's own stack (checked): the top word is reserved
+    // for this, and `slot` holds the return address the walk read there (it checked). The
+    // frames are suspended by this handler (or run by this very code, on another stack), so
+    // nothing reads either word until the redirected frame returns.
+    unsafe {
+        (top_word as *mut usize).write(end.return_address);
+        compiler_fence(SeqCst);
+        (end.slot as *mut usize).write(stub);
+    }
+    leaf.redirect_armed.set(true);
+    true
 }
 
-/// A deadline passed while `lpf` could not be paused, and now it can: pause it if a deadline
-/// on its chain has really passed, else make sure the timer is armed. Context: function stack
-/// (`lpf` is running this code).
-#[cold]
-fn pending_preemption(lpf: &Lpf) {
-    debug_assert!(lpf.owns_stack_pointer(arch::stack_pointer()));
-    lpf.pending.store(false, Relaxed);
-    // SAFETY: the runtime of the thread running us outlives the run.
-    let Some(rt) = (unsafe { lpf.runtime.load(Relaxed).as_ref() }) else {
-        return;
-    };
-    if !core::ptr::eq(rt.current.load(Relaxed), lpf) {
-        return;
-    }
-    let now = now_ns();
-    let Some(expired) = outermost_expired(lpf, now) else {
-        rt.arm(effective_deadline(lpf));
-        return;
-    };
-    // The whole-stack rule applies here too: the section that just ended may sit inside a
-    // critical section further down the stack. Walk from this very frame.
-    if let Err(reason) = check_running_stack(rt, lpf, expired, arch::caller_registers()) {
-        defer(rt, lpf, now, reason);
-        return;
-    }
-    count_preemption(expired, now);
-    lpf.hold_nopreempt();
-    // SAFETY: on our own stack, holding a unit of the counter.
-    unsafe { leave(rt, lpf, expired, state::PAUSED, false) };
-    release_nopreempt(lpf);
+/// The redirect stub for this process's stacks, if redirects are on.
+fn redirect_stub() -> Option<usize> {
+    let stub = REDIRECT_STUB.load(Relaxed);
+    (stub != 0).then_some(stub)
+}
+
+/// The stub for this process's slot size; 0 when redirects are off.
+static REDIRECT_STUB: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes `stub` the stub that critical sections' returns are redirected to (see
+/// `ending::enable_redirects`).
+pub(super) fn set_redirect_stub(stub: usize) {
+    REDIRECT_STUB.store(stub, Relaxed);
+}
+
+/// Whether deadlines that pass inside a critical section take effect at its end (see
+/// `ending::enable_redirects`).
+pub(crate) fn redirects_enabled() -> bool {
+    redirect_stub().is_some()
 }
 
 /// Applies the whole-stack rule to the chain from the running `lpf` (whose stack this code
 /// runs on, at `registers`) up to `outer`, keeping the handler out meanwhile (an expiry during
-/// the walk returns at once and retries). Context: function stack.
+/// the walk is noted and retried). Context: function stack.
 pub(crate) fn check_running_stack(
     rt: &Runtime,
     lpf: &Lpf,
     outer: &Lpf,
     registers: arch::Registers,
-) -> Result<(), Reason> {
+) -> Result<Allowed, Blocked> {
     debug_assert!(lpf.owns_stack_pointer(registers.sp));
     lpf.in_handler.store(true, Relaxed);
     // SAFETY: we run on `lpf`, the innermost LPF; `outer` is on its chain; the cache is this
     // thread's and the flag above keeps the handler off it.
     let verdict =
         unsafe { safepoint::check(rt.unwind_cache(), lpf.stacks_to_walk(outer, registers)) };
-    lpf.in_handler.store(false, Relaxed);
+    end_handler_section(lpf);
     verdict
 }
 

@@ -33,6 +33,10 @@ pub(super) fn install_process_handlers() -> Result<(), Error> {
             // signal-handler detection looks for.
             signal_frame::learn_trampoline();
             if settings.preemption {
+                super::ending::enable_redirects(
+                    crate::stack::slot_size(settings.stack_size),
+                    settings.redirect,
+                );
                 preempt::install_handler(settings.signal)?;
             }
             Ok(())

@@ -6,9 +6,8 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::control::{Lpf, current_lpf, state, with_running};
-use super::preempt::release_nopreempt;
-use super::transfer::leave;
+use super::control::{Lpf, cancel, current_lpf, with_running};
+use super::ending::{release_nopreempt, yield_now};
 
 /// Returns control to whoever launched or resumed the calling preemptible function, at once.
 /// The [`Linger`](crate::Linger) they get reports [`yielded`](crate::Linger::yielded).
@@ -25,19 +24,12 @@ use super::transfer::leave;
 /// # Ok::<(), inger::Error>(())
 /// ```
 pub fn pause() {
-    let cancel = with_running(|this| {
-        // SAFETY: the runtime of the thread running us outlives the run.
-        let Some(rt) = (unsafe { this.runtime.load(Relaxed).as_ref() }) else {
-            return false;
-        };
-        this.hold_nopreempt();
-        rt.counters.count_yield();
-        // SAFETY: on our own stack, holding a unit of the counter (rule 1).
-        unsafe { leave(rt, this, this, state::PAUSED, true) };
-        release_nopreempt(this);
-        this.cancel_requested.load(Relaxed)
+    let requested = with_running(|this| {
+        this.checks_cancellation.set(true);
+        yield_now(this);
+        this.cancel.load(Relaxed) != cancel::NONE
     });
-    if cancel == Some(true) {
+    if requested == Some(true) {
         checkpoint();
     }
 }
@@ -51,11 +43,32 @@ pub fn pause() {
 /// Call it in long loops that should be cancellable with their destructors run.
 pub fn checkpoint() {
     let unwind = with_running(|this| {
-        this.cancel_requested.load(Relaxed) && this.nopreempt.load(Relaxed) == 0
+        this.checks_cancellation.set(true);
+        if this.nopreempt.load(Relaxed) != 0 {
+            return false; // a section's end will check again
+        }
+        match this.cancel.load(Relaxed) {
+            cancel::UNWIND => true,
+            cancel::YIELD => {
+                // An enclosing function is being cancelled: give control back to it (its
+                // `resume` of us is its cancellation point), once.
+                this.cancel.store(cancel::NONE, Relaxed);
+                yield_now(this);
+                this.cancel.load(Relaxed) == cancel::UNWIND
+            }
+            _ => false,
+        }
     });
     if unwind == Some(true) && !std::thread::panicking() {
         std::panic::resume_unwind(Box::new(crate::Cancelled));
     }
+}
+
+/// Records that the running function (if any) is about to pass a cancellation point (a nested
+/// resume, whose return is one): cancelling it is worth a grace budget. Context: function
+/// stack, or a no-op in the caller's.
+pub(crate) fn will_check_cancellation() {
+    with_running(|this| this.checks_cancellation.set(true));
 }
 
 /// Whether the caller runs inside a preemptible function (on this thread's innermost one).

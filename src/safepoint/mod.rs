@@ -49,6 +49,7 @@
 //! allocation-free once the tables exist. This module is a leaf: it knows stacks only as the
 //! [`StackToWalk`] spans its caller hands it, not the runtime's control blocks.
 
+pub(crate) mod eh;
 pub(crate) mod symbols;
 pub(crate) mod tables;
 
@@ -56,6 +57,7 @@ use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64};
 use framehop::{FrameAddress, MustNotAllocateDuringUnwind, Unwinder};
 
 use crate::arch::Registers;
+use crate::arch::redirect;
 use tables::{Class, Tables};
 
 /// Per-thread caches of the walk (allocated once, never while unwinding): framehop's unwind
@@ -124,8 +126,56 @@ pub(crate) struct StackToWalk {
     pub(crate) base: usize,
 }
 
+/// How a pause was found allowed (for the counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Allowed {
+    /// No frame of the chain is in non-preemptible code.
+    Anywhere,
+    /// The innermost frames are in one of libc's pure memory and string routines.
+    InPureRoutine,
+    /// The innermost frames are blocked in a system call at a POSIX cancellation point.
+    InBlockingCall,
+}
+
+/// Why a chain cannot be paused now, and where its critical section ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Blocked {
+    /// The innermost reason found.
+    pub(crate) reason: Reason,
+    /// The return of the outermost non-preemptible frame into preemptible code (absent when
+    /// the walk could not finish, or found a return already redirected).
+    pub(crate) section_end: Option<SectionEnd>,
+    /// A frame of the chain already returns into a redirect stub.
+    pub(crate) redirect_pending: bool,
+}
+
+impl Blocked {
+    /// A chain whose stack could not be walked at all.
+    pub(crate) fn unwalkable() -> Blocked {
+        Blocked {
+            reason: Reason::Unwind,
+            section_end: None,
+            redirect_pending: false,
+        }
+    }
+}
+
+/// Where a critical section ends: the return-address word of its outermost frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SectionEnd {
+    /// Which stack of the chain (0: the innermost).
+    pub(crate) stack: usize,
+    /// The address of the frame's return-address word.
+    pub(crate) slot: usize,
+    /// The return address it holds, into preemptible code.
+    pub(crate) return_address: usize,
+    /// An address inside the frame's own function (for the functions never redirected).
+    pub(crate) function: usize,
+}
+
 /// Applies the whole-stack rule to a chain of stacks, innermost first. Only the innermost
-/// frames of the first stack, if interrupted at a system call, may be blocking wrappers.
+/// frames of the first stack, when interrupted (not suspended at a call), may be in a pure
+/// libc routine or blocked in a system call at a cancellation point.
 ///
 /// # Safety
 /// Each stack's `[low, high)` must be mapped and readable and must not be unmapped during
@@ -134,31 +184,103 @@ pub(crate) struct StackToWalk {
 pub(crate) unsafe fn check(
     cache: &mut UnwindCache,
     stacks: impl IntoIterator<Item = StackToWalk>,
-) -> Result<(), Reason> {
-    let tables = tables::current().ok_or(Reason::Unknown)?;
+) -> Result<Allowed, Blocked> {
+    let Some(tables) = tables::current() else {
+        return Err(Blocked {
+            reason: Reason::Unknown,
+            section_end: None,
+            redirect_pending: false,
+        });
+    };
+    let mut allowed = Allowed::Anywhere;
+    let mut blocked: Option<Blocked> = None;
     for (index, stack) in stacks.into_iter().enumerate() {
-        walk(tables, cache, &stack, index == 0)?;
+        let walked = walk(tables, cache, &stack, index);
+        if let Some(reason) = walked.unfinished {
+            return Err(Blocked {
+                reason: blocked.map_or(reason, |b| b.reason),
+                section_end: None,
+                redirect_pending: walked.redirect_pending
+                    || blocked.is_some_and(|b| b.redirect_pending),
+            });
+        }
+        if index == 0 {
+            allowed = walked.allowed;
+        }
+        if let Some(reason) = walked.reason {
+            let previous = blocked.take();
+            blocked = Some(Blocked {
+                reason: previous.map_or(reason, |b| b.reason),
+                // The outermost section wins: its end covers every inner one.
+                section_end: walked.section_end,
+                redirect_pending: walked.redirect_pending
+                    || previous.is_some_and(|b| b.redirect_pending),
+            });
+        } else if walked.redirect_pending
+            && let Some(b) = blocked.as_mut()
+        {
+            b.redirect_pending = true;
+        }
     }
-    Ok(())
+    match blocked {
+        Some(mut blocked) => {
+            if blocked.redirect_pending {
+                blocked.section_end = None;
+            }
+            Err(blocked)
+        }
+        None => Ok(allowed),
+    }
+}
+
+/// What a walk of one stack found.
+struct Walked {
+    /// The walk could not finish (code of no known module, no unwind information).
+    unfinished: Option<Reason>,
+    /// The innermost non-preemptible frame's reason, if any.
+    reason: Option<Reason>,
+    /// Where the outermost non-preemptible frame returns into preemptible code.
+    section_end: Option<SectionEnd>,
+    /// A frame returns into a redirect stub.
+    redirect_pending: bool,
+    /// How the innermost frames were allowed.
+    allowed: Allowed,
+}
+
+/// The innermost run of library frames of an interrupted stack: allowed when it is a pure
+/// routine, or a blocking call at a cancellation point, called from preemptible code.
+struct InnermostLibraryFrames {
+    /// Still collecting (no other frame seen yet).
+    open: bool,
+    count: usize,
+    all_pure: bool,
+    /// The interrupted instruction is at, or just after, a `syscall`.
+    at_system_call: bool,
+    /// An address in the outermost frame of the run.
+    outermost_function: usize,
+    /// That frame's return into its caller.
+    outermost_end: Option<SectionEnd>,
 }
 
 /// Walks one stack from its registers to its base.
-fn walk(
-    tables: &Tables,
-    cache: &mut UnwindCache,
-    stack: &StackToWalk,
-    innermost: bool,
-) -> Result<(), Reason> {
+fn walk(tables: &Tables, cache: &mut UnwindCache, stack: &StackToWalk, index: usize) -> Walked {
     let (low, high, base, registers) = (stack.low, stack.high, stack.base, stack.registers);
-    let mut read_stack = |address: u64| {
-        let address = address as usize;
+    let read_word = |address: usize| -> Option<usize> {
         if address >= low && address.checked_add(8).is_some_and(|end| end <= high) {
             // SAFETY: inside the function's own mapped stack (the caller's contract),
             // 8-byte readable.
-            Ok(unsafe { (address as *const u64).read_unaligned() })
+            Some(unsafe { (address as *const u64).read_unaligned() } as usize)
         } else {
-            Err(())
+            None
         }
+    };
+    let mut read_stack = |address: u64| read_word(address as usize).map(|w| w as u64).ok_or(());
+    let mut walked = Walked {
+        unfinished: None,
+        reason: None,
+        section_end: None,
+        redirect_pending: false,
+        allowed: Allowed::Anywhere,
     };
     let mut regs = UnwindRegsX86_64::new(
         registers.ip as u64,
@@ -166,23 +288,91 @@ fn walk(
         registers.bp as u64,
     );
     let mut frame = if registers.ip_is_return_address {
-        FrameAddress::from_return_address(registers.ip as u64).ok_or(Reason::Unwind)?
+        match FrameAddress::from_return_address(registers.ip as u64) {
+            Some(frame) => frame,
+            None => {
+                walked.unfinished = Some(Reason::Unwind);
+                return walked;
+            }
+        }
     } else {
         FrameAddress::from_instruction_pointer(registers.ip as u64)
     };
-    // Innermost frames may be blocking wrappers, if interrupted at their system call.
-    let mut blocking_allowed =
-        innermost && !registers.ip_is_return_address && at_system_call(tables, registers.ip);
+    let interrupted = index == 0 && !registers.ip_is_return_address;
+    let mut run = InnermostLibraryFrames {
+        open: interrupted,
+        count: 0,
+        all_pure: true,
+        at_system_call: interrupted && at_system_call(tables, registers.ip),
+        outermost_function: 0,
+        outermost_end: None,
+    };
     for _ in 0..MAX_FRAMES {
+        // A return already redirected to a stub: the stub frame is empty, and the real return
+        // address waits in the top word of the stack (see `arch::redirect`).
+        if let FrameAddress::ReturnAddress(return_address) = frame
+            && redirect::is_stub(return_address.get() as usize)
+        {
+            walked.redirect_pending = true;
+            let original = read_word(redirect::top_word(high))
+                .and_then(|original| FrameAddress::from_return_address(original as u64));
+            match original {
+                Some(original) => {
+                    frame = original;
+                    continue;
+                }
+                None => {
+                    walked.unfinished = Some(Reason::Unwind);
+                    return walked;
+                }
+            }
+        }
         let address = frame.address_for_lookup() as usize;
-        match cache.classify(tables, address) {
-            Class::Preemptible => blocking_allowed = false,
-            Class::Library if blocking_allowed && tables.is_blocking_wrapper(address) => {}
-            Class::Library => return Err(Reason::Library),
-            Class::StdSection => return Err(Reason::StdSection),
-            Class::Unknown => {
-                tables::request_refresh();
-                return Err(Reason::Unknown);
+        let class = cache.classify(tables, address);
+        let mut critical = false;
+        let mut in_run = false;
+        if run.open {
+            if class == Class::Library {
+                run.count += 1;
+                run.all_pure &= tables.is_pure(address);
+                run.outermost_function = address;
+                in_run = true;
+            } else {
+                run.open = false;
+                if run.count > 0 {
+                    let fine = class == Class::Preemptible
+                        && (run.all_pure
+                            || (run.at_system_call
+                                && tables.is_blocking_entry(run.outermost_function)));
+                    if fine {
+                        walked.allowed = if run.all_pure {
+                            Allowed::InPureRoutine
+                        } else {
+                            Allowed::InBlockingCall
+                        };
+                    } else {
+                        walked.reason.get_or_insert(Reason::Library);
+                        walked.section_end = run.outermost_end;
+                    }
+                }
+            }
+        }
+        if !in_run {
+            match class {
+                Class::Preemptible => {}
+                Class::Library => {
+                    walked.reason.get_or_insert(Reason::Library);
+                    critical = true;
+                }
+                Class::StdSection => {
+                    walked.reason.get_or_insert(Reason::StdSection);
+                    critical = true;
+                }
+                Class::Unknown => {
+                    tables::request_refresh();
+                    walked.unfinished = Some(Reason::Unknown);
+                    return walked;
+                }
             }
         }
         match tables
@@ -190,25 +380,54 @@ fn walk(
             .unwind_frame(frame, &mut regs, &mut cache.rules, &mut read_stack)
         {
             Ok(Some(return_address)) => {
-                if regs.sp() as usize >= base {
-                    return Ok(()); // the next frame is the runtime's entry: the base
+                if critical || in_run {
+                    let slot = regs.sp() as usize - 8;
+                    let end =
+                        (read_word(slot) == Some(return_address as usize)).then_some(SectionEnd {
+                            stack: index,
+                            slot,
+                            return_address: return_address as usize,
+                            function: address,
+                        });
+                    if in_run {
+                        run.outermost_end = end;
+                    } else {
+                        walked.section_end = end;
+                    }
                 }
-                frame = FrameAddress::from_return_address(return_address).ok_or(Reason::Unwind)?;
+                if regs.sp() as usize >= base {
+                    // The next frame is the runtime's entry: the base.
+                    if run.open && run.count > 0 {
+                        walked.reason.get_or_insert(Reason::Library);
+                    }
+                    return walked;
+                }
+                match FrameAddress::from_return_address(return_address) {
+                    Some(next) => frame = next,
+                    None => {
+                        walked.unfinished = Some(Reason::Unwind);
+                        return walked;
+                    }
+                }
             }
-            Ok(None) | Err(_) => return Err(Reason::Unwind),
+            Ok(None) | Err(_) => {
+                walked.unfinished = Some(Reason::Unwind);
+                return walked;
+            }
         }
     }
-    Err(Reason::Unwind)
+    walked.unfinished = Some(Reason::Unwind);
+    walked
 }
 
-/// Whether `ip`, inside a blocking wrapper, is at (restart) or just after (interrupted) a
-/// `syscall` instruction.
+/// Whether `ip`, inside a library's code, is at (a restart) or just after (an interrupted
+/// call) a `syscall` instruction.
 fn at_system_call(tables: &Tables, ip: usize) -> bool {
     const SYSCALL: [u8; 2] = [0x0f, 0x05];
     let read = |at: usize| -> Option<[u8; 2]> {
-        // Both bytes must lie in the same wrapper, whose code is mapped.
-        if tables.is_blocking_wrapper(at) && tables.is_blocking_wrapper(at + 1) {
-            // SAFETY: inside a mapped libc function.
+        // Both bytes must lie in a library's mapped code.
+        if tables.classify(at) == Class::Library && tables.classify(at + 1) == Class::Library {
+            // SAFETY: inside a mapped, readable code segment.
             Some(unsafe { (at as *const [u8; 2]).read_unaligned() })
         } else {
             None

@@ -49,7 +49,14 @@ struct CodeRange {
 pub(crate) struct Tables {
     code: Vec<CodeRange>,
     std_sections: Vec<Range<usize>>,
+    /// Entries of libc's blocking calls at cancellation points ([`BLOCKING_ENTRIES`]).
     blocking: Vec<Range<usize>>,
+    /// The implementations of libc's pure routines ([`PURE_ROUTINES`]), as selected at run
+    /// time, with their extent from the unwind tables.
+    pure: Vec<Range<usize>>,
+    /// Functions whose return is never redirected ([`NEVER_REDIRECTED`]).
+    never_redirected: Vec<Range<usize>>,
+
     pub(crate) unwinder: StackUnwinder,
     /// Whether the executable's symbol table was found (see `symbols`).
     pub(crate) std_symbols: bool,
@@ -78,9 +85,20 @@ impl Tables {
         Class::Preemptible
     }
 
-    /// Whether `address` is inside a blocking system-call wrapper at a cancellation point.
-    pub(crate) fn is_blocking_wrapper(&self, address: usize) -> bool {
+    /// Whether `address` is inside a libc function that blocks at a cancellation point (the
+    /// entry the program called, which may block through inner libc frames).
+    pub(crate) fn is_blocking_entry(&self, address: usize) -> bool {
         contains(&self.blocking, address)
+    }
+
+    /// Whether `address` is inside one of libc's pure routines.
+    pub(crate) fn is_pure(&self, address: usize) -> bool {
+        contains(&self.pure, address)
+    }
+
+    /// Whether `address` is inside a function whose return must not be redirected.
+    pub(crate) fn is_never_redirected(&self, address: usize) -> bool {
+        contains(&self.never_redirected, address)
     }
 }
 
@@ -99,9 +117,16 @@ const NON_PREEMPTIBLE: &[&str] = &[
     "libstdc++",
 ];
 
-/// glibc functions that block in a system call at a POSIX cancellation point. glibc supports
-/// asynchronous interruption there, and the call restarts (or reports `EINTR`) on resume.
-const BLOCKING_WRAPPERS: &[&CStr] = &[
+/// glibc functions that block in a system call at a POSIX cancellation point, possibly through
+/// inner libc frames (`pthread_cond_wait` waits in `__futex_abstimed_wait_common`). A function
+/// interrupted at that system call, with this entry as its outermost libc frame and
+/// preemptible code above, can be paused: glibc itself supports asynchronous interruption
+/// there (it is where pthread cancellation acts), none of these holds an internal lock while
+/// it waits (a condition variable's mutex is released), and the call restarts (or reports
+/// `EINTR`, which callers retry) on resume. Functions that may wait with a lock held (stdio
+/// on a `FILE`, `system`, name lookups) are not entries, so waiting inside them stays
+/// non-preemptible.
+const BLOCKING_ENTRIES: &[&CStr] = &[
     c"read",
     c"write",
     c"readv",
@@ -127,6 +152,7 @@ const BLOCKING_WRAPPERS: &[&CStr] = &[
     c"pselect",
     c"epoll_wait",
     c"epoll_pwait",
+    c"epoll_pwait2",
     c"nanosleep",
     c"clock_nanosleep",
     c"__clock_nanosleep",
@@ -134,25 +160,140 @@ const BLOCKING_WRAPPERS: &[&CStr] = &[
     c"usleep",
     c"pause",
     c"sigsuspend",
+    c"sigwait",
     c"sigwaitinfo",
     c"sigtimedwait",
     c"wait",
     c"waitpid",
     c"waitid",
+    c"wait3",
     c"wait4",
     c"syscall",
     c"msgrcv",
     c"msgsnd",
+    c"mq_receive",
+    c"mq_send",
+    c"mq_timedreceive",
+    c"mq_timedsend",
     c"open",
     c"open64",
     c"openat",
     c"openat64",
+    c"creat",
+    c"close",
     c"fsync",
     c"fdatasync",
+    c"msync",
     c"tcdrain",
     c"fcntl",
     c"fcntl64",
     c"lockf",
+    c"pthread_cond_wait",
+    c"pthread_cond_timedwait",
+    c"pthread_cond_clockwait",
+    c"pthread_join",
+    c"pthread_timedjoin_np",
+    c"pthread_clockjoin_np",
+    c"sem_wait",
+    c"sem_timedwait",
+    c"sem_clockwait",
+];
+
+/// libc's pure memory and string routines: a function whose innermost frames are in one of
+/// them, with every other frame preemptible, may be paused there. glibc's manual
+/// (`manual/string.texi`) annotates each of these `MT-Safe AS-Safe AC-Safe` with no
+/// qualifier: they touch only the memory their arguments point to, take no lock, keep no
+/// state between calls and do not allocate, so pausing one half-way and running other code
+/// (which may call it too) is like a signal handler interrupting it, which AS-Safe permits.
+/// Left out on purpose: routines the manual qualifies (`strcasecmp`, `strcoll` and the other
+/// locale-dependent ones, `mtslocale`), those that allocate (`strdup`, `strndup`:
+/// `ascuheap`), and `strtok` (`mtasurace`). The address of each is resolved at start-up to the
+/// implementation the IFUNC selected for this processor, and its extent comes from the unwind
+/// tables (an optimised implementation is one function with several entry points).
+const PURE_ROUTINES: &[&CStr] = &[
+    c"memcpy",
+    c"memmove",
+    c"mempcpy",
+    c"memset",
+    c"memccpy",
+    c"memcmp",
+    c"bcmp",
+    c"memchr",
+    c"memrchr",
+    c"rawmemchr",
+    c"memmem",
+    c"bcopy",
+    c"bzero",
+    c"strlen",
+    c"strnlen",
+    c"strcpy",
+    c"stpcpy",
+    c"strncpy",
+    c"stpncpy",
+    c"strcat",
+    c"strncat",
+    c"strcmp",
+    c"strncmp",
+    c"strchr",
+    c"strchrnul",
+    c"strrchr",
+    c"index",
+    c"rindex",
+    c"strstr",
+    c"strspn",
+    c"strcspn",
+    c"strpbrk",
+    c"wmemcpy",
+    c"wmempcpy",
+    c"wmemmove",
+    c"wmemset",
+    c"wmemcmp",
+    c"wmemchr",
+    c"wcslen",
+    c"wcsnlen",
+    c"wcscpy",
+    c"wcpcpy",
+    c"wcsncpy",
+    c"wcpncpy",
+    c"wcscat",
+    c"wcsncat",
+    c"wcscmp",
+    c"wcsncmp",
+    c"wcschr",
+    c"wcschrnul",
+    c"wcsrchr",
+    c"wcsstr",
+    c"wcsspn",
+    c"wcscspn",
+    c"wcspbrk",
+];
+
+/// Functions whose return address is never redirected (see `arch::redirect`): they read
+/// their own return address, or save it to return to later, so a redirect installed before
+/// they did would be seen by them. The `dl*` family finds its caller's module from its
+/// return address (for `RTLD_NEXT` and namespaces); the `setjmp` family and `getcontext`
+/// save it as the point to come back to; `vfork` returns twice on one stack. A preemption
+/// inside one of them falls back to retrying.
+const NEVER_REDIRECTED: &[&CStr] = &[
+    c"dlopen",
+    c"dlmopen",
+    c"dlsym",
+    c"dlvsym",
+    c"dladdr",
+    c"dladdr1",
+    c"dlinfo",
+    c"dlclose",
+    c"dlerror",
+    c"dl_iterate_phdr",
+    c"_dl_find_object",
+    c"setjmp",
+    c"_setjmp",
+    c"sigsetjmp",
+    c"__sigsetjmp",
+    c"getcontext",
+    c"swapcontext",
+    c"vfork",
+    c"__libc_start_main",
 ];
 
 static TABLES: AtomicPtr<Tables> = AtomicPtr::new(core::ptr::null_mut());
@@ -274,6 +415,9 @@ fn build(generation: u64) -> Tables {
         }
     }
     code.sort_unstable_by_key(|code| code.range.start);
+    let libc = modules
+        .iter()
+        .find(|module| module.file_name().starts_with("libc.so"));
     let bias = modules.first().map_or(0, |module| module.bias);
     // The executable's symbols never change: read and demangle them once per set of
     // user-named prefixes (a few ms).
@@ -299,7 +443,9 @@ fn build(generation: u64) -> Tables {
         code,
         std_symbols: std_sections.is_some(),
         std_sections: std_sections.unwrap_or_default(),
-        blocking: blocking_wrappers(libc_range),
+        blocking: named_functions(BLOCKING_ENTRIES, libc_range.as_ref()),
+        pure: pure_routines(libc),
+        never_redirected: named_functions(NEVER_REDIRECTED, libc_range.as_ref()),
         unwinder,
         generation,
     }
@@ -337,7 +483,7 @@ fn unwind_module(module: &LoadedModule) -> Option<Module<&'static [u8]>> {
 }
 
 /// Decodes `eh_frame_ptr` from an `.eh_frame_hdr` (version 1).
-fn eh_frame_address(hdr_address: usize, hdr: &[u8]) -> Option<usize> {
+pub(crate) fn eh_frame_address(hdr_address: usize, hdr: &[u8]) -> Option<usize> {
     const DW_EH_PE_UDATA4: u8 = 0x03;
     const DW_EH_PE_SDATA4: u8 = 0x0b;
     const DW_EH_PE_UDATA8: u8 = 0x04;
@@ -362,16 +508,39 @@ fn eh_frame_address(hdr_address: usize, hdr: &[u8]) -> Option<usize> {
     }
 }
 
-/// Address ranges of libc's blocking system-call wrappers.
-fn blocking_wrappers(libc_range: Option<Range<usize>>) -> Vec<Range<usize>> {
+/// The address ranges of the exported libc functions `names` (with their symbol sizes).
+fn named_functions(names: &[&CStr], libc_range: Option<&Range<usize>>) -> Vec<Range<usize>> {
     let Some(libc_range) = libc_range else {
         return Vec::new();
     };
-    let mut ranges: Vec<Range<usize>> = BLOCKING_WRAPPERS
+    let mut ranges: Vec<Range<usize>> = names
         .iter()
-        .filter_map(|name| modules::function_range(name, &libc_range))
+        .filter_map(|name| modules::function_range(name, libc_range))
         .collect();
     ranges.sort_unstable_by_key(|range| range.start);
+    ranges
+}
+
+/// The extents of the implementations the IFUNCs selected for [`PURE_ROUTINES`].
+fn pure_routines(libc: Option<&LoadedModule>) -> Vec<Range<usize>> {
+    let Some(libc) = libc else {
+        return Vec::new();
+    };
+    let Some(sections) = super::eh::EhSections::of(libc) else {
+        return Vec::new();
+    };
+    let text = libc.executable.first().cloned().unwrap_or(0..0);
+    let mut ranges: Vec<Range<usize>> = PURE_ROUTINES
+        .iter()
+        .filter_map(|name| {
+            let address = modules::resolve(name)?;
+            text.contains(&address)
+                .then(|| sections.function_extent(address))
+                .flatten()
+        })
+        .collect();
+    ranges.sort_unstable_by_key(|range| range.start);
+    ranges.dedup();
     ranges
 }
 
@@ -397,12 +566,25 @@ mod tests {
     }
 
     #[test]
+    fn pure_routines_are_the_selected_implementations() {
+        init();
+        let tables = current().expect("built");
+        let memcpy = crate::sys::modules::resolve(c"memcpy").expect("memcpy");
+        assert!(tables.is_pure(memcpy), "the IFUNC's choice is pure");
+        assert!(!tables.is_pure(libc::malloc as *const () as usize));
+        assert!(
+            !tables.is_pure(libc::strcoll as *const () as usize),
+            "locale-dependent"
+        );
+    }
+
+    #[test]
     fn blocking_wrappers_are_found() {
         init();
         let tables = current().expect("built");
-        assert!(tables.is_blocking_wrapper(libc::read as *const () as usize));
-        assert!(tables.is_blocking_wrapper(libc::nanosleep as *const () as usize));
-        assert!(!tables.is_blocking_wrapper(libc::malloc as *const () as usize));
+        assert!(tables.is_blocking_entry(libc::read as *const () as usize));
+        assert!(tables.is_blocking_entry(libc::nanosleep as *const () as usize));
+        assert!(!tables.is_blocking_entry(libc::malloc as *const () as usize));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Address-space operations for stacks: mapping, guard regions, discarding and quarantine.
+//! Address-space operations for stacks: mapping, guard regions, and discarding pages.
 //!
 //! Guard regions use `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+) when the kernel has it: the
 //! guard lives in the page tables, so a chunk of many stacks stays one VMA and a process can
@@ -20,23 +20,40 @@ const MPROTECT: u8 = 2;
 static GUARD_KIND: AtomicU8 = AtomicU8::new(UNKNOWN);
 
 /// Reserves `len` bytes of readable, writable, lazily committed memory.
-pub(crate) fn map(len: usize) -> Result<*mut u8, Error> {
+/// The mapping starts `below` bytes under an address aligned to `align` (a power of two).
+pub(crate) fn map(len: usize, align: usize, below: usize) -> Result<*mut u8, Error> {
+    debug_assert!(align.is_power_of_two() && below <= align);
+    let reserved = len + align;
     // SAFETY: an anonymous private mapping at a kernel-chosen address has no preconditions.
-    let base = unsafe {
+    let raw = unsafe {
         libc::mmap(
             core::ptr::null_mut(),
-            len,
+            reserved,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
             0,
         )
     };
-    if base == libc::MAP_FAILED {
+    if raw == libc::MAP_FAILED {
         return Err(Error::StackAllocation {
             errno: last_errno(),
         });
     }
+    let raw_start = raw as usize;
+    let start = (raw_start + below).next_multiple_of(align) - below;
+    let end = start + len;
+    // SAFETY: both ranges lie inside the reservation just made and are page-aligned (the
+    // alignment and `below` are multiples of the page size); nothing uses them.
+    unsafe {
+        if start > raw_start {
+            libc::munmap(raw, start - raw_start);
+        }
+        if raw_start + reserved > end {
+            libc::munmap(end as *mut c_void, raw_start + reserved - end);
+        }
+    }
+    let base = start as *mut c_void;
     // Not inherited by fork: every stack's guard keeps a page-table page, and copying them
     // made a fork in a process that had used 100,000 stacks take most of a second. The stacks
     // of the function chain that calls fork are handed down explicitly (see `fork_inherit`).
@@ -142,15 +159,4 @@ fn self_pidfd() -> Option<i32> {
     }
     *cached = Some((pid, fd));
     (fd >= 0).then_some(fd)
-}
-
-/// Guards every range (see [`guard`]) in one system call where the kernel allows it.
-pub(crate) fn guard_all(ranges: &[(usize, usize)]) {
-    if GUARD_KIND.load(Ordering::Relaxed) == LIGHTWEIGHT && advise_all(ranges, MADV_GUARD_INSTALL) {
-        return;
-    }
-    for &(address, len) in ranges {
-        // Failures leave the memory accessible but never reused; nothing else to do.
-        let _ = guard(address as *mut u8, len);
-    }
 }

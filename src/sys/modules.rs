@@ -127,13 +127,20 @@ pub(crate) fn executable_load_bias() -> usize {
     loaded().first().map_or(0, |module| module.bias)
 }
 
+/// The address the program's symbol lookup gives `name` (`dlsym(RTLD_DEFAULT)`, which for an
+/// IFUNC is the implementation its resolver selected for this processor).
+pub(crate) fn resolve(name: &CStr) -> Option<usize> {
+    // SAFETY: dlsym with a NUL-terminated name has no other preconditions.
+    let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+    (address != 0).then_some(address)
+}
+
 /// The address range of the function `name` as the program's symbol lookup resolves it
 /// (`dlsym(RTLD_DEFAULT)`, which for an IFUNC is the implementation it selected), with its
 /// size from the dynamic symbol table; `None` unless it lies inside `within`.
 pub(crate) fn function_range(name: &CStr, within: &Range<usize>) -> Option<Range<usize>> {
     const RTLD_DL_SYMENT: c_int = 1;
-    // SAFETY: dlsym with a NUL-terminated name.
-    let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+    let address = resolve(name)?;
     if !within.contains(&address) {
         return None;
     }

@@ -58,12 +58,15 @@ pub fn storm_slice(stop: u64) -> Duration {
     Duration::from_micros(20 + (stop * 7919) % 31)
 }
 
-/// Launches `f` with a storm slice and resumes it with storm slices until it completes,
-/// calling `between(stop)` each time it comes back paused (before resuming it). Returns the
-/// value and the number of stops. Panics on an inger error or a runaway.
+/// Launches `f` with a storm slice (in a scope, so `f` may borrow) and resumes it with storm
+/// slices until it completes, calling `between(stop)` each time it comes back paused (before
+/// resuming it). Returns the value and the number of stops. Panics on an inger error or a
+/// runaway.
 pub fn storm<'a, T>(f: impl FnOnce() -> T + Send + 'a, between: impl FnMut(u64)) -> (T, u64) {
-    let linger = inger::launch(f, storm_slice(0)).expect("launch");
-    resume_until_done(linger, STORM_MAX_RESUMES, storm_slice, between)
+    inger::scope(|s| {
+        let linger = s.launch(f, storm_slice(0)).expect("launch");
+        resume_until_done(linger, STORM_MAX_RESUMES, storm_slice, between)
+    })
 }
 
 /// The process-wide preemption counter, for deltas.
@@ -85,6 +88,12 @@ impl Stops {
             count: AtomicU64::new(0),
             target,
         }
+    }
+
+    /// A counter for a `'static` function (one launched with `inger::launch`): leaked, as
+    /// test code may be.
+    pub fn leaked(target: u64) -> &'static Stops {
+        Box::leak(Box::new(Stops::new(target)))
     }
 
     /// How many times the caller got control back so far.

@@ -104,8 +104,7 @@ pub unsafe extern "C" fn inger_launch(
         if out.is_null() {
             return INGER_ENULL;
         }
-        let _no_preempt = NoPreempt::new();
-        if in_signal_handler() {
+        if refused_in_signal_handler() {
             return INGER_EINHANDLER;
         }
         let call = CCall { function, argument };
@@ -187,8 +186,7 @@ pub unsafe extern "C" fn inger_resume(handle: *mut inger_linger, timeout_us: u64
             Ok(handle) => handle,
             Err(code) => return code,
         };
-        let _no_preempt = NoPreempt::new();
-        if in_signal_handler() {
+        if refused_in_signal_handler() {
             return INGER_EINHANDLER;
         }
         let busy = match acquire(handle) {
@@ -241,6 +239,14 @@ pub unsafe extern "C" fn inger_yielded(handle: *const inger_linger) -> bool {
     })
 }
 
+/// Whether the caller runs in a signal handler, checked with preemption deferred (a walk of
+/// the stack must not be paused half-way), but only around the check: a section held across
+/// a nested launch or resume would keep the caller's own budget from pausing the chain.
+fn refused_in_signal_handler() -> bool {
+    let _no_preempt = NoPreempt::new();
+    in_signal_handler()
+}
+
 /// Cancels the function if it has not completed, and frees the handle. See `libinger.h`.
 ///
 /// # Safety
@@ -264,10 +270,14 @@ pub unsafe extern "C" fn inger_cancel(handle: *mut inger_linger) -> c_int {
         }
         live_handle.magic.store(DEAD, Relaxed);
         // SAFETY: the handle came from `Box::into_raw` in `inger_launch`; we hold it busy, so no
-        // other call uses it, and the caller gives up the pointer by calling us. Dropping the
-        // `Linger` cancels a function that has not completed (the core allows this on any
-        // thread).
-        drop(unsafe { Box::from_raw(handle) });
+        // other call uses it, and the caller gives up the pointer by calling us.
+        let handle = unsafe { Box::from_raw(handle) };
+        // A paused C function is discarded at once: it cannot unwind (a Rust panic must not
+        // cross its frames), so the core's cooperative attempt would only burn its grace
+        // budget. An unstarted or completed one is simply dropped.
+        if let Linger::Continuation(continuation) = handle.linger.into_inner() {
+            continuation.discard();
+        }
         INGER_OK
     })
 }

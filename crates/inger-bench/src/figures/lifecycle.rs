@@ -34,9 +34,11 @@ pub(super) fn launch_complete(scale: Scale) -> BenchResult<Vec<Figure>> {
 /// `pause_resume`: one round trip into a function that loops calling `inger::pause()`:
 /// `resume` (generous budget) switches in, `pause` switches back out.
 pub(super) fn pause_resume(scale: Scale) -> BenchResult<Vec<Figure>> {
-    let stop = AtomicBool::new(false);
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let stop = &STOP;
+    stop.store(false, Relaxed);
     let mut linger = inger::launch(
-        || {
+        move || {
             while !stop.load(Relaxed) {
                 inger::pause();
             }

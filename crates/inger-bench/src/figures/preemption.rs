@@ -24,7 +24,8 @@ const BUDGET: Duration = Duration::from_millis(1);
 /// which this thread was preempted by the kernel (an involuntary context switch), and the
 /// deferrals and retries inger itself reported.
 pub(super) fn preempt_overshoot(scale: Scale) -> BenchResult<Vec<Figure>> {
-    let stop = AtomicBool::new(false);
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let stop = &STOP;
     let mut descheduled = 0u32;
     let stats_before = inger::stats();
     let samples = collect(scale.pick(1_000, 10_000), 20, || -> BenchResult<f64> {
@@ -32,7 +33,7 @@ pub(super) fn preempt_overshoot(scale: Scale) -> BenchResult<Vec<Figure>> {
         let switches_before = involuntary_switches();
         let start = Instant::now();
         let mut linger = inger::launch(
-            || {
+            move || {
                 while !stop.load(Relaxed) {
                     spin_loop();
                 }

@@ -56,14 +56,15 @@ const BUDGET: Duration = Duration::from_millis(1);
 /// stopped and resumed to completion. The note counts deferrals of every reason (none is
 /// needed here: the loop is plain Rust) and retries.
 pub(super) fn preempt_overshoot_depth50(scale: Scale) -> BenchResult<Vec<Figure>> {
-    let stop = AtomicBool::new(false);
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let stop = &STOP;
     let before = inger::stats();
     let mut descheduled = 0u32;
     let samples = collect(scale.pick(500, 5_000), 20, || -> BenchResult<f64> {
         stop.store(false, Relaxed);
         let switches = involuntary_switches();
         let start = Instant::now();
-        let mut linger = inger::launch(|| spin_deep(50, &stop), BUDGET)?;
+        let mut linger = inger::launch(move || spin_deep(50, stop), BUDGET)?;
         let back = Instant::now();
         if involuntary_switches() != switches {
             descheduled += 1;

@@ -56,8 +56,15 @@ int main(void) {
     }
 
     /* A paused chain: cancelling the outer function abandons the inner handle, which stays
-     * in use (it was being resumed) and is refused from then on. */
+     * in use (it was being resumed) and is refused from then on. The outer is resumed until
+     * its deadline has paused it inside the inner function (a loaded machine may pause it
+     * earlier, before it got there). */
+    started = 0;
     CHECK_OK(inger_launch(&call, resume_inner_forever, 1000, NULL));
+    while (!started) {
+        CHECK(!inger_is_complete(call));
+        CHECK_OK(inger_resume(call, 1000));
+    }
     CHECK(!inger_is_complete(call) && inner != NULL);
     CHECK_OK(inger_cancel(call));
     CHECK_CODE(inger_cancel(inner), INGER_ERUNNING);

@@ -225,8 +225,17 @@ pub(crate) fn run(program: &Path, args: &[&str]) -> Output {
     run_command(Command::new(program).args(args))
 }
 
-/// Runs a prepared command with the same time limit, capturing its output.
+/// Runs a prepared command with the same time limit, capturing its output. The program finds
+/// the freshly built library through its rpath: cargo's `LD_LIBRARY_PATH` (which names
+/// `target/debug`, where an older `libinger.so` may lie) is removed unless the command sets
+/// its own, since it would win over the rpath (`DT_RUNPATH`).
 pub(crate) fn run_command(command: &mut Command) -> Output {
+    if !command
+        .get_envs()
+        .any(|(name, _)| name == "LD_LIBRARY_PATH")
+    {
+        command.env_remove("LD_LIBRARY_PATH");
+    }
     match run_with_hang_guard(command, RUN_LIMIT) {
         Ok(output) => output,
         Err(output) => panic!(

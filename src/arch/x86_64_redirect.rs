@@ -1,0 +1,217 @@
+//! Return-address redirection: the stubs a non-preemptible frame returns into when a deadline
+//! passed while it ran, so that the function pauses the moment its critical section ends.
+//!
+//! Context: the stubs run on a function's own stack, entered by the `ret` of the frame whose
+//! return address the signal handler replaced; the handler writes the redirect (async-signal-
+//! safe: two stores).
+//!
+//! ```text
+//!  stack slot (2^k bytes, 2^k-aligned)                 top of stack = slot end - guard
+//!  | ......... frames ........ | control block | top word |  guard of the next slot  |
+//!                 ^ P: return-address word of the redirected frame
+//!                   (now holds the stub's address)   ^ the original return address
+//! ```
+//!
+//! The redirected frame's `ret` lands in `stub_k` (k = log2 of the slot size) with the stack
+//! pointer where the original return would have left it. The stub makes a frame whose return
+//! address is the original one, read from the top word of the stack (found by masking the
+//! stack pointer: see `stack`'s layout), and jumps into the common part, which saves every
+//! register a return may carry (rax, rdx, and the whole vector and x87 state with `xsave`),
+//! calls the runtime's handler (see [`set_redirect_handler`]), restores them and returns to
+//! the original address. Callee-saved registers are never touched.
+//!
+//! # Unwind information
+//!
+//! Panics, backtraces and debuggers must be able to walk through a frame whose return was
+//! redirected (a panic raised by user code under stdout's lock) and through the stub itself
+//! (a pause or a cancellation inside it). Each stub's entry rows say: the canonical frame
+//! address is the stack pointer (the `ret` popped the return address), and the return address
+//! is stored at `((CFA | (2^k - 1)) + 1) - guard - 8`, the top word, with a DWARF expression
+//! of fixed size (`DW_CFA_expression`). Once the stub has copied it into its own frame the
+//! usual rule (at CFA − 8) applies. A `nop` before each entry belongs to its stub, because an
+//! unwinder looks up `return address − 1`. libgcc, gdb and libunwind evaluate the
+//! expression; inger's own walker (framehop, which does not) recognises stub addresses and
+//! reads the top word itself.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
+
+use crate::stack::{GUARD_SIZE, TOP_RESERVED};
+
+/// Smallest and largest slot sizes (as powers of two) a stub exists for: a 64 KiB stack with
+/// its 64 KiB guard, up to the 1 TiB limit of `Config::stack_size`.
+pub(crate) const MIN_SLOT_SHIFT: u32 = 17;
+pub(crate) const MAX_SLOT_SHIFT: u32 = 41;
+
+/// Bytes the common part reserves for `xsave` (or 512 for `fxsave`), set once at start-up.
+static INGER_REDIRECT_SAVE_SIZE: AtomicU32 = AtomicU32::new(0);
+/// Non-zero when `xsave` is used (else `fxsave`).
+static INGER_REDIRECT_USE_XSAVE: AtomicU32 = AtomicU32::new(0);
+
+/// Sizes the save area of the common part from the processor (CPUID leaf 0xD: the size of
+/// the state components the operating system enabled). Call once, before any redirect.
+pub(crate) fn init_save_area() {
+    let features = core::arch::x86_64::__cpuid(1);
+    let osxsave = features.ecx & (1 << 27) != 0;
+    if osxsave {
+        // Leaf 0xD exists when XSAVE is enabled by the operating system.
+        let xsave = core::arch::x86_64::__cpuid_count(0xd, 0);
+        INGER_REDIRECT_SAVE_SIZE.store(xsave.ebx.next_multiple_of(64), Relaxed);
+        INGER_REDIRECT_USE_XSAVE.store(1, Relaxed);
+    } else {
+        INGER_REDIRECT_SAVE_SIZE.store(512, Relaxed);
+        INGER_REDIRECT_USE_XSAVE.store(0, Relaxed);
+    }
+}
+
+/// The word of the top of the stack that holds a redirected frame's original return address,
+/// for a stack whose top is `top`.
+pub(crate) fn top_word(top: usize) -> usize {
+    top - 8
+}
+
+const _: () = assert!(TOP_RESERVED >= 8);
+
+/// The stub for stacks in slots of 2^`shift` bytes, or `None` outside the supported range.
+pub(crate) fn stub_for(shift: u32) -> Option<usize> {
+    if !(MIN_SLOT_SHIFT..=MAX_SLOT_SHIFT).contains(&shift) {
+        return None;
+    }
+    let index = (shift - MIN_SLOT_SHIFT) as usize;
+    Some(stubs_base() + index * STUB_STRIDE)
+}
+
+/// Whether `address` is the entry of one of the stubs (a redirected return address).
+pub(crate) fn is_stub(address: usize) -> bool {
+    let base = stubs_base();
+    let count = (MAX_SLOT_SHIFT - MIN_SLOT_SHIFT + 1) as usize;
+    address >= base
+        && address < base + count * STUB_STRIDE
+        && (address - base).is_multiple_of(STUB_STRIDE)
+}
+
+/// Bytes between consecutive stub entries (each stub is padded to this size).
+const STUB_STRIDE: usize = 64;
+
+fn stubs_base() -> usize {
+    unsafe extern "C" {
+        /// The entry of the first stub (see the assembly below).
+        static inger_redirect_stub_first: u8;
+    }
+    (&raw const inger_redirect_stub_first) as usize
+}
+
+/// The Rust side of a redirect, called by the common part on the function's stack with every
+/// return register saved (the runtime installs it: `arch` calls nothing outside itself).
+static INGER_REDIRECT_REACHED: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs the function the stubs call. Call once, before any redirect.
+pub(crate) fn set_redirect_handler(reached: unsafe extern "C-unwind" fn()) {
+    INGER_REDIRECT_REACHED.store(reached as usize, Relaxed);
+}
+
+// One stub per slot size 2^k, k = 17 ..= 41, each 64 bytes apart; then the common part.
+//
+// The DW_CFA_expression rule for the return address (register 16), 13 bytes of expression
+// evaluated with the CFA on the stack:
+//   DW_OP_lit1 DW_OP_const1u k DW_OP_shl DW_OP_lit1 DW_OP_minus   -> 2^k - 1
+//   DW_OP_or                                                       -> CFA | (2^k - 1)
+//   DW_OP_const4u (guard + 7) DW_OP_minus                          -> top - 8
+global_asm!(
+    ".pushsection .text.inger_redirect,\"ax\",@progbits",
+    ".p2align 6",
+    ".set inger_redirect_k, {min_shift}",
+    ".rept {count}",
+    ".p2align 6",
+    ".cfi_startproc",
+    ".cfi_def_cfa 7, 0",                   // CFA = rsp: the `ret` popped the return address
+    ".cfi_escape 0x10, 0x10, 13, 0x31, 0x08, inger_redirect_k, 0x24, 0x31, 0x1c, 0x21, 0x0c, ({g7} & 0xff), (({g7} >> 8) & 0xff), (({g7} >> 16) & 0xff), (({g7} >> 24) & 0xff), 0x1c",
+    "nop",                                   // looked up as `entry - 1` by unwinders
+    ".if inger_redirect_k == {min_shift}",
+    ".globl inger_redirect_stub_first",
+    ".hidden inger_redirect_stub_first",
+    "inger_redirect_stub_first:",
+    ".endif",
+    "sub rsp, 8",                            // this frame's return-address word
+    ".cfi_adjust_cfa_offset 8",
+    "mov r11, rsp",                          // r10, r11: caller-saved, dead at a return
+    "movabs r10, (1 << inger_redirect_k) - 1",
+    "or r11, r10",                           // the slot's last byte
+    "mov r11, [r11 - {g7}]",                 // the top word: the original return address
+    "mov [rsp], r11",                        // now a frame like any other
+    ".cfi_offset 16, -8",                  // the return address is at CFA - 8 again
+    "jmp inger_redirect_common",
+    ".cfi_endproc",
+    ".set inger_redirect_k, inger_redirect_k + 1",
+    ".endr",
+    ".popsection",
+    min_shift = const MIN_SLOT_SHIFT,
+    count = const MAX_SLOT_SHIFT - MIN_SLOT_SHIFT + 1,
+    g7 = const GUARD_SIZE + 7,
+);
+
+const _: () = assert!(TOP_RESERVED == 16 && GUARD_SIZE + 7 < (1 << 31));
+
+// The common part of every stub: entered by `jmp` with the original return address at
+// `[rsp]` (a frame like any other). Saves the return registers and the whole vector and x87
+// state, calls the runtime, restores everything and returns to the original address.
+global_asm!(
+    ".pushsection .text.inger_redirect,\"ax\",@progbits",
+    ".p2align 4",
+    ".globl inger_redirect_common",
+    ".hidden inger_redirect_common",
+    ".type inger_redirect_common, @function",
+    "inger_redirect_common:",
+    ".cfi_startproc",                             // CFA = rsp + 8, return address at CFA - 8
+    "push rbp",                                   // callee-saved: kept for the caller
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset 6, -16",
+    "mov rbp, rsp",
+    ".cfi_def_cfa_register 6",
+    "push rax",                                   // integer return registers
+    "push rdx",
+    "mov ecx, dword ptr [rip + {size}]",          // rcx: caller-saved, dead at a return
+    "sub rsp, rcx",
+    "and rsp, -64",                               // xsave needs 64-byte alignment
+    "cmp dword ptr [rip + {use_xsave}], 0",
+    "je 2f",
+    "xor eax, eax",                               // the xsave header must start zeroed
+    "mov [rsp + 512], rax",
+    "mov [rsp + 520], rax",
+    "mov [rsp + 528], rax",
+    "mov [rsp + 536], rax",
+    "mov [rsp + 544], rax",
+    "mov [rsp + 552], rax",
+    "mov [rsp + 560], rax",
+    "mov [rsp + 568], rax",
+    "mov eax, -1",                                // every enabled state component
+    "mov edx, -1",
+    "xsave [rsp]",
+    "jmp 3f",
+    "2:",
+    "fxsave [rsp]",
+    "3:",
+    "fninit",                                     // an empty x87 stack for the runtime
+    "call qword ptr [rip + {reached}]",           // may pause, resume elsewhere, or unwind
+    "cmp dword ptr [rip + {use_xsave}], 0",
+    "je 4f",
+    "mov eax, -1",
+    "mov edx, -1",
+    "xrstor [rsp]",
+    "jmp 5f",
+    "4:",
+    "fxrstor [rsp]",
+    "5:",
+    "lea rsp, [rbp - 16]",
+    "pop rdx",
+    "pop rax",
+    "pop rbp",
+    ".cfi_def_cfa 7, 8",
+    "ret",                                        // to the original return address
+    ".cfi_endproc",
+    ".size inger_redirect_common, . - inger_redirect_common",
+    ".popsection",
+    size = sym INGER_REDIRECT_SAVE_SIZE,
+    use_xsave = sym INGER_REDIRECT_USE_XSAVE,
+    reached = sym INGER_REDIRECT_REACHED,
+);
