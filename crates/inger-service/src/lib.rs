@@ -3,7 +3,17 @@
 //!
 //! - [`work`]: the handlers' CPU work (image thumbnails, regex search, JSON pretty-printing)
 //!   with the libraries' own safety limits on;
-//! - [`inputs`]: benign and hostile request bodies, made in code.
+//! - [`budget`]: the per-request CPU budget and how it is counted (one place);
+//! - [`protect`]: the five protection modes (`none`, `tokio-timeout`, `blocking-timeout`,
+//!   `process`, `inger`);
+//! - [`server`]: the HTTP service; [`metrics`]: its counters at `/metrics`;
+//! - [`inputs`]: benign and hostile request bodies, made in code;
+//! - [`cli`]: argument parsing for the programs.
 
+pub mod budget;
+pub mod cli;
 pub mod inputs;
+pub mod metrics;
+pub mod protect;
+pub mod server;
 pub mod work;

@@ -45,7 +45,7 @@ pub(super) fn run(body: Vec<u8>) -> Result<Output, WorkError> {
         }
     }
     Ok(Output {
-        content_type: "text/plain; charset=utf-8",
+        content_type: super::content_type(super::Kind::Grep),
         body: answer.into_bytes(),
     })
 }

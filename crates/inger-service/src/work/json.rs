@@ -27,7 +27,7 @@ pub(super) fn run(body: Vec<u8>) -> Result<Output, WorkError> {
     let mut body = writer.bytes;
     body.push(b'\n');
     Ok(Output {
-        content_type: "application/json",
+        content_type: super::content_type(super::Kind::Json),
         body,
     })
 }

@@ -121,6 +121,15 @@ impl core::fmt::Display for WorkError {
 
 impl std::error::Error for WorkError {}
 
+/// The `Content-Type` of the answers of `kind`.
+pub fn content_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Thumbnail => "image/png",
+        Kind::Grep => "text/plain; charset=utf-8",
+        Kind::Json => "application/json",
+    }
+}
+
 /// Does the work of `job` to the end, with no time bound (the protection modes add one).
 ///
 /// ```

@@ -39,7 +39,7 @@ pub(super) fn run(body: Vec<u8>) -> Result<Output, WorkError> {
         )
         .map_err(|error| WorkError::Invalid(format!("encoding the thumbnail: {error}")))?;
     Ok(Output {
-        content_type: "image/png",
+        content_type: super::content_type(super::Kind::Thumbnail),
         body: png,
     })
 }

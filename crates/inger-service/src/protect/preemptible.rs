@@ -1,0 +1,68 @@
+//! `inger`: the work runs as a preemptible function on the async worker thread, one slice at a
+//! time. Between slices the request yields the thread (`tokio::task::yield_now`), so other
+//! requests are served while a long one waits for its next slice; the paused function may be
+//! resumed on another worker thread. When its CPU budget is spent it is cancelled
+//! cooperatively: it unwinds from its next cancellation point within the grace budget,
+//! running its destructors (its memory is freed). One that reaches no cancellation point in
+//! time is discarded.
+
+use std::time::Duration;
+
+use inger::{Continuation, Linger};
+
+use crate::budget::{Budget, CpuAccount};
+use crate::metrics::Metrics;
+use crate::work::Job;
+
+use super::{Outcome, Stop, guarded};
+
+/// Runs `job` as a preemptible function within `budget`.
+pub(super) async fn run(job: Job, budget: Budget, metrics: &Metrics) -> Outcome {
+    let kind = job.kind;
+    let mut account = CpuAccount::new(budget);
+    let first = account.next_slice().unwrap_or(Duration::ZERO);
+    // The closure owns its input ('static), so the function may be cancelled or discarded
+    // without anything it borrows going away under it.
+    let launched = account.charge(|| inger::launch(move || guarded(job), first));
+    let mut linger = match launched {
+        Ok(linger) => linger,
+        Err(error) => return Outcome::Failed(format!("inger::launch: {error}")),
+    };
+    let outcome = loop {
+        let paused = match linger {
+            Linger::Completion(outcome) => break outcome,
+            Linger::Continuation(paused) => paused,
+        };
+        let Some(slice) = account.next_slice() else {
+            let stop = cancel(paused, &mut account);
+            metrics.count_stop(stop);
+            break Outcome::OverBudget;
+        };
+        tokio::task::yield_now().await;
+        linger = match account.charge(|| paused.resume(slice)) {
+            Ok(linger) => linger,
+            Err(error) => break Outcome::Failed(format!("inger resume: {error}")),
+        };
+    };
+    metrics.charge_work(kind, account.used());
+    metrics.charge_after_deadline(account.over_budget());
+    metrics.count_slices(account.slices());
+    outcome
+}
+
+/// Cancels an over-budget function: cooperatively within the grace budget (charged to the
+/// request), else by discarding its stack.
+fn cancel(paused: Continuation<'static, Outcome>, account: &mut CpuAccount) -> Stop {
+    let grace = account.budget().grace;
+    let cancelled = account.charge(|| paused.cancel_cooperatively(grace));
+    match cancelled {
+        Ok(None) => Stop::Cooperative,
+        Ok(Some(still_paused)) => {
+            drop(still_paused);
+            Stop::Discarded
+        }
+        // The function could not be resumed for the cancellation (a set-up error of the
+        // runtime): it was consumed, so its stack is gone as if discarded.
+        Err(_) => Stop::Discarded,
+    }
+}
