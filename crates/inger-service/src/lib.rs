@@ -8,11 +8,14 @@
 //!   `process`, `inger`);
 //! - [`server`]: the HTTP service; [`metrics`]: its counters at `/metrics`;
 //! - [`inputs`]: benign and hostile request bodies, made in code;
+//! - [`client`]: an HTTP client of the service; [`load`]: the load generator;
 //! - [`cli`]: argument parsing for the programs.
 
 pub mod budget;
 pub mod cli;
+pub mod client;
 pub mod inputs;
+pub mod load;
 pub mod metrics;
 pub mod protect;
 pub mod server;

@@ -10,7 +10,7 @@
 //! | `inger_service_request_duration_seconds{endpoint}` | histogram | wall time from the request's arrival to its answer |
 //! | `inger_service_work_cpu_seconds_total{endpoint}` | counter | CPU time of the work, where the mode can measure it (not `process`) |
 //! | `inger_service_cpu_after_deadline_seconds_total` | counter | CPU spent by over-budget work after its budget ran out (`blocking-timeout`: a lower bound; `process`: the time from the deadline to the kill) |
-//! | `inger_service_stops_total{how}` | counter | over-budget work by what became of it: `cooperative` (unwound, destructors ran), `discarded` (stack discarded), `killed` (worker process), `abandoned` (blocking thread left running) |
+//! | `inger_service_stops_total{endpoint,how}` | counter | over-budget work by what became of it: `cooperative` (unwound, destructors ran), `discarded` (stack discarded), `killed` (worker process), `abandoned` (blocking thread left running) |
 //! | `inger_service_abandoned_running` | gauge | abandoned blocking threads still running |
 //! | `inger_service_slices_total` | counter | slices run by preemptible functions (`inger`) |
 //! | `inger_service_worker_respawns_total`, `..._respawn_seconds_total` | counter | worker processes started to replace killed ones, and the time that took |
@@ -41,6 +41,10 @@ fn outcome_index(outcome: &Outcome) -> usize {
         Outcome::OverBudget => 2,
         Outcome::Failed(_) => 3,
     }
+}
+
+fn stop_index(stop: Stop) -> usize {
+    Stop::ALL.iter().position(|&other| other == stop).unwrap_or(0)
 }
 
 fn kind_index(kind: Kind) -> usize {
@@ -85,7 +89,7 @@ pub struct Metrics {
     durations: [Histogram; Kind::ALL.len()],
     work_cpu_ns: [AtomicU64; Kind::ALL.len()],
     after_deadline_ns: AtomicU64,
-    stops: [AtomicU64; Stop::ALL.len()],
+    stops: [[AtomicU64; Stop::ALL.len()]; Kind::ALL.len()],
     abandoned_running: AtomicI64,
     slices: AtomicU64,
     respawns: AtomicU64,
@@ -112,6 +116,11 @@ impl Metrics {
         }
     }
 
+    /// The budget of the service these counters belong to.
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
     pub(crate) fn count_outcome(&self, kind: Kind, outcome: &Outcome) {
         self.requests[kind_index(kind)][outcome_index(outcome)].fetch_add(1, Relaxed);
     }
@@ -134,9 +143,8 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn count_stop(&self, stop: Stop) {
-        let index = Stop::ALL.iter().position(|&other| other == stop).unwrap_or(0);
-        self.stops[index].fetch_add(1, Relaxed);
+    pub(crate) fn count_stop(&self, kind: Kind, stop: Stop) {
+        self.stops[kind_index(kind)][stop_index(stop)].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn abandoned_started(&self) {
@@ -156,10 +164,9 @@ impl Metrics {
         self.respawn_ns.fetch_add(nanos(took), Relaxed);
     }
 
-    /// How many over-budget requests were stopped in the way `stop` says.
-    pub fn stops(&self, stop: Stop) -> u64 {
-        let index = Stop::ALL.iter().position(|&other| other == stop).unwrap_or(0);
-        self.stops[index].load(Relaxed)
+    /// How many over-budget requests of `kind` were stopped in the way `stop` says.
+    pub fn stops(&self, kind: Kind, stop: Stop) -> u64 {
+        self.stops[kind_index(kind)][stop_index(stop)].load(Relaxed)
     }
 
     /// The counters in Prometheus' text format.
@@ -203,8 +210,10 @@ impl Metrics {
         p.line(format!("inger_service_cpu_after_deadline_seconds_total {}", seconds_of(&self.after_deadline_ns)));
 
         p.family("inger_service_stops_total", "counter", "Over-budget work, by what became of it.");
-        for stop in Stop::ALL {
-            p.line(format!("inger_service_stops_total{{how=\"{}\"}} {}", stop.name(), self.stops(stop)));
+        for kind in Kind::ALL {
+            for stop in Stop::ALL {
+                p.line(format!("inger_service_stops_total{{endpoint=\"{}\",how=\"{}\"}} {}", kind.name(), stop.name(), self.stops(kind, stop)));
+            }
         }
         p.family("inger_service_abandoned_running", "gauge", "Abandoned blocking threads still running their work.");
         p.line(format!("inger_service_abandoned_running {}", self.abandoned_running.load(Relaxed)));
@@ -310,7 +319,7 @@ mod tests {
         let metrics = Metrics::new(Mode::Inger, Budget::default());
         metrics.count_outcome(Kind::Grep, &Outcome::OverBudget);
         metrics.observe_duration(Kind::Grep, Duration::from_millis(3));
-        metrics.count_stop(Stop::Cooperative);
+        metrics.count_stop(Kind::Grep, Stop::Cooperative);
         let page = metrics.render();
         let mut families = Vec::new();
         for line in page.lines() {
@@ -331,7 +340,7 @@ mod tests {
             }
         }
         assert_eq!(sample(&page, "inger_service_requests_total{endpoint=\"grep\",outcome=\"over_budget\"}"), Some(1.0));
-        assert_eq!(sample(&page, "inger_service_stops_total{how=\"cooperative\"}"), Some(1.0));
+        assert_eq!(sample(&page, "inger_service_stops_total{endpoint=\"grep\",how=\"cooperative\"}"), Some(1.0));
         assert_eq!(sample(&page, "inger_service_request_duration_seconds_bucket{endpoint=\"grep\",le=\"0.0025\"}"), Some(0.0));
         assert_eq!(sample(&page, "inger_service_request_duration_seconds_bucket{endpoint=\"grep\",le=\"0.005\"}"), Some(1.0));
         assert!(sample(&page, "process_resident_memory_bytes").unwrap() > 0.0);

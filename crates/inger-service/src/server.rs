@@ -75,6 +75,12 @@ impl Server {
     pub async fn start(config: Config) -> io::Result<Server> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
         let address = listener.local_addr()?;
+        if config.mode == Mode::Inger {
+            // inger builds its safe-point tables (from the executable's symbol table) at its
+            // first use in a process: tens of milliseconds for this executable. Do it now
+            // rather than inside the first request's budget.
+            let _ = inger::capabilities();
+        }
         let metrics = Arc::new(Metrics::new(config.mode, config.budget));
         let pool = match config.mode {
             Mode::Process => Some(Arc::new(ProcessPool::start(
@@ -105,6 +111,12 @@ impl Server {
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
+
+    /// The per-request budget.
+    pub fn budget(&self) -> Budget {
+        self.metrics.budget()
+    }
+
 
     /// Serves until the task is stopped (never returns on its own).
     pub async fn run(self) {

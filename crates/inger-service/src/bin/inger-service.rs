@@ -13,7 +13,7 @@ inger-service: an HTTP service whose requests each get a CPU budget (loopback on
   --mode MODE        none | tokio-timeout | blocking-timeout | process | inger   (default inger)
   --budget DURATION  CPU budget of a request, e.g. 20ms                        (default 20ms)
   --slice DURATION   inger: slice a request runs before yielding its thread    (default 1ms)
-  --grace DURATION   inger: time to unwind at a cancellation point             (default 1ms)
+  --grace DURATION   inger: time to reach a cancellation point and unwind      (default 5ms)
   --port PORT        port on 127.0.0.1; 0 picks a free one                     (default 8080)
   --workers N        async worker threads                                      (default 2)
   --processes N      process: worker processes                                 (default 4)

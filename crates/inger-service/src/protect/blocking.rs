@@ -60,7 +60,7 @@ pub(super) async fn run(job: Job, budget: Budget, metrics: &Arc<Metrics>) -> Out
             if finished_meanwhile {
                 return joined_outcome(handle.await);
             }
-            metrics.count_stop(Stop::Abandoned);
+            metrics.count_stop(kind, Stop::Abandoned);
             Outcome::OverBudget
         }
     }

@@ -34,8 +34,18 @@ pub(super) async fn run(job: Job, budget: Budget, metrics: &Metrics) -> Outcome 
             Linger::Continuation(paused) => paused,
         };
         let Some(slice) = account.next_slice() else {
+            let at_budget = account.used();
             let stop = cancel(paused, &mut account);
-            metrics.count_stop(stop);
+            metrics.count_stop(kind, stop);
+            if log_enabled() {
+                eprintln!(
+                    "inger-service: {} over budget after {} slices: {at_budget:?} of CPU at the budget, {:?} after cancelling; {}",
+                    kind.name(),
+                    account.slices(),
+                    account.used(),
+                    stop.name()
+                );
+            }
             break Outcome::OverBudget;
         };
         tokio::task::yield_now().await;
@@ -48,6 +58,12 @@ pub(super) async fn run(job: Job, budget: Budget, metrics: &Metrics) -> Outcome 
     metrics.charge_after_deadline(account.over_budget());
     metrics.count_slices(account.slices());
     outcome
+}
+
+/// Whether `INGER_SERVICE_LOG=1`: one line on stderr per over-budget request.
+fn log_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var_os("INGER_SERVICE_LOG").is_some_and(|value| value == "1"))
 }
 
 /// Cancels an over-budget function: cooperatively within the grace budget (charged to the

@@ -94,7 +94,7 @@ impl ProcessPool {
                 let _ = worker.child.start_kill();
                 // The worker ran at most this long after its deadline.
                 metrics.charge_after_deadline(late);
-                metrics.count_stop(Stop::Killed);
+                metrics.count_stop(job.kind, Stop::Killed);
                 self.replace(worker, permit, metrics.clone());
                 Outcome::OverBudget
             }
