@@ -130,6 +130,15 @@ pub fn content_type(kind: Kind) -> &'static str {
     }
 }
 
+/// Decodes a PNG or JPEG image as `/thumbnail` does (same limits, same cancellation points),
+/// to 8-bit RGBA: the step the decode benchmark times.
+///
+/// # Errors
+/// As for the thumbnail endpoint: malformed input or over a limit.
+pub fn decode_image(body: Vec<u8>) -> Result<image::RgbaImage, WorkError> {
+    thumbnail::decode(body)
+}
+
 /// Does the work of `job` to the end, with no time bound (the protection modes add one).
 ///
 /// ```

@@ -45,8 +45,8 @@ pub(super) fn run(body: Vec<u8>) -> Result<Output, WorkError> {
 }
 
 /// Decodes `body` (PNG or JPEG, by its magic bytes) within the limits, to RGBA with 8 bits per
-/// channel.
-fn decode(body: Vec<u8>) -> Result<RgbaImage, WorkError> {
+/// channel; a cancellation point every few hundred bytes of input.
+pub(super) fn decode(body: Vec<u8>) -> Result<RgbaImage, WorkError> {
     let mut reader = ImageReader::new(CheckpointReader::new(body, READ_CHUNK))
         .with_guessed_format()
         .map_err(|error| WorkError::Invalid(error.to_string()))?;
