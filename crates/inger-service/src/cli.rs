@@ -1,6 +1,11 @@
-//! Command-line parsing shared by the programs: `--name value` pairs and durations.
+//! The programs' command lines: `--name value` pairs, durations, and the service program
+//! itself ([`service_main`]), which `inger-service` runs and `inger-load` runs as a child.
 
 use std::time::Duration;
+
+use crate::budget::Budget;
+use crate::protect::{Mode, process};
+use crate::server::{Config, Server};
 
 /// Parses a duration such as `20ms`, `1.5s`, `500us` (or `500µs`), `250ns`.
 ///
@@ -112,6 +117,87 @@ where
     T::Err: core::fmt::Display,
 {
     text.parse().map_err(|error: T::Err| format!("{text:?}: {error}"))
+}
+
+/// The service program's `--help`.
+pub const SERVICE_HELP: &str = "\
+inger-service: an HTTP service whose requests each get a CPU budget (loopback only)
+
+  --mode MODE        none | tokio-timeout | blocking-timeout | process | inger   (default inger)
+  --budget DURATION  CPU budget of a request, e.g. 20ms                        (default 20ms)
+  --slice DURATION   inger: slice a request runs before yielding its thread    (default 1ms)
+  --grace DURATION   inger: time to reach a cancellation point and unwind      (default 5ms)
+  --port PORT        port on 127.0.0.1; 0 picks a free one                     (default 8080)
+  --workers N        async worker threads                                      (default 2)
+  --processes N      process: worker processes                                 (default 4)
+
+Endpoints: POST /thumbnail (PNG or JPEG), POST /grep (pattern on the first line, then the
+text), POST /json, GET /metrics (Prometheus), GET /health. Over-budget requests get 503.
+Prints `listening on http://127.0.0.1:PORT` once ready; stops on SIGINT or SIGTERM.
+";
+
+/// The service program: parses `args` (without the program name; `--help` lists them) and
+/// serves until SIGINT or SIGTERM; with `--worker`, serves as a `process`-mode worker on
+/// standard input and output instead.
+///
+/// # Errors
+/// A message for bad arguments or a service that cannot start.
+pub fn service_main(args: impl IntoIterator<Item = String>) -> Result<(), String> {
+    let mut args = Args::parse(args, &["help", "worker"])?;
+    if args.flag("help") {
+        print!("{SERVICE_HELP}");
+        return Ok(());
+    }
+    if args.flag("worker") {
+        return process::serve_worker().map_err(|error| format!("worker: {error}"));
+    }
+    let defaults = Budget::default();
+    let mode = args.value("mode", Mode::Inger, parse)?;
+    let budget = Budget {
+        cpu: args.value("budget", defaults.cpu, parse_duration)?,
+        slice: args.value("slice", defaults.slice, parse_duration)?,
+        grace: args.value("grace", defaults.grace, parse_duration)?,
+    };
+    let port = args.value("port", 8080u16, parse)?;
+    let workers = args.value("workers", 2usize, parse)?;
+    let processes = args.value("processes", 4usize, parse)?;
+    args.finish()?;
+    if budget.cpu.is_zero() || budget.slice.is_zero() {
+        return Err("--budget and --slice must be more than zero".into());
+    }
+    let program = std::env::current_exe().map_err(|error| format!("own executable: {error}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_all()
+        .build()
+        .map_err(|error| format!("tokio runtime: {error}"))?;
+    runtime.block_on(async {
+        let mut config = Config::new(mode, program);
+        config.budget = budget;
+        config.port = port;
+        config.processes = processes;
+        let server = Server::start(config)
+            .await
+            .map_err(|error| format!("cannot start on port {port}: {error}"))?;
+        println!(
+            "listening on http://{} (mode {mode}, budget {:?}, {workers} workers)",
+            server.address(),
+            budget.cpu
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|error| format!("SIGTERM handler: {error}"))?;
+        tokio::select! {
+            _ = server.run() => {}
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        Ok::<(), String>(())
+    })?;
+    // Abandoned blocking threads may still be running: do not wait for them.
+    runtime.shutdown_background();
+    Ok(())
 }
 
 #[cfg(test)]

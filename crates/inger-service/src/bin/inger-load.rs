@@ -28,13 +28,24 @@ and prints benign latency, throughput, hostile requests stopped, CPU after deadl
   --timeout DURATION client timeout per request               (default 5s)
   --seed N           schedule seed                            (default 1)
   --plot FILE        also write an SVG of benign latency over time
-  --service PATH     the inger-service executable             (default: next to this one)
+  --service PATH     an inger-service executable to test      (default: this program)
   --address ADDR     instead, send one run to a service already listening on this
                      loopback address (its mode is read from its /metrics)
 ";
 
 fn main() -> ExitCode {
-    match run() {
+    // The service under test is this same program, started with `--serve` (and its `process`
+    // mode workers with `--worker`), unless `--service` names another executable.
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("--serve") => {
+            args.remove(0);
+            inger_service::cli::service_main(args)
+        }
+        Some("--worker") => inger_service::cli::service_main(args),
+        _ => run(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("inger-load: {message}");
@@ -43,8 +54,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<(), String> {
-    let mut args = Args::parse(std::env::args().skip(1), &["help", "quick", "no-baseline"])?;
+fn run(args: Vec<String>) -> Result<(), String> {
+    let mut args = Args::parse(args, &["help", "quick", "no-baseline"])?;
     if args.flag("help") {
         print!("{HELP}");
         return Ok(());
@@ -90,17 +101,15 @@ fn run() -> Result<(), String> {
         print!("{}", report::table(&[row]));
         return Ok(());
     }
-    let service = match service {
-        Some(path) => path,
-        None => std::env::current_exe()
-            .map_err(|error| format!("own executable: {error}"))?
-            .with_file_name("inger-service"),
+    let (service, service_args) = match service {
+        Some(path) => (path, Vec::new()),
+        None => (
+            std::env::current_exe().map_err(|error| format!("own executable: {error}"))?,
+            vec!["--serve".to_string()],
+        ),
     };
     if !service.exists() {
-        return Err(format!(
-            "{} not found; build it with `cargo build --release -p inger-service` or pass --service",
-            service.display()
-        ));
+        return Err(format!("{} not found", service.display()));
     }
 
     let mut runs: Vec<(Mode, f64)> = Vec::new();
@@ -133,7 +142,7 @@ fn run() -> Result<(), String> {
             hostile_share,
             ..plan.clone()
         };
-        let process = ServiceProcess::start(&service, mode, budget, workers, processes)
+        let process = ServiceProcess::start(&service, &service_args, mode, budget, workers, processes)
             .map_err(|error| format!("starting {}: {error}", service.display()))?;
         let row = runtime.block_on(one_run(Target::Process(&process), mode, budget, &plan, &bodies));
         process.stop();

@@ -19,19 +19,22 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Starts `program` (the `inger-service` executable) in `mode` on a free loopback port and
-    /// waits (at most 30 s) for it to say where it listens.
+    /// Starts `program` (the `inger-service` executable, or one that runs
+    /// [`service_main`](crate::cli::service_main) after `leading` arguments) in `mode` on a
+    /// free loopback port and waits (at most 30 s) for it to say where it listens.
     ///
     /// # Errors
     /// If it cannot be started or does not say where it listens.
     pub fn start(
         program: &Path,
+        leading: &[String],
         mode: Mode,
         budget: Budget,
         workers: usize,
         processes: usize,
     ) -> io::Result<ServiceProcess> {
         let mut child = Command::new(program)
+            .args(leading)
             .args(["--mode", mode.name(), "--port", "0"])
             .args(["--budget", &format!("{}us", budget.cpu.as_micros())])
             .args(["--slice", &format!("{}us", budget.slice.as_micros())])

@@ -255,7 +255,11 @@ pub fn targets(rows: &[Row]) -> String {
     let show = |ratio: Option<f64>| ratio.map_or("∞".into(), |r| format!("{r:.2}"));
     if let Some(row) = find(Mode::Inger, true) {
         let r = ratio(row);
-        let _ = writeln!(out, "{} inger benign p99 / no-hostile p99 = {} (target ≤ 2)", verdict(r.is_some_and(|r| r <= 2.0)), show(r));
+        let _ = writeln!(out, "{} inger benign p99 / no-hostile p99 (none, 0 %) = {} (target ≤ 2)", verdict(r.is_some_and(|r| r <= 2.0)), show(r));
+        if let Some(own) = find(Mode::Inger, false).and_then(p99) {
+            let r = p99(row).map(|p| p.as_secs_f64() / own.as_secs_f64());
+            let _ = writeln!(out, "{} inger benign p99 / inger's own no-hostile p99 = {} (target ≤ 2)", verdict(r.is_some_and(|r| r <= 2.0)), show(r));
+        }
         if let Some(share) = row.after_deadline_share() {
             let _ = writeln!(out, "{} inger CPU after deadlines = {:.2} % of the hostile requests' budgets (target ≤ 5 %)", verdict(share <= 0.05), share * 100.0);
         }
