@@ -25,7 +25,7 @@ pub struct Budget {
     /// discarded (`--grace`). Unwinding is part of it: through the hundreds of frames of a
     /// deeply nested JSON document it takes about a millisecond, and a grace that runs out
     /// half-way through discards the rest. The grace is a limit, not a cost: a function that
-    /// reaches a cancellation point sooner uses less.
+    /// reaches a cancellation point sooner uses less. Counted in CPU time, like the budget.
     pub grace: Duration,
 }
 
@@ -147,6 +147,10 @@ mod tests {
     fn sleeping_is_not_charged() {
         let mut account = CpuAccount::new(Budget::default());
         account.charge(|| std::thread::sleep(Duration::from_millis(30)));
-        assert!(account.used() < Duration::from_millis(20), "{:?}", account.used());
+        assert!(
+            account.used() < Duration::from_millis(20),
+            "{:?}",
+            account.used()
+        );
     }
 }

@@ -19,7 +19,13 @@ use crate::server::{Config, Server};
 /// # Errors
 /// A message naming the accepted units for anything else.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let units = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0)];
+    let units = [
+        ("ns", 1e-9),
+        ("us", 1e-6),
+        ("µs", 1e-6),
+        ("ms", 1e-3),
+        ("s", 1.0),
+    ];
     for (unit, scale) in units {
         if let Some(number) = text.strip_suffix(unit) {
             let value: f64 = number
@@ -57,7 +63,9 @@ impl Args {
             } else if flags.contains(&name) {
                 pairs.push((name.to_string(), None));
             } else {
-                let value = args.next().ok_or_else(|| format!("--{name} needs a value"))?;
+                let value = args
+                    .next()
+                    .ok_or_else(|| format!("--{name} needs a value"))?;
                 pairs.push((name.to_string(), Some(value)));
             }
         }
@@ -116,7 +124,8 @@ pub fn parse<T: core::str::FromStr>(text: &str) -> Result<T, String>
 where
     T::Err: core::fmt::Display,
 {
-    text.parse().map_err(|error: T::Err| format!("{text:?}: {error}"))
+    text.parse()
+        .map_err(|error: T::Err| format!("{text:?}: {error}"))
 }
 
 /// The service program's `--help`.
@@ -130,6 +139,8 @@ inger-service: an HTTP service whose requests each get a CPU budget (loopback on
   --port PORT        port on 127.0.0.1; 0 picks a free one                     (default 8080)
   --workers N        async worker threads                                      (default 2)
   --processes N      process: worker processes                                 (default 4)
+  --concurrency N    requests in progress at most; others wait for a slot      (default 4 x workers)
+  --queue-timeout D  a request waiting longer for a slot is shed with 503     (default 1s)
 
 Endpoints: POST /thumbnail (PNG or JPEG), POST /grep (pattern on the first line, then the
 text), POST /json, GET /metrics (Prometheus), GET /health. Over-budget requests get 503.
@@ -161,6 +172,8 @@ pub fn service_main(args: impl IntoIterator<Item = String>) -> Result<(), String
     let port = args.value("port", 8080u16, parse)?;
     let workers = args.value("workers", 2usize, parse)?;
     let processes = args.value("processes", 4usize, parse)?;
+    let concurrency = args.value("concurrency", 4 * workers.max(1), parse)?;
+    let queue_timeout = args.value("queue-timeout", Duration::from_secs(1), parse_duration)?;
     args.finish()?;
     if budget.cpu.is_zero() || budget.slice.is_zero() {
         return Err("--budget and --slice must be more than zero".into());
@@ -176,6 +189,8 @@ pub fn service_main(args: impl IntoIterator<Item = String>) -> Result<(), String
         config.budget = budget;
         config.port = port;
         config.processes = processes;
+        config.concurrency = concurrency;
+        config.queue_timeout = queue_timeout;
         let server = Server::start(config)
             .await
             .map_err(|error| format!("cannot start on port {port}: {error}"))?;
@@ -186,8 +201,9 @@ pub fn service_main(args: impl IntoIterator<Item = String>) -> Result<(), String
         );
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|error| format!("SIGTERM handler: {error}"))?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|error| format!("SIGTERM handler: {error}"))?;
         tokio::select! {
             _ = server.run() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -209,8 +225,14 @@ mod tests {
         let args = ["--mode", "inger", "--quick", "--budget=5ms", "--port", "9"];
         let mut args = Args::parse(args.map(String::from), &["quick"]).unwrap();
         assert!(args.flag("quick"));
-        assert_eq!(args.value("budget", Duration::ZERO, parse_duration), Ok(Duration::from_millis(5)));
-        assert_eq!(args.value("mode", String::new(), parse), Ok("inger".to_string()));
+        assert_eq!(
+            args.value("budget", Duration::ZERO, parse_duration),
+            Ok(Duration::from_millis(5))
+        );
+        assert_eq!(
+            args.value("mode", String::new(), parse),
+            Ok("inger".to_string())
+        );
         assert_eq!(args.value("workers", 2usize, parse), Ok(2));
         assert_eq!(args.finish().unwrap_err(), "unknown option --port");
         assert!(Args::parse(["--port".to_string()], &[]).is_err());

@@ -36,7 +36,10 @@ impl Client {
     /// If `address` is not a loopback address: the load generator only ever targets this
     /// machine.
     pub fn new(address: SocketAddr) -> Client {
-        assert!(address.ip().is_loopback(), "{address} is not a loopback address");
+        assert!(
+            address.ip().is_loopback(),
+            "{address} is not a loopback address"
+        );
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         Client {
@@ -50,7 +53,8 @@ impl Client {
     /// # Errors
     /// If the request cannot be sent or the answer cannot be read.
     pub async fn post(&self, kind: Kind, body: impl Into<Bytes>) -> io::Result<Answer> {
-        self.send(Method::POST, &format!("/{}", kind.name()), body).await
+        self.send(Method::POST, &format!("/{}", kind.name()), body)
+            .await
     }
 
     /// Sends `GET path`.
@@ -67,7 +71,11 @@ impl Client {
             .uri(format!("http://{}{path}", self.address))
             .body(Full::new(body.into()))
             .map_err(io::Error::other)?;
-        let response = self.inner.request(request).await.map_err(io::Error::other)?;
+        let response = self
+            .inner
+            .request(request)
+            .await
+            .map_err(io::Error::other)?;
         let status = response.status().as_u16();
         let body = response
             .into_body()

@@ -154,7 +154,11 @@ fn zlib_of_rows(row: &[u8], rows: usize) -> Vec<u8> {
         }
         stream.extend(deflate(&mut compress, &rest, FlushCompress::Finish));
     } else {
-        stream.extend(deflate(&mut compress, &row.repeat(rows), FlushCompress::Finish));
+        stream.extend(deflate(
+            &mut compress,
+            &row.repeat(rows),
+            FlushCompress::Finish,
+        ));
     }
     stream.extend_from_slice(&adler32_of_rows(row, rows).to_be_bytes());
     stream
@@ -226,9 +230,30 @@ fn chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 }
 
 const WORDS: [&str; 24] = [
-    "the", "quick", "service", "decodes", "an", "image", "while", "a", "pattern", "is",
-    "matched", "against", "every", "line", "of", "text", "and", "documents", "are", "parsed",
-    "then", "printed", "again", "today",
+    "the",
+    "quick",
+    "service",
+    "decodes",
+    "an",
+    "image",
+    "while",
+    "a",
+    "pattern",
+    "is",
+    "matched",
+    "against",
+    "every",
+    "line",
+    "of",
+    "text",
+    "and",
+    "documents",
+    "are",
+    "parsed",
+    "then",
+    "printed",
+    "again",
+    "today",
 ];
 
 /// A doubled-word search (`\b(\w+) \1\b`, a backreference) over `lines` lines of prose, one
@@ -366,7 +391,11 @@ mod tests {
             kind: Kind::Grep,
             body: few_lines,
         });
-        assert_eq!(answer.unwrap().body, b"", "no line matches, none is refused");
+        assert_eq!(
+            answer.unwrap().body,
+            b"",
+            "no line matches, none is refused"
+        );
         assert!(backtracking_grep(Kind::Grep.max_body()).len() <= Kind::Grep.max_body());
     }
 

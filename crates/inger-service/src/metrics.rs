@@ -5,12 +5,13 @@
 //! | --- | --- | --- |
 //! | `inger_service_info{mode}` | gauge | 1, labelled with the protection mode |
 //! | `inger_service_budget_seconds` | gauge | the per-request CPU budget |
-//! | `inger_service_requests_total{endpoint,outcome}` | counter | work requests answered, by outcome: `answered` (200), `refused` (422), `over_budget` (503), `failed` (500) |
+//! | `inger_service_requests_total{endpoint,outcome}` | counter | work requests answered, by outcome: `answered` (200), `refused` (422), `over_budget` (503), `failed` (500), `shed` (503, no slot free within the queue timeout) |
 //! | `inger_service_bad_requests_total` | counter | requests refused before any work (404, 405, 413, unreadable body) |
 //! | `inger_service_request_duration_seconds{endpoint}` | histogram | wall time from the request's arrival to its answer |
 //! | `inger_service_work_cpu_seconds_total{endpoint}` | counter | CPU time of the work, where the mode can measure it (not `process`) |
 //! | `inger_service_cpu_after_deadline_seconds_total` | counter | CPU spent by over-budget work after its budget ran out (`blocking-timeout`: a lower bound; `process`: the time from the deadline to the kill) |
 //! | `inger_service_stops_total{endpoint,how}` | counter | over-budget work by what became of it: `cooperative` (unwound, destructors ran), `discarded` (stack discarded), `killed` (worker process), `abandoned` (blocking thread left running) |
+//! | `inger_service_in_progress`, `inger_service_waiting` | gauge | work requests holding one of the `--concurrency` slots, and waiting for one |
 //! | `inger_service_abandoned_running` | gauge | abandoned blocking threads still running |
 //! | `inger_service_slices_total` | counter | slices run by preemptible functions (`inger`) |
 //! | `inger_service_worker_respawns_total`, `..._respawn_seconds_total` | counter | worker processes started to replace killed ones, and the time that took |
@@ -32,7 +33,7 @@ const BUCKETS: [f64; 14] = [
 ];
 
 /// The outcomes counted, in the order of [`outcome_index`].
-const OUTCOMES: [&str; 4] = ["answered", "refused", "over_budget", "failed"];
+const OUTCOMES: [&str; 5] = ["answered", "refused", "over_budget", "failed", "shed"];
 
 fn outcome_index(outcome: &Outcome) -> usize {
     match outcome {
@@ -40,11 +41,15 @@ fn outcome_index(outcome: &Outcome) -> usize {
         Outcome::Refused(_) => 1,
         Outcome::OverBudget => 2,
         Outcome::Failed(_) => 3,
+        Outcome::Shed => 4,
     }
 }
 
 fn stop_index(stop: Stop) -> usize {
-    Stop::ALL.iter().position(|&other| other == stop).unwrap_or(0)
+    Stop::ALL
+        .iter()
+        .position(|&other| other == stop)
+        .unwrap_or(0)
 }
 
 fn kind_index(kind: Kind) -> usize {
@@ -95,6 +100,8 @@ pub struct Metrics {
     respawns: AtomicU64,
     respawn_ns: AtomicU64,
     bad_requests: AtomicU64,
+    in_progress: AtomicI64,
+    waiting: AtomicI64,
 }
 
 impl Metrics {
@@ -113,6 +120,8 @@ impl Metrics {
             respawns: AtomicU64::new(0),
             respawn_ns: AtomicU64::new(0),
             bad_requests: AtomicU64::new(0),
+            in_progress: AtomicI64::new(0),
+            waiting: AtomicI64::new(0),
         }
     }
 
@@ -127,6 +136,14 @@ impl Metrics {
 
     pub(crate) fn observe_duration(&self, kind: Kind, duration: Duration) {
         self.durations[kind_index(kind)].observe(duration);
+    }
+
+    pub(crate) fn in_progress(&self, change: i64) {
+        self.in_progress.fetch_add(change, Relaxed);
+    }
+
+    pub(crate) fn waiting(&self, change: i64) {
+        self.waiting.fetch_add(change, Relaxed);
     }
 
     pub(crate) fn count_bad_request(&self) {
@@ -173,22 +190,51 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut page = Page(String::new());
         let p = &mut page;
-        p.family("inger_service_info", "gauge", "The protection mode of this service.");
+        p.family(
+            "inger_service_info",
+            "gauge",
+            "The protection mode of this service.",
+        );
         p.line(format!("inger_service_info{{mode=\"{}\"}} 1", self.mode));
-        p.family("inger_service_budget_seconds", "gauge", "The CPU budget of a request.");
-        p.line(format!("inger_service_budget_seconds {}", self.budget.cpu.as_secs_f64()));
+        p.family(
+            "inger_service_budget_seconds",
+            "gauge",
+            "The CPU budget of a request.",
+        );
+        p.line(format!(
+            "inger_service_budget_seconds {}",
+            self.budget.cpu.as_secs_f64()
+        ));
 
-        p.family("inger_service_requests_total", "counter", "Work requests answered, by endpoint and outcome.");
+        p.family(
+            "inger_service_requests_total",
+            "counter",
+            "Work requests answered, by endpoint and outcome.",
+        );
         for kind in Kind::ALL {
             for (index, outcome) in OUTCOMES.iter().enumerate() {
                 let count = self.requests[kind_index(kind)][index].load(Relaxed);
-                p.line(format!("inger_service_requests_total{{endpoint=\"{}\",outcome=\"{outcome}\"}} {count}", kind.name()));
+                p.line(format!(
+                    "inger_service_requests_total{{endpoint=\"{}\",outcome=\"{outcome}\"}} {count}",
+                    kind.name()
+                ));
             }
         }
-        p.family("inger_service_bad_requests_total", "counter", "Requests refused before any work.");
-        p.line(format!("inger_service_bad_requests_total {}", self.bad_requests.load(Relaxed)));
+        p.family(
+            "inger_service_bad_requests_total",
+            "counter",
+            "Requests refused before any work.",
+        );
+        p.line(format!(
+            "inger_service_bad_requests_total {}",
+            self.bad_requests.load(Relaxed)
+        ));
 
-        p.family("inger_service_request_duration_seconds", "histogram", "Wall time from a work request's arrival to its answer.");
+        p.family(
+            "inger_service_request_duration_seconds",
+            "histogram",
+            "Wall time from a work request's arrival to its answer.",
+        );
         for kind in Kind::ALL {
             let histogram = &self.durations[kind_index(kind)];
             let mut cumulative = 0;
@@ -198,38 +244,109 @@ impl Metrics {
             }
             let count = histogram.count.load(Relaxed);
             p.line(format!("inger_service_request_duration_seconds_bucket{{endpoint=\"{}\",le=\"+Inf\"}} {count}", kind.name()));
-            p.line(format!("inger_service_request_duration_seconds_sum{{endpoint=\"{}\"}} {}", kind.name(), seconds_of(&histogram.sum_ns)));
-            p.line(format!("inger_service_request_duration_seconds_count{{endpoint=\"{}\"}} {count}", kind.name()));
+            p.line(format!(
+                "inger_service_request_duration_seconds_sum{{endpoint=\"{}\"}} {}",
+                kind.name(),
+                seconds_of(&histogram.sum_ns)
+            ));
+            p.line(format!(
+                "inger_service_request_duration_seconds_count{{endpoint=\"{}\"}} {count}",
+                kind.name()
+            ));
         }
 
-        p.family("inger_service_work_cpu_seconds_total", "counter", "CPU time of the work, where the mode can measure it.");
+        p.family(
+            "inger_service_work_cpu_seconds_total",
+            "counter",
+            "CPU time of the work, where the mode can measure it.",
+        );
         for kind in Kind::ALL {
-            p.line(format!("inger_service_work_cpu_seconds_total{{endpoint=\"{}\"}} {}", kind.name(), seconds_of(&self.work_cpu_ns[kind_index(kind)])));
+            p.line(format!(
+                "inger_service_work_cpu_seconds_total{{endpoint=\"{}\"}} {}",
+                kind.name(),
+                seconds_of(&self.work_cpu_ns[kind_index(kind)])
+            ));
         }
-        p.family("inger_service_cpu_after_deadline_seconds_total", "counter", "CPU spent by over-budget work after its budget ran out.");
-        p.line(format!("inger_service_cpu_after_deadline_seconds_total {}", seconds_of(&self.after_deadline_ns)));
+        p.family(
+            "inger_service_cpu_after_deadline_seconds_total",
+            "counter",
+            "CPU spent by over-budget work after its budget ran out.",
+        );
+        p.line(format!(
+            "inger_service_cpu_after_deadline_seconds_total {}",
+            seconds_of(&self.after_deadline_ns)
+        ));
 
-        p.family("inger_service_stops_total", "counter", "Over-budget work, by what became of it.");
+        p.family(
+            "inger_service_stops_total",
+            "counter",
+            "Over-budget work, by what became of it.",
+        );
         for kind in Kind::ALL {
             for stop in Stop::ALL {
-                p.line(format!("inger_service_stops_total{{endpoint=\"{}\",how=\"{}\"}} {}", kind.name(), stop.name(), self.stops(kind, stop)));
+                p.line(format!(
+                    "inger_service_stops_total{{endpoint=\"{}\",how=\"{}\"}} {}",
+                    kind.name(),
+                    stop.name(),
+                    self.stops(kind, stop)
+                ));
             }
         }
-        p.family("inger_service_abandoned_running", "gauge", "Abandoned blocking threads still running their work.");
-        p.line(format!("inger_service_abandoned_running {}", self.abandoned_running.load(Relaxed)));
-        p.family("inger_service_slices_total", "counter", "Slices run by preemptible functions.");
-        p.line(format!("inger_service_slices_total {}", self.slices.load(Relaxed)));
-        p.family("inger_service_worker_respawns_total", "counter", "Worker processes started to replace killed or broken ones.");
-        p.line(format!("inger_service_worker_respawns_total {}", self.respawns.load(Relaxed)));
-        p.family("inger_service_worker_respawn_seconds_total", "counter", "Wall time spent starting replacement worker processes.");
-        p.line(format!("inger_service_worker_respawn_seconds_total {}", seconds_of(&self.respawn_ns)));
+        p.family(
+            "inger_service_abandoned_running",
+            "gauge",
+            "Abandoned blocking threads still running their work.",
+        );
+        p.line(format!(
+            "inger_service_abandoned_running {}",
+            self.abandoned_running.load(Relaxed)
+        ));
+        p.family(
+            "inger_service_slices_total",
+            "counter",
+            "Slices run by preemptible functions.",
+        );
+        p.line(format!(
+            "inger_service_slices_total {}",
+            self.slices.load(Relaxed)
+        ));
+        p.family(
+            "inger_service_worker_respawns_total",
+            "counter",
+            "Worker processes started to replace killed or broken ones.",
+        );
+        p.line(format!(
+            "inger_service_worker_respawns_total {}",
+            self.respawns.load(Relaxed)
+        ));
+        p.family(
+            "inger_service_worker_respawn_seconds_total",
+            "counter",
+            "Wall time spent starting replacement worker processes.",
+        );
+        p.line(format!(
+            "inger_service_worker_respawn_seconds_total {}",
+            seconds_of(&self.respawn_ns)
+        ));
 
         let stats = inger::stats();
-        p.family("inger_preemptions_total", "counter", "Preemptible functions paused because their budget expired.");
+        p.family(
+            "inger_preemptions_total",
+            "counter",
+            "Preemptible functions paused because their budget expired.",
+        );
         p.line(format!("inger_preemptions_total {}", stats.preemptions));
-        p.family("inger_yields_total", "counter", "Cooperative pauses of preemptible functions.");
+        p.family(
+            "inger_yields_total",
+            "counter",
+            "Cooperative pauses of preemptible functions.",
+        );
         p.line(format!("inger_yields_total {}", stats.yields));
-        p.family("inger_deferrals_total", "counter", "Expiries deferred because the function was at an unsafe point, by reason.");
+        p.family(
+            "inger_deferrals_total",
+            "counter",
+            "Expiries deferred because the function was at an unsafe point, by reason.",
+        );
         for (reason, count) in [
             ("nopreempt", stats.deferred_nopreempt),
             ("library", stats.deferred_library),
@@ -237,20 +354,54 @@ impl Metrics {
             ("unknown", stats.deferred_unknown),
             ("unwind", stats.deferred_unwind),
         ] {
-            p.line(format!("inger_deferrals_total{{reason=\"{reason}\"}} {count}"));
+            p.line(format!(
+                "inger_deferrals_total{{reason=\"{reason}\"}} {count}"
+            ));
         }
-        p.family("inger_retries_total", "counter", "Timer re-arms after a deferral.");
+        p.family(
+            "inger_retries_total",
+            "counter",
+            "Timer re-arms after a deferral.",
+        );
         p.line(format!("inger_retries_total {}", stats.retries));
-        p.family("inger_longest_deferral_seconds", "gauge", "Longest time from a deadline to the pause it caused.");
-        p.line(format!("inger_longest_deferral_seconds {}", stats.longest_deferral_ns as f64 / 1e9));
+        p.family(
+            "inger_longest_deferral_seconds",
+            "gauge",
+            "Longest time from a deadline to the pause it caused.",
+        );
+        p.line(format!(
+            "inger_longest_deferral_seconds {}",
+            stats.longest_deferral_ns as f64 / 1e9
+        ));
 
         let (own_cpu, children_cpu) = process_cpu();
-        p.family("process_cpu_seconds_total", "counter", "CPU time of the service process.");
-        p.line(format!("process_cpu_seconds_total {}", own_cpu.as_secs_f64()));
-        p.family("inger_service_children_cpu_seconds_total", "counter", "CPU time of reaped worker processes.");
-        p.line(format!("inger_service_children_cpu_seconds_total {}", children_cpu.as_secs_f64()));
-        p.family("process_resident_memory_bytes", "gauge", "Resident set of the service process.");
-        p.line(format!("process_resident_memory_bytes {}", resident_bytes()));
+        p.family(
+            "process_cpu_seconds_total",
+            "counter",
+            "CPU time of the service process.",
+        );
+        p.line(format!(
+            "process_cpu_seconds_total {}",
+            own_cpu.as_secs_f64()
+        ));
+        p.family(
+            "inger_service_children_cpu_seconds_total",
+            "counter",
+            "CPU time of reaped worker processes.",
+        );
+        p.line(format!(
+            "inger_service_children_cpu_seconds_total {}",
+            children_cpu.as_secs_f64()
+        ));
+        p.family(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident set of the service process.",
+        );
+        p.line(format!(
+            "process_resident_memory_bytes {}",
+            resident_bytes()
+        ));
         page.0
     }
 }
@@ -339,11 +490,38 @@ mod tests {
                 assert!(families.iter().any(|f| f == family), "undeclared: {line}");
             }
         }
-        assert_eq!(sample(&page, "inger_service_requests_total{endpoint=\"grep\",outcome=\"over_budget\"}"), Some(1.0));
-        assert_eq!(sample(&page, "inger_service_stops_total{endpoint=\"grep\",how=\"cooperative\"}"), Some(1.0));
-        assert_eq!(sample(&page, "inger_service_request_duration_seconds_bucket{endpoint=\"grep\",le=\"0.0025\"}"), Some(0.0));
-        assert_eq!(sample(&page, "inger_service_request_duration_seconds_bucket{endpoint=\"grep\",le=\"0.005\"}"), Some(1.0));
+        assert_eq!(
+            sample(
+                &page,
+                "inger_service_requests_total{endpoint=\"grep\",outcome=\"over_budget\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &page,
+                "inger_service_stops_total{endpoint=\"grep\",how=\"cooperative\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &page,
+                "inger_service_request_duration_seconds_bucket{endpoint=\"grep\",le=\"0.0025\"}"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(
+                &page,
+                "inger_service_request_duration_seconds_bucket{endpoint=\"grep\",le=\"0.005\"}"
+            ),
+            Some(1.0)
+        );
         assert!(sample(&page, "process_resident_memory_bytes").unwrap() > 0.0);
-        assert_eq!(sample(&page, "inger_service_info{mode=\"inger\"}"), Some(1.0));
+        assert_eq!(
+            sample(&page, "inger_service_info{mode=\"inger\"}"),
+            Some(1.0)
+        );
     }
 }

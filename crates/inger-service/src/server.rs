@@ -2,7 +2,7 @@
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | `POST /thumbnail`, `/grep`, `/json` | `200` with the work's answer; `422` if the input is malformed or over a library's limit; `503` if the work ran out of its CPU budget and was stopped; `500` if it failed; `413` if the body is over the endpoint's size limit |
+//! | `POST /thumbnail`, `/grep`, `/json` | `200` with the work's answer; `422` if the input is malformed or over a library's limit; `503` if the work ran out of its CPU budget and was stopped, or (with `Retry-After`) if the service was too busy to start it; `500` if it failed; `413` if the body is over the endpoint's size limit |
 //! | `GET /metrics` | the counters, Prometheus text format ([`crate::metrics`]) |
 //! | `GET /health` | `200 ok` |
 
@@ -41,6 +41,10 @@ pub struct Config {
     pub port: u16,
     /// Worker processes in `process` mode.
     pub processes: usize,
+    /// Requests in progress at most; others wait for a slot (see [`crate::protect`]).
+    pub concurrency: usize,
+    /// How long a request may wait for a slot before it is shed.
+    pub queue_timeout: std::time::Duration,
     /// The program the worker processes run with `--worker` (the service's own executable).
     pub worker_program: PathBuf,
 }
@@ -54,6 +58,8 @@ impl Config {
             budget: Budget::default(),
             port: 0,
             processes: 4,
+            concurrency: 8,
+            queue_timeout: std::time::Duration::from_secs(1),
             worker_program,
         }
     }
@@ -89,7 +95,14 @@ impl Server {
             )?)),
             _ => None,
         };
-        let protection = Protection::new(config.mode, config.budget, metrics.clone(), pool);
+        let protection = Protection::new(
+            config.mode,
+            config.budget,
+            config.concurrency,
+            config.queue_timeout,
+            metrics.clone(),
+            pool,
+        );
         let state = Arc::new(State {
             protection,
             metrics: metrics.clone(),
@@ -117,10 +130,9 @@ impl Server {
         self.metrics.budget()
     }
 
-
     /// Serves until the task is stopped (never returns on its own).
-    pub async fn run(self) {
-        let _ = (&mut { self }.task).await;
+    pub async fn run(mut self) {
+        let _ = (&mut self.task).await;
     }
 }
 
@@ -179,8 +191,13 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Answer,
             }
             Some(_) if method != Method::POST => {
                 state.metrics.count_bad_request();
-                let mut answer = plain(StatusCode::METHOD_NOT_ALLOWED, format!("{path} takes POST\n"));
-                answer.headers_mut().insert(ALLOW, "POST".parse().expect("a valid header"));
+                let mut answer = plain(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{path} takes POST\n"),
+                );
+                answer
+                    .headers_mut()
+                    .insert(ALLOW, "POST".parse().expect("a valid header"));
                 answer
             }
             Some(kind) => work(&state, kind, request.into_body(), arrived).await,
@@ -197,10 +214,17 @@ async fn work(state: &State, kind: Kind, body: Incoming, arrived: Instant) -> An
             return if error.downcast_ref::<LengthLimitError>().is_some() {
                 plain(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("/{} accepts at most {} bytes\n", kind.name(), kind.max_body()),
+                    format!(
+                        "/{} accepts at most {} bytes\n",
+                        kind.name(),
+                        kind.max_body()
+                    ),
                 )
             } else {
-                plain(StatusCode::BAD_REQUEST, format!("cannot read the body: {error}\n"))
+                plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {error}\n"),
+                )
             };
         }
     };
@@ -218,6 +242,17 @@ async fn work(state: &State, kind: Kind, body: Incoming, arrived: Instant) -> An
         Outcome::Refused(why) => plain(StatusCode::UNPROCESSABLE_ENTITY, format!("{why}\n")),
         Outcome::OverBudget => plain(OVER_BUDGET, over_budget_message(state.protection.budget())),
         Outcome::Failed(why) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{why}\n")),
+        Outcome::Shed => {
+            let mut answer = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded: no slot for this request freed up in time; try again later\n".into(),
+            );
+            answer.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                "1".parse().expect("a valid header"),
+            );
+            answer
+        }
     }
 }
 

@@ -40,8 +40,11 @@ fn main() -> ExitCode {
     let (decodes, timeouts) = if quick { (60, 12) } else { (300, 40) };
     let photo = inputs::photo_png(512, 384);
     let bomb = inputs::png_bomb(2048);
-    // Warm up: the first decode, inger's tables, the page cache of this program.
-    let _ = inger::capabilities();
+    // Warm up: inger's safe-point tables (built at its first use in a process), the first
+    // decode, the page cache of this program.
+    let first_use = time(|| {
+        let _ = inger::capabilities();
+    });
     let _ = decode_image(photo.clone());
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -54,12 +57,19 @@ fn main() -> ExitCode {
     let direct_bomb = time(|| {
         let _ = decode_image(bomb.clone());
     });
-    println!("# decode-bench: {} decodes and {} timeouts per method, deadline {DEADLINE:?}; CPU: {cpu}", decodes, timeouts);
+    println!(
+        "# decode-bench: {} decodes and {} timeouts per method, deadline {DEADLINE:?}; CPU: {cpu}",
+        decodes, timeouts
+    );
     println!(
         "# images: a 512x384 photo-like PNG ({} KiB) and a 2048x2048 decompression bomb ({} KiB; a direct decode takes {:.1} ms)",
         photo.len() >> 10,
         bomb.len() >> 10,
         direct_bomb.as_secs_f64() * 1e3
+    );
+    println!(
+        "# inger's first use in this process (safe-point tables from the symbol table): {:.1} ms",
+        first_use.as_secs_f64() * 1e3
     );
     let floors = floors(if quick { 50 } else { 200 });
     println!(
@@ -68,15 +78,27 @@ fn main() -> ExitCode {
         floors.1.as_secs_f64() * 1e6
     );
 
-    let mut rows: Vec<(&str, Figures)> = Vec::new();
-    rows.push(("direct call", direct(&photo, decodes)));
-    rows.push(("thread (timed join)", threaded(&photo, &bomb, decodes, timeouts)));
-    rows.push(("process (fork + kill)", forked(&photo, &bomb, decodes, timeouts)));
-    rows.push(("preemptible function", preemptible(&photo, &bomb, decodes, timeouts)));
+    let rows: Vec<(&str, Figures)> = vec![
+        ("direct call", direct(&photo, decodes)),
+        (
+            "thread (timed join)",
+            threaded(&photo, &bomb, decodes, timeouts),
+        ),
+        (
+            "process (fork + kill)",
+            forked(&photo, &bomb, decodes, timeouts),
+        ),
+        (
+            "preemptible function",
+            preemptible(&photo, &bomb, decodes, timeouts),
+        ),
+    ];
 
     let direct_median = median(&rows[0].1.decode);
     println!();
-    println!("| method | decode median ms | decode p99 ms | decode / direct | timeout: control back median ms | p99 ms | cleanup median ms | CPU after deadline median ms |");
+    println!(
+        "| method | decode median ms | decode p99 ms | decode / direct | timeout: control back median ms | p99 ms | cleanup median ms | CPU after deadline median ms |"
+    );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (name, figures) in &rows {
         let ms = |samples: &[Duration], q: f64| {
@@ -98,8 +120,12 @@ fn main() -> ExitCode {
         );
     }
     println!();
-    println!("# control back: from the start of the call to the caller having control again (the deadline is at 10 ms).");
-    println!("# cleanup: a preemptible function's cooperative cancellation (it unwinds and frees the image buffer); killing and reaping the child; nothing for the thread, which cannot be stopped: its CPU after the deadline is the decode's remainder.");
+    println!(
+        "# control back: from the start of the call to the caller having control again (the deadline is at 10 ms)."
+    );
+    println!(
+        "# cleanup: a preemptible function's cooperative cancellation (it unwinds and frees the image buffer); killing and reaping the child; nothing for the thread, which cannot be stopped: its CPU after the deadline is the decode's remainder."
+    );
     ExitCode::SUCCESS
 }
 
@@ -218,15 +244,19 @@ fn forked(photo: &[u8], bomb: &[u8], decodes: usize, timeouts: usize) -> Figures
             let start = Instant::now();
             let mut fds = [0; 2];
             // SAFETY: `fds` is a valid out-parameter for two descriptors.
-            assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2");
+            let created = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+            assert_eq!(created, 0, "pipe2");
             // SAFETY: the two descriptors were just created and are owned here only.
-            let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            let (read_end, write_end) =
+                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
             // SAFETY: the child decodes (allocation works after fork in glibc), writes to
             // the pipe and _exits; it never returns into the parent's code.
             let pid = unsafe { libc::fork() };
             if pid == 0 {
                 drop(read_end);
-                let pixels = decode_image(input.to_vec()).map(|image| image.into_raw()).unwrap_or_default();
+                let pixels = decode_image(input.to_vec())
+                    .map(|image| image.into_raw())
+                    .unwrap_or_default();
                 let mut file = std::fs::File::from(write_end);
                 let _ = std::io::Write::write_all(&mut file, &pixels);
                 // SAFETY: ends the child without running the parent's exit handlers.
@@ -253,7 +283,9 @@ fn forked(photo: &[u8], bomb: &[u8], decodes: usize, timeouts: usize) -> Figures
                         figures.control.push(control);
                         figures.cleanup.push(cleanup);
                         // The child runs between the deadline and the kill at most.
-                        figures.after.push(control.saturating_sub(DEADLINE) + cleanup);
+                        figures
+                            .after
+                            .push(control.saturating_sub(DEADLINE) + cleanup);
                     }
                 }
             }
@@ -298,8 +330,11 @@ fn preemptible(photo: &[u8], bomb: &[u8], decodes: usize, timeouts: usize) -> Fi
             let input = input.to_vec();
             let start = Instant::now();
             let cpu = thread_cpu_time();
-            let linger = inger::launch(move || decode_image(input).map(|image| image.into_raw()), DEADLINE)
-                .expect("inger::launch");
+            let linger = inger::launch(
+                move || decode_image(input).map(|image| image.into_raw()),
+                DEADLINE,
+            )
+            .expect("inger::launch");
             let control = start.elapsed();
             match linger {
                 inger::Linger::Completion(pixels) => {
@@ -313,7 +348,9 @@ fn preemptible(photo: &[u8], bomb: &[u8], decodes: usize, timeouts: usize) -> Fi
                     let cleanup = time(|| match paused.cancel_cooperatively(GRACE) {
                         Ok(None) => {}
                         Ok(Some(still_paused)) => {
-                            eprintln!("decode-bench: a cancellation reached no cancellation point within {GRACE:?}; discarded");
+                            eprintln!(
+                                "decode-bench: a cancellation reached no cancellation point within {GRACE:?}; discarded"
+                            );
                             drop(still_paused);
                         }
                         Err(error) => eprintln!("decode-bench: cancel: {error}"),
@@ -323,7 +360,10 @@ fn preemptible(photo: &[u8], bomb: &[u8], decodes: usize, timeouts: usize) -> Fi
                         figures.control.push(control);
                         figures.cleanup.push(cleanup);
                         // CPU past the deadline: the pause's lateness plus the unwinding.
-                        figures.after.push(ran.saturating_sub(DEADLINE) + thread_cpu_time().saturating_sub(at_control));
+                        figures.after.push(
+                            ran.saturating_sub(DEADLINE)
+                                + thread_cpu_time().saturating_sub(at_control),
+                        );
                     }
                 }
             }

@@ -83,9 +83,10 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let processes = args.value("processes", 4usize, parse)?;
     let plot = args.value("plot", None, |path| Ok(Some(PathBuf::from(path))))?;
     let service = args.value("service", None, |path| Ok(Some(PathBuf::from(path))))?;
-    let address: Option<std::net::SocketAddr> = args.value("address", None, |text| parse(text).map(Some))?;
+    let address: Option<std::net::SocketAddr> =
+        args.value("address", None, |text| parse(text).map(Some))?;
     args.finish()?;
-    if !(plan.rate > 0.0) || !(0.0..=1.0).contains(&plan.hostile_share) {
+    if plan.rate.is_nan() || plan.rate <= 0.0 || !(0.0..=1.0).contains(&plan.hostile_share) {
         return Err("--rate must be positive and --hostile within 0..=1".into());
     }
     if let Some(address) = address {
@@ -97,7 +98,13 @@ fn run(args: Vec<String>) -> Result<(), String> {
             .build()
             .map_err(|error| format!("tokio runtime: {error}"))?;
         let bodies = Bodies::standard();
-        let row = runtime.block_on(one_run(Target::Address(address), Mode::Inger, budget, &plan, &bodies));
+        let row = runtime.block_on(one_run(
+            Target::Address(address),
+            Mode::Inger,
+            budget,
+            &plan,
+            &bodies,
+        ));
         print!("{}", report::table(&[row]));
         return Ok(());
     }
@@ -142,9 +149,16 @@ fn run(args: Vec<String>) -> Result<(), String> {
             hostile_share,
             ..plan.clone()
         };
-        let process = ServiceProcess::start(&service, &service_args, mode, budget, workers, processes)
-            .map_err(|error| format!("starting {}: {error}", service.display()))?;
-        let row = runtime.block_on(one_run(Target::Process(&process), mode, budget, &plan, &bodies));
+        let process =
+            ServiceProcess::start(&service, &service_args, mode, budget, workers, processes)
+                .map_err(|error| format!("starting {}: {error}", service.display()))?;
+        let row = runtime.block_on(one_run(
+            Target::Process(&process),
+            mode,
+            budget,
+            &plan,
+            &bodies,
+        ));
         process.stop();
         eprintln!("inger-load: {} done", row.label());
         rows.push(row);
@@ -211,7 +225,13 @@ impl Target<'_> {
     }
 }
 
-async fn one_run(process: Target<'_>, mut mode: Mode, budget: Budget, plan: &Plan, bodies: &Bodies) -> Row {
+async fn one_run(
+    process: Target<'_>,
+    mut mode: Mode,
+    budget: Budget,
+    plan: &Plan,
+    bodies: &Bodies,
+) -> Row {
     let client = Client::new(process.address());
     // Warm-up: one of each benign request, so first-use costs are not in the figures.
     let warm = Plan {
@@ -238,16 +258,19 @@ async fn one_run(process: Target<'_>, mut mode: Mode, budget: Budget, plan: &Pla
     let rss_end = process.resident_bytes();
     let server_cpu = process.cpu_time().saturating_sub(cpu_before);
     let metrics = match tokio::time::timeout(Duration::from_secs(3), client.get("/metrics")).await {
-        Ok(Ok(answer)) if answer.status == 200 => Some(String::from_utf8_lossy(&answer.body).into_owned()),
+        Ok(Ok(answer)) if answer.status == 200 => {
+            Some(String::from_utf8_lossy(&answer.body).into_owned())
+        }
         _ => None,
     };
     rss_over_time.push((started.elapsed().as_secs_f64(), rss_end));
-    if let (Target::Address(_), Some(page)) = (&process, &metrics) {
-        if let Some(named) = Mode::ALL.into_iter().find(|m| {
-            inger_service::metrics::sample(page, &format!("inger_service_info{{mode=\"{m}\"}}")).is_some()
-        }) {
-            mode = named;
-        }
+    if let (Target::Address(_), Some(page)) = (&process, &metrics)
+        && let Some(named) = Mode::ALL.into_iter().find(|m| {
+            inger_service::metrics::sample(page, &format!("inger_service_info{{mode=\"{m}\"}}"))
+                .is_some()
+        })
+    {
+        mode = named;
     }
     Row {
         mode,

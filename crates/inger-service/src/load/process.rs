@@ -94,7 +94,11 @@ impl ServiceProcess {
     pub fn cpu_time(&self) -> Duration {
         let pid = self.child.id();
         let own = cpu_of(pid, true);
-        children(pid).into_iter().map(|child| cpu_of(child, false)).sum::<Duration>() + own
+        children(pid)
+            .into_iter()
+            .map(|child| cpu_of(child, false))
+            .sum::<Duration>()
+            + own
     }
 
     /// Stops the service and its worker processes (`SIGKILL`: a stalled service would not

@@ -91,7 +91,10 @@ impl Row {
             .benign()
             .filter(|sample| matches!(sample.answer, Some((status, _)) if status != 200))
             .count();
-        let unanswered = self.benign().filter(|sample| sample.answer.is_none()).count();
+        let unanswered = self
+            .benign()
+            .filter(|sample| sample.answer.is_none())
+            .count();
         (other, unanswered)
     }
 
@@ -129,8 +132,13 @@ impl Row {
     pub fn after_deadline_share(&self) -> Option<f64> {
         let (sent, _) = self.hostile_stopped();
         let budgets = sent as f64 * self.budget.as_secs_f64();
-        self.after_deadline()
-            .map(|seconds| if budgets > 0.0 { seconds / budgets } else { 0.0 })
+        self.after_deadline().map(|seconds| {
+            if budgets > 0.0 {
+                seconds / budgets
+            } else {
+                0.0
+            }
+        })
     }
 
     /// How many over-budget requests were stopped in the way `stop` says (all endpoints).
@@ -142,6 +150,19 @@ impl Row {
                     "inger_service_stops_total{{endpoint=\"{}\",how=\"{}\"}}",
                     kind.name(),
                     stop.name()
+                ))
+            })
+            .sum()
+    }
+
+    /// Requests shed (no slot free within the queue timeout), all endpoints.
+    pub fn shed(&self) -> Option<f64> {
+        Kind::ALL
+            .into_iter()
+            .map(|kind| {
+                self.metric(&format!(
+                    "inger_service_requests_total{{endpoint=\"{}\",outcome=\"shed\"}}",
+                    kind.name()
                 ))
             })
             .sum()
@@ -200,8 +221,8 @@ pub fn table(rows: &[Row]) -> String {
         );
     }
     out.push('\n');
-    out.push_str("| mode | hostile | stops: cooperative | discarded | killed | abandoned (still running at the end) | slices | preemptions | longest deferral ms | RSS over the run MiB (first → max → last) |\n");
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+    out.push_str("| mode | hostile | stops: cooperative | discarded | killed | abandoned (still running at the end) | shed | slices | preemptions | longest deferral ms | RSS over the run MiB (first → max → last) |\n");
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
     for row in rows {
         let count = |value: Option<f64>| or_na(value, |v| format!("{v:.0}"));
         let rss: Vec<f64> = row
@@ -218,7 +239,7 @@ pub fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} % | {} | {} | {} | {} ({}) | {} | {} | {} | {rss} |",
+            "| {} | {} % | {} | {} | {} | {} ({}) | {} | {} | {} | {} | {rss} |",
             row.mode,
             percent(row.hostile_share),
             count(row.stops(Stop::Cooperative)),
@@ -226,9 +247,13 @@ pub fn table(rows: &[Row]) -> String {
             count(row.stops(Stop::Killed)),
             count(row.stops(Stop::Abandoned)),
             count(row.metric("inger_service_abandoned_running")),
+            count(row.shed()),
             count(row.metric("inger_service_slices_total")),
             count(row.metric("inger_preemptions_total")),
-            or_na(row.metric("inger_longest_deferral_seconds"), |s| format!("{:.2}", s * 1e3)),
+            or_na(row.metric("inger_longest_deferral_seconds"), |s| format!(
+                "{:.2}",
+                s * 1e3
+            )),
         );
     }
     out
@@ -255,19 +280,39 @@ pub fn targets(rows: &[Row]) -> String {
     let show = |ratio: Option<f64>| ratio.map_or("∞".into(), |r| format!("{r:.2}"));
     if let Some(row) = find(Mode::Inger, true) {
         let r = ratio(row);
-        let _ = writeln!(out, "{} inger benign p99 / no-hostile p99 (none, 0 %) = {} (target ≤ 2)", verdict(r.is_some_and(|r| r <= 2.0)), show(r));
+        let _ = writeln!(
+            out,
+            "{} inger benign p99 / no-hostile p99 (none, 0 %) = {} (target ≤ 2)",
+            verdict(r.is_some_and(|r| r <= 2.0)),
+            show(r)
+        );
         if let Some(own) = find(Mode::Inger, false).and_then(p99) {
             let r = p99(row).map(|p| p.as_secs_f64() / own.as_secs_f64());
-            let _ = writeln!(out, "{} inger benign p99 / inger's own no-hostile p99 = {} (target ≤ 2)", verdict(r.is_some_and(|r| r <= 2.0)), show(r));
+            let _ = writeln!(
+                out,
+                "{} inger benign p99 / inger's own no-hostile p99 = {} (target ≤ 2)",
+                verdict(r.is_some_and(|r| r <= 2.0)),
+                show(r)
+            );
         }
         if let Some(share) = row.after_deadline_share() {
-            let _ = writeln!(out, "{} inger CPU after deadlines = {:.2} % of the hostile requests' budgets (target ≤ 5 %)", verdict(share <= 0.05), share * 100.0);
+            let _ = writeln!(
+                out,
+                "{} inger CPU after deadlines = {:.2} % of the hostile requests' budgets (target ≤ 5 %)",
+                verdict(share <= 0.05),
+                share * 100.0
+            );
         }
     }
     for mode in [Mode::None, Mode::TokioTimeout] {
         if let Some(row) = find(mode, true) {
             let r = ratio(row);
-            let _ = writeln!(out, "{} {mode} benign p99 / no-hostile p99 = {} (target ≥ 20, or no answer)", verdict(r.is_none_or(|r| r >= 20.0)), show(r));
+            let _ = writeln!(
+                out,
+                "{} {mode} benign p99 / no-hostile p99 = {} (target ≥ 20, or no answer)",
+                verdict(r.is_none_or(|r| r >= 20.0)),
+                show(r)
+            );
         }
     }
     out

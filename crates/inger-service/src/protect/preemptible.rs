@@ -66,19 +66,25 @@ fn log_enabled() -> bool {
     *ENABLED.get_or_init(|| std::env::var_os("INGER_SERVICE_LOG").is_some_and(|value| value == "1"))
 }
 
-/// Cancels an over-budget function: cooperatively within the grace budget (charged to the
-/// request), else by discarding its stack.
-fn cancel(paused: Continuation<'static, Outcome>, account: &mut CpuAccount) -> Stop {
+/// Cancels an over-budget function: cooperatively, within a grace of CPU time (charged to the
+/// request), else by discarding its stack. `cancel_cooperatively` takes a wall-clock budget; a
+/// thread descheduled meanwhile (the machine is shared) gets more rounds until the function
+/// has had its grace of CPU, so that a busy machine does not turn cancellations into discards.
+fn cancel(mut paused: Continuation<'static, Outcome>, account: &mut CpuAccount) -> Stop {
     let grace = account.budget().grace;
-    let cancelled = account.charge(|| paused.cancel_cooperatively(grace));
-    match cancelled {
-        Ok(None) => Stop::Cooperative,
-        Ok(Some(still_paused)) => {
-            drop(still_paused);
-            Stop::Discarded
+    let start = account.used();
+    loop {
+        let remaining = grace.saturating_sub(account.used() - start);
+        if remaining.is_zero() {
+            drop(paused);
+            return Stop::Discarded;
         }
-        // The function could not be resumed for the cancellation (a set-up error of the
-        // runtime): it was consumed, so its stack is gone as if discarded.
-        Err(_) => Stop::Discarded,
+        match account.charge(|| paused.cancel_cooperatively(remaining)) {
+            Ok(None) => return Stop::Cooperative,
+            Ok(Some(still_paused)) => paused = still_paused,
+            // The function could not be resumed for the cancellation (a set-up error of the
+            // runtime): it was consumed, so its stack is gone as if discarded.
+            Err(_) => return Stop::Discarded,
+        }
     }
 }

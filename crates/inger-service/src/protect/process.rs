@@ -67,11 +67,21 @@ impl ProcessPool {
     }
 
     /// Runs `job` in a worker, killing the worker if it takes longer than the budget.
-    pub(super) async fn run(self: &Arc<Self>, job: Job, budget: Budget, metrics: &Arc<Metrics>) -> Outcome {
+    pub(super) async fn run(
+        self: &Arc<Self>,
+        job: Job,
+        budget: Budget,
+        metrics: &Arc<Metrics>,
+    ) -> Outcome {
         let Ok(permit) = self.slots.clone().acquire_owned().await else {
             return Outcome::Failed("the worker pool is closed".into());
         };
-        let Some(mut worker) = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop() else {
+        let Some(mut worker) = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+        else {
             return Outcome::Failed("no idle worker behind a free slot".into());
         };
         // The deadline counts from when a worker takes the job, as in the other modes.
@@ -102,13 +112,21 @@ impl ProcessPool {
     }
 
     fn give_back(&self, worker: Worker, permit: OwnedSemaphorePermit) {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(worker);
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(worker);
         drop(permit);
     }
 
     /// Reaps a killed or broken worker and starts its replacement in the background; the slot
     /// is free again once the replacement is ready.
-    fn replace(self: &Arc<Self>, mut worker: Worker, permit: OwnedSemaphorePermit, metrics: Arc<Metrics>) {
+    fn replace(
+        self: &Arc<Self>,
+        mut worker: Worker,
+        permit: OwnedSemaphorePermit,
+        metrics: Arc<Metrics>,
+    ) {
         let pool = self.clone();
         tokio::spawn(async move {
             let _ = worker.child.start_kill();
@@ -173,14 +191,15 @@ pub fn serve_worker() -> io::Result<()> {
         let Some((code, body)) = read_frame(&mut input)? else {
             return Ok(());
         };
-        let kind = Kind::from_code(code)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("job kind {code}")))?;
+        let kind = Kind::from_code(code).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("job kind {code}"))
+        })?;
         let (status, answer) = match guarded(Job { kind, body }) {
             Outcome::Answered(out) => (0, out.body),
             Outcome::Refused(WorkError::Invalid(why)) => (1, why.into_bytes()),
             Outcome::Refused(WorkError::Limit(why)) => (2, why.into_bytes()),
             Outcome::Failed(why) => (3, why.into_bytes()),
-            Outcome::OverBudget => (3, b"over budget in a worker".to_vec()),
+            Outcome::OverBudget | Outcome::Shed => (3, b"not run in a worker".to_vec()),
         };
         write_frame(&mut output, status, &answer)?;
         output.flush()?;
@@ -200,7 +219,10 @@ fn header(code: u8, len: usize) -> io::Result<[u8; 5]> {
 fn frame_len(header: &[u8; 5]) -> io::Result<usize> {
     let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
     if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     Ok(len)
 }
@@ -247,7 +269,10 @@ mod tests {
         write_frame(&mut wire, 2, b"pattern\nline").unwrap();
         write_frame(&mut wire, 3, b"").unwrap();
         let mut input = &wire[..];
-        assert_eq!(read_frame(&mut input).unwrap(), Some((2, b"pattern\nline".to_vec())));
+        assert_eq!(
+            read_frame(&mut input).unwrap(),
+            Some((2, b"pattern\nline".to_vec()))
+        );
         assert_eq!(read_frame(&mut input).unwrap(), Some((3, Vec::new())));
         assert_eq!(read_frame(&mut input).unwrap(), None);
     }

@@ -75,6 +75,9 @@ mod tests {
     fn a_line_over_the_backtracking_limit_is_refused() {
         let body = format!("^(a|aa)+(?!a)b\n{}", "a".repeat(40));
         let error = grep(&body).unwrap_err();
-        assert!(matches!(&error, WorkError::Limit(why) if why.starts_with("line 1:")), "{error}");
+        assert!(
+            matches!(&error, WorkError::Limit(why) if why.starts_with("line 1:")),
+            "{error}"
+        );
     }
 }

@@ -14,15 +14,16 @@ const CHECKPOINT_BYTES: usize = 4096;
 pub(super) fn run(body: Vec<u8>) -> Result<Output, WorkError> {
     let reader = CheckpointReader::new(body, CHECKPOINT_BYTES);
     let value: serde_json::Value = serde_json::from_reader(reader).map_err(|error| {
-            if error.to_string().starts_with("recursion limit exceeded") {
-                WorkError::Limit(format!("nested deeper than {MAX_DEPTH}: {error}"))
-            } else {
-                WorkError::Invalid(error.to_string())
-            }
-        })?;
+        if error.to_string().starts_with("recursion limit exceeded") {
+            WorkError::Limit(format!("nested deeper than {MAX_DEPTH}: {error}"))
+        } else {
+            WorkError::Invalid(error.to_string())
+        }
+    })?;
     inger::checkpoint();
     let mut writer = CappedWriter::new(MAX_ANSWER_BYTES, CHECKPOINT_BYTES);
-    serde_json::to_writer_pretty(&mut writer, &value).map_err(|error| WorkError::Limit(error.to_string()))?;
+    serde_json::to_writer_pretty(&mut writer, &value)
+        .map_err(|error| WorkError::Limit(error.to_string()))?;
     drop(value);
     let mut body = writer.bytes;
     body.push(b'\n');
@@ -46,15 +47,26 @@ mod tests {
 
     #[test]
     fn malformed_documents_are_invalid() {
-        assert!(matches!(run(b"{\"a\": }".to_vec()), Err(WorkError::Invalid(_))));
-        assert!(matches!(run(b"[1] [2]".to_vec()), Err(WorkError::Invalid(_))));
+        assert!(matches!(
+            run(b"{\"a\": }".to_vec()),
+            Err(WorkError::Invalid(_))
+        ));
+        assert!(matches!(
+            run(b"[1] [2]".to_vec()),
+            Err(WorkError::Invalid(_))
+        ));
     }
 
     #[test]
     fn an_answer_over_the_cap_is_refused() {
         // 100 levels deep, each leaf takes about 200 bytes of indentation in the answer.
         let leaves = MAX_ANSWER_BYTES / 150;
-        let wide = format!("{}{}0{}", "[".repeat(100), "0,".repeat(leaves), "]".repeat(100));
+        let wide = format!(
+            "{}{}0{}",
+            "[".repeat(100),
+            "0,".repeat(leaves),
+            "]".repeat(100)
+        );
         assert!(matches!(run(wide.into_bytes()), Err(WorkError::Limit(_))));
     }
 }
