@@ -28,6 +28,7 @@ and prints benign latency, throughput, hostile requests stopped, CPU after deadl
   --timeout DURATION client timeout per request               (default 5s)
   --seed N           schedule seed                            (default 1)
   --plot FILE        also write an SVG of benign latency over time
+  --metrics-dir DIR  also write each run's final /metrics page to DIR/MODE-SHARE.prom
   --service PATH     an inger-service executable to test      (default: this program)
   --address ADDR     instead, send one run to a service already listening on this
                      loopback address (its mode is read from its /metrics)
@@ -82,6 +83,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let workers = args.value("workers", 2usize, parse)?;
     let processes = args.value("processes", 4usize, parse)?;
     let plot = args.value("plot", None, |path| Ok(Some(PathBuf::from(path))))?;
+    let metrics_dir = args.value("metrics-dir", None, |path| Ok(Some(PathBuf::from(path))))?;
     let service = args.value("service", None, |path| Ok(Some(PathBuf::from(path))))?;
     let address: Option<std::net::SocketAddr> =
         args.value("address", None, |text| parse(text).map(Some))?;
@@ -161,6 +163,10 @@ fn run(args: Vec<String>) -> Result<(), String> {
         ));
         process.stop();
         eprintln!("inger-load: {} done", row.label());
+        if let (Some(dir), Some(page)) = (&metrics_dir, &row.metrics) {
+            let path = dir.join(format!("{mode}-{}.prom", hostile_share * 100.0));
+            std::fs::write(&path, page).map_err(|error| format!("{}: {error}", path.display()))?;
+        }
         rows.push(row);
     }
 

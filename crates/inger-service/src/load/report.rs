@@ -221,22 +221,11 @@ pub fn table(rows: &[Row]) -> String {
         );
     }
     out.push('\n');
-    out.push_str("| mode | hostile | stops: cooperative | discarded | killed | abandoned (still running at the end) | shed | slices | preemptions | longest deferral ms | RSS over the run MiB (first → max → last) |\n");
+    out.push_str("| mode | hostile | stops: cooperative | discarded | killed | abandoned (still running at the end) | shed | slices | preemptions | longest deferral ms | RSS MiB at 10 % → 50 % → 100 % of the run (max) |\n");
     out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
     for row in rows {
         let count = |value: Option<f64>| or_na(value, |v| format!("{v:.0}"));
-        let rss: Vec<f64> = row
-            .rss_over_time
-            .iter()
-            .map(|&(_, bytes)| bytes as f64 / (1 << 20) as f64)
-            .collect();
-        let rss = match (rss.first(), rss.last()) {
-            (Some(first), Some(last)) => {
-                let max = rss.iter().cloned().fold(0.0, f64::max);
-                format!("{first:.1} → {max:.1} → {last:.1}")
-            }
-            _ => "n/a".into(),
-        };
+        let rss = rss_summary(&row.rss_over_time);
         let _ = writeln!(
             out,
             "| {} | {} % | {} | {} | {} | {} ({}) | {} | {} | {} | {} | {rss} |",
@@ -257,6 +246,32 @@ pub fn table(rows: &[Row]) -> String {
         );
     }
     out
+}
+
+/// The resident set at 10 %, 50 % and 100 % of the run, and its maximum, in MiB.
+fn rss_summary(samples: &[(f64, u64)]) -> String {
+    let Some(&(end, last)) = samples.last() else {
+        return "n/a".into();
+    };
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let at = |fraction: f64| {
+        samples
+            .iter()
+            .find(|&&(time, _)| time >= fraction * end)
+            .map_or(last, |&(_, bytes)| bytes)
+    };
+    let max = samples
+        .iter()
+        .map(|&(_, bytes)| bytes)
+        .max()
+        .unwrap_or(last);
+    format!(
+        "{:.1} → {:.1} → {:.1} ({:.1})",
+        mib(at(0.1)),
+        mib(at(0.5)),
+        mib(last),
+        mib(max)
+    )
 }
 
 /// The targets of issue 15 that these rows can check, one line each, `PASS` or `MISS`.

@@ -49,10 +49,20 @@ pub(super) async fn run(job: Job, budget: Budget, metrics: &Metrics) -> Outcome 
             break Outcome::OverBudget;
         };
         tokio::task::yield_now().await;
+        let before = account.used();
         linger = match account.charge(|| paused.resume(slice)) {
             Ok(linger) => linger,
             Err(error) => break Outcome::Failed(format!("inger resume: {error}")),
         };
+        let took = account.used() - before;
+        if log_enabled() && took > 10 * slice {
+            eprintln!(
+                "inger-service: {} slice of {slice:?} took {took:?} of CPU (slice {}); inger stats: {:?}",
+                kind.name(),
+                account.slices(),
+                inger::stats()
+            );
+        }
     };
     metrics.charge_work(kind, account.used());
     metrics.charge_after_deadline(account.over_budget());
