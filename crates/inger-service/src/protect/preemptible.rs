@@ -55,7 +55,7 @@ pub(super) async fn run(job: Job, budget: Budget, metrics: &Metrics) -> Outcome 
             Err(error) => break Outcome::Failed(format!("inger resume: {error}")),
         };
         let took = account.used() - before;
-        if log_enabled() && took > 10 * slice {
+        if log_enabled() && took > 10 * slice && took > Duration::from_millis(1) {
             eprintln!(
                 "inger-service: {} slice of {slice:?} took {took:?} of CPU (slice {}); inger stats: {:?}",
                 kind.name(),
