@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a subset")]
 
+pub(crate) mod suite;
+
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
