@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 use std::io::Read;
+use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,13 +75,10 @@ pub(crate) struct Run {
 /// the program it starts writes to the stream the suite captures.
 pub(crate) fn stderr_pipe() -> (std::io::PipeReader, std::io::PipeWriter, String) {
     let (reader, writer) = std::io::pipe().expect("create a pipe");
-    let metadata = std::fs::metadata(format!("/proc/self/fd/{}", {
-        use std::os::fd::AsRawFd as _;
-        writer.as_raw_fd()
-    }))
-    .expect("stat the pipe");
-    use std::os::unix::fs::MetadataExt as _;
-    (reader, writer, format!("{}:{}", metadata.dev(), metadata.ino()))
+    let metadata =
+        std::fs::metadata(format!("/proc/self/fd/{}", writer.as_raw_fd())).expect("stat the pipe");
+    let identity = format!("{}:{}", metadata.dev(), metadata.ino());
+    (reader, writer, identity)
 }
 
 /// Runs `command` (standard input from `/dev/null`) with standard error on the write end of
@@ -332,7 +331,13 @@ pub(crate) fn release_inger_run() -> &'static ReleaseBuild {
             .to_path_buf();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
         let output = Command::new(cargo)
-            .args(["build", "--release", "--package", "inger-run", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--package",
+                "inger-run",
+                "--manifest-path",
+            ])
             .arg(root.join("Cargo.toml"))
             .arg("--target-dir")
             .arg(&target)
@@ -367,10 +372,12 @@ impl ReleaseBuild {
     /// `inger-run --preload LIB --slice SLICE --stats --`, ready for the program.
     pub(crate) fn with_stats(&self) -> Command {
         let mut command = Command::new(&self.command);
-        command
-            .arg("--preload")
-            .arg(&self.preload)
-            .args(["--slice", super::SLICE, "--stats", "--"]);
+        command.arg("--preload").arg(&self.preload).args([
+            "--slice",
+            super::SLICE,
+            "--stats",
+            "--",
+        ]);
         command
     }
 }
