@@ -71,7 +71,7 @@ const KNOWN_DIFFERENCES: &[KnownDifference] = &[KnownDifference {
     issue: 17,
     symptom: "signal.pause() returns at once, interrupted by inger's timer signal, instead of \
               waiting for the SIGALRM of setitimer(ITIMER_REAL, 1.0): the handler has not run",
-    under_shows: "FAIL",
+    under_shows: &["FAIL"],
     shows: Shows::Always,
 }];
 
