@@ -419,7 +419,8 @@ impl TestDir {
     }
 }
 
-/// Everything the built directory depends on.
+/// Everything the built directory depends on: the recipe, the modules, the tools' versions
+/// and the installed locales.
 fn cache_key() -> String {
     let version = |program: &str, args: &[&str]| -> String {
         let output = Command::new(program)
@@ -432,8 +433,20 @@ fn cache_key() -> String {
             .unwrap_or("")
             .to_owned()
     };
+    // configure picks the locales the tests use (French, Japanese, Chinese, Turkish) from
+    // the installed ones; a program whose locale is missing is skipped.
+    let locales = Command::new("locale")
+        .arg("-a")
+        .output()
+        .map(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
     format!(
-        "{RECIPE}\nmodules: {}\navoid: {}\ngnulib: {}\ncc: {}\nautoconf: {}\nautomake: {}\n",
+        "{RECIPE}\nmodules: {}\navoid: {}\ngnulib: {}\ncc: {}\nautoconf: {}\nautomake: {}\nlocales: {locales}\n",
         MODULES.join(" "),
         AVOID.join(" "),
         version("dpkg-query", &["-W", "-f", "${Version}", "gnulib"]),
