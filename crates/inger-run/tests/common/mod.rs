@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a subset")]
 
+pub(crate) mod suite;
+
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
 use std::hash::{Hash, Hasher};
