@@ -6,6 +6,7 @@ pub(crate) mod clock;
 pub(crate) mod memory;
 pub(crate) mod modules;
 pub(crate) mod process;
+pub(crate) mod restart;
 pub(crate) mod signal;
 pub(crate) mod signal_frame;
 pub(crate) mod timer;
