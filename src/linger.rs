@@ -374,9 +374,17 @@ impl<'a, T> Continuation<'a, T> {
         // SAFETY: while `stack` is held the control block on it is live.
         runtime::request_cancel(unsafe { self.lpf.as_ref() });
         // The outcome (a value, the `Cancelled` payload or another panic's) is dropped: the
-        // caller asked to be rid of the function. The grace is CPU time: a descheduled or
-        // loaded thread does not cut an unwinding short (it would then be discarded).
-        // A function that blocks instead is given up after a wall-clock bound.
+        // caller asked to be rid of the function. The grace is first wall-clock time, which
+        // costs no clock system call and is what almost every unwinding needs; one that is
+        // still running at its end (its thread descheduled under load, or a long unwinding)
+        // gets the grace again as CPU time, so that a loaded thread does not cut an
+        // unwinding short (it would then be discarded): at least `grace` of CPU in all. A
+        // function that blocks instead is given up after a wall-clock bound.
+        match self.run_unchecked(Budget::wall(grace)) {
+            Ok(Some(_)) => return true,
+            Ok(None) => {}
+            Err(_) => return false,
+        }
         let budget = Budget::cpu(grace).with_wall_cap((grace * 100).max(GRACE_WALL_CAP_MIN));
         matches!(self.run_unchecked(budget), Ok(Some(_)))
     }

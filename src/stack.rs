@@ -119,16 +119,21 @@ impl StackPool {
         Ok(stack)
     }
 
-    /// Whether [`take`](Self::take) must refill (lock the process-wide list or map memory)
-    /// or [`give_back`](Self::give_back) would hand stacks to the process-wide list: the
-    /// slow paths, which are not async-signal-safe.
-    pub(crate) fn on_slow_path(&self, taking: bool) -> bool {
-        if taking {
-            self.free.is_empty()
-                || (self.free.last().is_some_and(|s| s.tls == 0) && self.spare_tls.is_empty())
-        } else {
-            self.free.len() >= THREAD_POOL_CAP
-        }
+    /// Whether [`take`](Self::take) must refill (lock the process-wide list or map memory),
+    /// or the caller must then allocate a TLS block for the stack (`private_tls`: functions
+    /// get private TLS blocks; with shared TLS stacks never carry one): a slow path, which is
+    /// not async-signal-safe.
+    pub(crate) fn take_is_slow(&self, private_tls: bool) -> bool {
+        self.free.is_empty()
+            || (private_tls
+                && self.free.last().is_some_and(|s| s.tls == 0)
+                && self.spare_tls.is_empty())
+    }
+
+    /// Whether [`give_back`](Self::give_back) would hand stacks to the process-wide list (it
+    /// locks): a slow path, which is not async-signal-safe.
+    pub(crate) fn give_back_is_slow(&self) -> bool {
+        self.free.len() >= THREAD_POOL_CAP
     }
 
     /// Keeps a TLS block (already reset) for a later stack that has none.
@@ -211,9 +216,9 @@ fn release_to_global(stacks: Vec<Stack>) {
     if stacks.is_empty() {
         return;
     }
-    for stack in &stacks {
-        memory::discard(stack.base, stack.size);
-    }
+    // Their pages go back to the kernel, in one system call where the kernel allows it.
+    let ranges: Vec<(usize, usize)> = stacks.iter().map(|s| (s.base(), s.size)).collect();
+    let _ = memory::advise_all(&ranges, libc::MADV_DONTNEED);
     let mut global = GLOBAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());

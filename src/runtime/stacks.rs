@@ -18,7 +18,7 @@ impl Runtime {
     pub(crate) fn take_stack(&self) -> Result<Stack, Error> {
         let _section = RuntimeSection::enter();
         let _busy = self.enter_busy()?;
-        if self.pool.borrow().on_slow_path(true) {
+        if self.pool.borrow().take_is_slow(self.glibc.is_some()) {
             refuse_in_signal_handler()?;
         }
         let mut stack = self.pool.borrow_mut().take()?;
@@ -52,7 +52,7 @@ impl Runtime {
             stack.leak();
             return;
         };
-        if self.pool.borrow().on_slow_path(false) && in_signal_handler() {
+        if self.pool.borrow().give_back_is_slow() && in_signal_handler() {
             stack.leak(); // handing stacks to the process-wide list locks
             return;
         }

@@ -39,8 +39,10 @@ const fn floor(figure: &'static str, floor: &'static str, excess: bool) -> Floor
 pub fn floors() -> Vec<Floor> {
     let mut floors = vec![
         floor("launch_complete", "context_switch", false),
+        floor("launch_complete", "context_switch_tls", false),
         floor("launch_complete_shared_tls", "context_switch", false),
         floor("pause_resume", "context_switch", false),
+        floor("pause_resume", "context_switch_tls", false),
         floor("pause_resume_shared_tls", "context_switch", false),
         floor("cancel_paused", "context_switch", false),
         floor("discard_cost", "context_switch", false),

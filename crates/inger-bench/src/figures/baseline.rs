@@ -43,6 +43,33 @@ pub(super) fn context_switch(scale: Scale) -> BenchResult<Vec<Figure>> {
     )])
 }
 
+/// `context_switch_tls`: `context_switch` with a thread-pointer write (`wrfsbase`) before
+/// each switch, as every switch into and out of a function with private TLS makes: the floor
+/// of the private-TLS figures. The write costs a few ns on some processors and as much as a
+/// whole switch on others, so `launch_complete` and `pause_resume` are also stated against
+/// this. Not measured where `wrfsbase` is not allowed.
+pub(super) fn context_switch_tls(scale: Scale) -> BenchResult<Vec<Figure>> {
+    if inger::bench_hooks::tls_context_switch_round_trips(1)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let plan = Plan::new(scale.pick(100, 1_000), 1);
+    let samples = time_batches(plan, || -> BenchResult<()> {
+        inger::bench_hooks::tls_context_switch_round_trips(SWITCHES_PER_SAMPLE)?
+            .ok_or_else(|| broken("wrfsbase stopped being allowed"))?;
+        Ok(())
+    })?;
+    let per_trip = samples
+        .values()
+        .iter()
+        .map(|ns| ns / SWITCHES_PER_SAMPLE as f64)
+        .collect();
+    Ok(vec![Figure::new(
+        "context_switch_tls",
+        per_trip,
+        Unit::Nanoseconds,
+    )])
+}
+
 /// `thread_spawn_join`: `std::thread::spawn` of an empty closure, then `join`.
 pub(super) fn thread_spawn_join(scale: Scale) -> BenchResult<Vec<Figure>> {
     let plan = Plan::new(scale.pick(500, 5_000), 1);

@@ -64,6 +64,7 @@ pub const ALL: &[Entry] = &[
     // slower (see `fork_wait_at_end`), so this is the fork cost of the process itself.
     entry("fork_wait", baseline::fork_wait),
     entry("context_switch", baseline::context_switch),
+    entry("context_switch_tls", baseline::context_switch_tls),
     entry("timer_floor", floors::timer_floor),
     entry("signal_cpu_cost", floors::signal_cpu_cost),
     entry("work_check", workcheck::work_check),
