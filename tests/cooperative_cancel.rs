@@ -262,3 +262,41 @@ fn a_nested_chain_unwinds_as_a_whole() {
     assert!(left.is_none(), "the chain unwound");
     assert_eq!(drops.load(SeqCst), 2, "both frames' destructors ran");
 }
+
+#[test]
+fn a_nested_function_made_to_yield_does_not_count_as_overshooting_a_budget() {
+    let linger = inger::launch(
+        move || {
+            // Never reaches a cancellation point: the timer pauses it when told to yield.
+            let inner = inger::launch(
+                || {
+                    let mut x = 0u64;
+                    loop {
+                        x = black_box(x.wrapping_add(1));
+                    }
+                },
+                Duration::from_secs(3600),
+            );
+            drop(inner);
+        },
+        Duration::from_millis(2),
+    )
+    .expect("launch");
+    let continuation = paused(linger);
+    let before = inger::stats().preemptions;
+    let left = continuation
+        .cancel_cooperatively(Duration::from_secs(10))
+        .expect("cancel");
+    assert!(left.is_none(), "the chain unwound");
+    let stats = inger::stats();
+    assert!(
+        stats.preemptions > before,
+        "the inner function was never preempted: {stats:?}"
+    );
+    // The yield's forced deadline is not a budget: nothing was late by anything like the
+    // machine's uptime.
+    assert!(
+        stats.longest_deferral_ns < 1_000_000_000 && stats.longest_wait_ns < 1_000_000_000,
+        "{stats:?}"
+    );
+}

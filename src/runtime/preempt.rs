@@ -141,7 +141,7 @@ const MAX_RETRY_NS: u64 = 1_000_000;
 /// # Safety
 /// Installed only as an `SA_SIGINFO` handler for the preemption signal.
 pub(super) unsafe extern "C" fn on_timer(
-    _signal: i32,
+    signal_number: i32,
     info: *mut libc::siginfo_t,
     ucontext: *mut c_void,
 ) {
@@ -175,18 +175,19 @@ pub(super) unsafe extern "C" fn on_timer(
         .is_some_and(|lpf| lpf.cancel.load(Relaxed) != cancel::NONE);
     if !cancelling {
         // SAFETY: `ucontext` is the kernel's, valid while the handler runs.
-        unsafe { restart_interrupted_call(ucontext) };
+        unsafe { restart_interrupted_call(ucontext, signal_number) };
     }
     signal::set_errno(saved_errno);
 }
 
-/// If the context our signal interrupted is a system call that failed with `EINTR` because
-/// of it, makes it run again when that keeps its meaning (see `sys::restart`). Context:
-/// signal handler.
+/// If the context our signal (`own`) interrupted is a system call that failed with `EINTR`
+/// because of it, makes it run again when that keeps its meaning (see `sys::restart`) and no
+/// program signal is pending that the program would expect to end the call. Context: signal
+/// handler, at its end (it returns after this).
 ///
 /// # Safety
-/// `ucontext` is the running handler's.
-unsafe fn restart_interrupted_call(ucontext: *mut c_void) {
+/// `ucontext` is the running handler's, which returns after this call.
+unsafe fn restart_interrupted_call(ucontext: *mut c_void, own: i32) {
     // SAFETY: per the contract.
     let arch::SystemCall::Interrupted { number } =
         (unsafe { arch::interrupted_system_call(ucontext) })
@@ -207,6 +208,12 @@ unsafe fn restart_interrupted_call(ucontext: *mut c_void) {
     // SAFETY: per the contract.
     let arguments = unsafe { arch::system_call_arguments(ucontext) };
     match number.and_then(|number| Some((number, restart::restart_arguments(number, arguments)?))) {
+        // A program signal about to be delivered (or one that arrived while this handler ran,
+        // held back from here on) is the program's reason to see this call end.
+        // SAFETY: per the contract; the handler returns after this.
+        Some(_) if unsafe { signal::program_signal_pending(ucontext, own) } => {
+            COUNTERS.interrupted_calls.fetch_add(1, Relaxed);
+        }
         Some((number, arguments)) => {
             // SAFETY: per the contract; the context is an interrupted system call (checked).
             unsafe { arch::restart_system_call(ucontext, number, arguments) };
@@ -330,6 +337,10 @@ unsafe fn pause_from_handler(
     ucontext: *mut c_void,
 ) {
     count_preemption(leaf, expired, now, how);
+    // The handler runs with program signals blocked (see `sys::signal`): the resumer, and
+    // whatever runs until the resume, take them again.
+    // SAFETY: our own handler's ucontext.
+    unsafe { signal::release_held_signals(ucontext) };
     leaf.retries.set(0);
     leaf.hold_nopreempt();
     // SAFETY: on the leaf's stack, holding a unit of its counter (rule 1).
@@ -369,7 +380,14 @@ pub(super) enum PausedBy {
 /// taking effect at `now`. Its delay counts as waiting if the leaf was blocked in a system
 /// call at every deferral (or is paused in a blocking call), else as a deferral.
 pub(super) fn count_preemption(leaf: &Lpf, expired: &Lpf, now: u64, how: PausedBy) {
-    let overshoot = now.saturating_sub(expired.deadline.load(Relaxed));
+    // A deadline of 0 was forced (a cancellation asking a nested function to yield): no
+    // budget was overshot, and `now - 0` would report the machine's uptime.
+    let deadline = expired.deadline.load(Relaxed);
+    let overshoot = if deadline == 0 {
+        0
+    } else {
+        now.saturating_sub(deadline)
+    };
     let waited = !leaf.deferred_working.replace(false)
         && (leaf.deferred_waiting.replace(false) || how == PausedBy::BlockingCall);
     leaf.deferred_waiting.set(false);

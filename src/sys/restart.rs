@@ -29,6 +29,25 @@
 //! keeps its `EINTR` (programs are written for that: the signal may be anyone's). Under
 //! `inger-run` those are restarted too, by the interposed calls, which know when they began.
 
+//! # Program signals
+//!
+//! A restart must not wait past a program signal whose handler is the program's reason to see
+//! the call end (`pause` after `alarm`). The handler runs with every catchable signal but its
+//! own blocked (its `sa_mask`, applied atomically with its frame, released before a pause
+//! switches away), and before restarting it checks that no signal the interrupted context
+//! does not block is pending: a program signal that arrives while it runs is then delivered
+//! when the call ends with `EINTR`, as it would have without inger. Two windows remain, both
+//! narrow, in which a call waiting only for a program handler (`pause`, `sigsuspend`) can wait
+//! past it:
+//! - the program's handler ran and was returning (its `sigreturn`) at the very moment inger's
+//!   signal was delivered: the interrupted context is then the same `EINTR` return that
+//!   inger's own interruption leaves, and nothing tells them apart (a few hundredths of the
+//!   time when the two timers are aimed within microseconds of each other in a test loop);
+//! - a function paused in the call by its budget: a program signal that arrives before it is
+//!   resumed runs its handler in the code running on the thread meanwhile (the resumer), and
+//!   the resumed call waits on. A CPU-time budget avoids both for a function that waits (its
+//!   timer sends nothing while it does); so does `inger-run`, whose slices are CPU time.
+
 /// The argument registers of a system call, in the kernel's order: `rdi, rsi, rdx, r10, r8,
 /// r9`.
 pub(crate) type Arguments = [u64; 6];

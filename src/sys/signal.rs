@@ -21,6 +21,12 @@ pub(crate) type Handler = unsafe extern "C" fn(i32, *mut libc::siginfo_t, *mut c
 ///   restarts instead of failing with `EINTR` where the kernel allows it.
 /// - no `SA_ONSTACK`: the signal frame must land on the function's own stack, since that
 ///   frame *is* the paused function's saved state.
+/// - every catchable signal but this one blocked while the handler runs (`sa_mask`, applied
+///   by the kernel with the frame, atomically): no program handler runs between a system
+///   call failing with `EINTR` because of us and our decision to restart it, since that
+///   handler would be the program's reason to see the call end. The handler gives the
+///   interrupted mask back before it switches to other code (a pause); returning restores
+///   it anyway.
 ///
 /// # Errors
 /// [`Error::SignalInUse`] when some other handler (not the default action, not ignored)
@@ -42,10 +48,11 @@ pub(crate) fn install_preemption_handler(signal: i32, handler: Handler) -> Resul
     {
         return Err(Error::SignalInUse { signal });
     }
-    set_action(
+    set_action_masking(
         signal,
         ours,
         libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_RESTART,
+        true,
     )
 }
 
@@ -129,12 +136,39 @@ pub(crate) unsafe fn chain_fault(signal: i32, info: *mut libc::siginfo_t, uconte
 }
 
 fn set_action(signal: i32, action: usize, flags: i32) -> Result<(), Error> {
+    set_action_masking(signal, action, flags, false)
+}
+
+/// [`set_action`], with every catchable signal but `signal` itself blocked while the handler
+/// runs if `hold_program_signals`.
+fn set_action_masking(
+    signal: i32,
+    action: usize,
+    flags: i32,
+    hold_program_signals: bool,
+) -> Result<(), Error> {
     // SAFETY: a zeroed sigaction is valid; we fill in the fields we need.
     let mut new: libc::sigaction = unsafe { core::mem::zeroed() };
     new.sa_sigaction = action;
     new.sa_flags = flags;
-    // SAFETY: `new.sa_mask` is a valid sigset to empty.
-    unsafe { libc::sigemptyset(&mut new.sa_mask) };
+    // SAFETY: `new.sa_mask` is a valid sigset to fill or empty, and to remove members from.
+    unsafe {
+        if hold_program_signals {
+            libc::sigfillset(&mut new.sa_mask);
+            for never in [
+                signal,
+                libc::SIGSEGV,
+                libc::SIGBUS,
+                libc::SIGILL,
+                libc::SIGFPE,
+                libc::SIGTRAP,
+            ] {
+                libc::sigdelset(&mut new.sa_mask, never);
+            }
+        } else {
+            libc::sigemptyset(&mut new.sa_mask);
+        }
+    }
     // SAFETY: `new` is fully initialised; installing a handler is what we intend.
     if unsafe { libc::sigaction(signal, &new, core::ptr::null_mut()) } != 0 {
         return Err(Error::System {
@@ -212,6 +246,97 @@ pub(crate) fn block_on_this_thread(signal: i32) {
         libc::sigaddset(&mut set, signal);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, core::ptr::null_mut());
     }
+}
+
+/// The kernel's signal-set bit of `signal` (signal n at bit n - 1).
+const fn kernel_bit(signal: i32) -> u64 {
+    1 << (signal - 1)
+}
+
+/// Blocks every catchable signal but `own` on the calling thread, from inside the handler
+/// of `own` (as its `sa_mask` did when it began; again after a resume that switched back into
+/// it): no program handler runs from here until the handler returns (`sigreturn` restores
+/// the interrupted context's mask from its frame) or calls [`release_held_signals`]. Whether
+/// the mask could be set. Async-signal-safe.
+pub(crate) fn hold_program_signals(own: i32) -> bool {
+    // Faults cannot be held back (the kernel kills a thread that blocks one and raises it).
+    let never_blocked = kernel_bit(libc::SIGSEGV)
+        | kernel_bit(libc::SIGBUS)
+        | kernel_bit(libc::SIGILL)
+        | kernel_bit(libc::SIGFPE)
+        | kernel_bit(libc::SIGTRAP)
+        | kernel_bit(own);
+    let block: u64 = !never_blocked;
+    // SAFETY: the kernel's 8-byte set, valid for the call; blocking only changes this
+    // thread's mask.
+    let blocked = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &raw const block,
+            core::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    blocked == 0
+}
+
+/// The signal mask of the context the running handler interrupted (the kernel's 64 bits).
+///
+/// # Safety
+/// `ucontext` is the running handler's.
+unsafe fn interrupted_mask(ucontext: *mut c_void) -> u64 {
+    // SAFETY: `ucontext` is the kernel's `ucontext_t` (our contract); glibc's `sigset_t`
+    // begins with the kernel's 64 bits.
+    unsafe {
+        core::ptr::read_unaligned(
+            (&raw const (*ucontext.cast::<libc::ucontext_t>()).uc_sigmask).cast::<u64>(),
+        )
+    }
+}
+
+/// Gives the thread the interrupted context's mask back (undoing the handler's `sa_mask`)
+/// before the handler switches away to other code. Async-signal-safe.
+///
+/// # Safety
+/// `ucontext` is the running handler's.
+pub(crate) unsafe fn release_held_signals(ucontext: *mut c_void) {
+    // SAFETY: per the contract.
+    let mask = unsafe { interrupted_mask(ucontext) };
+    // SAFETY: the kernel's 8-byte set, valid for the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &raw const mask,
+            core::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+}
+
+/// Whether a signal other than `own` that the interrupted context does not block is pending
+/// for this thread or process, checked with program signals held (see
+/// [`hold_program_signals`]) from here until the running handler returns. A system call that
+/// such a signal's handler is about to interrupt must not be restarted: the program waits for
+/// that handler (`pause` after `alarm`), and a restart would wait past it. Async-signal-safe:
+/// two raw system calls.
+///
+/// # Safety
+/// `ucontext` is the running handler's, and the handler returns (rather than switching away)
+/// after this call.
+pub(crate) unsafe fn program_signal_pending(ucontext: *mut c_void, own: i32) -> bool {
+    if !hold_program_signals(own) {
+        return true; // unknown: do not restart
+    }
+    let mut pending: u64 = 0;
+    // SAFETY: the kernel's 8-byte set, valid for the call.
+    if unsafe { libc::syscall(libc::SYS_rt_sigpending, &raw mut pending, 8usize) } != 0 {
+        return true;
+    }
+    // SAFETY: per the contract.
+    let interrupted = unsafe { interrupted_mask(ucontext) };
+    pending & !interrupted & !kernel_bit(own) != 0
 }
 
 /// Writes `message` to stderr and aborts. Async-signal-safe; for states where continuing
