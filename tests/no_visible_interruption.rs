@@ -401,3 +401,36 @@ fn a_c_function_blocked_in_pthread_cond_wait_is_paused_and_completes_after_the_s
     let (waits, _) = common::finish(linger, Duration::from_millis(10), 10_000);
     assert!(waits >= 1, "pthread_cond_wait never returned");
 }
+
+/// `sigsuspend` with a mask that blocks inger's own signal: an expiry during the wait stays
+/// pending, the program's signal ends the wait, and the expiry is delivered right after, at
+/// the call's `EINTR` return. That `EINTR` was the program's: restarting the call there
+/// waited for ever. Inside a function (whose budget expires during the wait) and outside
+/// any (the timer armed for a function that has returned).
+#[test]
+fn sigsuspend_blocking_ingers_signal_ends_with_the_programs_signal() {
+    install_program_handler();
+    for context in [Context::WallBudget, Context::Outside] {
+        let before = inger::stats();
+        let result = run_in(context, || {
+            HANDLER_RAN.store(false, SeqCst);
+            let _timer = ProgramTimer::after(EVENT_AFTER);
+            // SAFETY: an empty set is valid, then one member is added.
+            let mut mask: libc::sigset_t = unsafe { core::mem::zeroed() };
+            // SAFETY: `mask` is valid.
+            unsafe {
+                libc::sigemptyset(&mut mask);
+                libc::sigaddset(&mut mask, libc::SIGRTMAX() - 4); // inger's default signal
+            }
+            // SAFETY: `mask` is a valid set.
+            let result = unsafe { libc::sigsuspend(&mask) };
+            (result, common::errno(), HANDLER_RAN.load(SeqCst))
+        });
+        assert_eq!(result, (-1, libc::EINTR, true), "{context:?}");
+        let after = inger::stats();
+        assert!(
+            after.timer_signals > before.timer_signals,
+            "{context:?}: inger's timer never fired, so this run proves nothing"
+        );
+    }
+}

@@ -207,7 +207,16 @@ unsafe fn restart_interrupted_call(ucontext: *mut c_void, own: i32) {
     }
     // SAFETY: per the contract.
     let arguments = unsafe { arch::system_call_arguments(ucontext) };
+    // A call whose own mask blocks our signal was not ended by it: a pending expiry was
+    // delivered after the program's signal ended the call (and ran its handler).
+    // SAFETY: `number` and `arguments` are those of the call that just failed with EINTR.
+    let masked_us = number
+        .and_then(|number| unsafe { restart::installed_mask(number, arguments) })
+        .is_some_and(|mask| mask & (1 << (own - 1)) != 0);
     match number.and_then(|number| Some((number, restart::restart_arguments(number, arguments)?))) {
+        Some(_) if masked_us => {
+            COUNTERS.interrupted_calls.fetch_add(1, Relaxed);
+        }
         // A program signal about to be delivered (or one that arrived while this handler ran,
         // held back from here on) is the program's reason to see this call end.
         // SAFETY: per the contract; the handler returns after this.

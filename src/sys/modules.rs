@@ -193,6 +193,17 @@ impl Refresher {
         // The reader blocks: clear O_NONBLOCK on its end only.
         // SAFETY: plain fcntl on a descriptor we own.
         unsafe { libc::fcntl(read_fd, libc::F_SETFL, 0) };
+        // The refresher must never run the program's signal handlers (a process-directed
+        // signal the program's threads block would otherwise land here): it starts with every
+        // signal blocked, inherited from this thread's mask for the moment of the spawn.
+        // SAFETY: full/saved sets are valid; only this thread's mask changes, and is restored.
+        let saved = unsafe {
+            let mut all: libc::sigset_t = core::mem::zeroed();
+            libc::sigfillset(&mut all);
+            let mut saved: libc::sigset_t = core::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
+            saved
+        };
         let spawned = std::thread::Builder::new()
             .name("inger-modules".into())
             .stack_size(256 * 1024)
@@ -209,6 +220,8 @@ impl Refresher {
                     rebuild();
                 }
             });
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, core::ptr::null_mut()) };
         if spawned.is_ok() {
             self.fd.store(fds[1], Ordering::Relaxed);
         }

@@ -36,7 +36,11 @@
 //! own blocked (its `sa_mask`, applied atomically with its frame, released before a pause
 //! switches away), and before restarting it checks that no signal the interrupted context
 //! does not block is pending: a program signal that arrives while it runs is then delivered
-//! when the call ends with `EINTR`, as it would have without inger. Two windows remain, both
+//! when the call ends with `EINTR`, as it would have without inger. A call that installs a
+//! mask blocking the preemption signal (`sigsuspend`, `ppoll`, `pselect`, `epoll_pwait`) was
+//! never ended by it: an expiry held pending during the call is delivered right after the
+//! program's signal ended it, and the call keeps that `EINTR` ([`installed_mask`]). Two
+//! windows remain, both
 //! narrow, in which a call waiting only for a program handler (`pause`, `sigsuspend`) can wait
 //! past it:
 //! - the program's handler ran and was returning (its `sigreturn`) at the very moment inger's
@@ -111,6 +115,32 @@ pub(crate) fn restart_arguments(number: u32, arguments: Arguments) -> Option<Arg
         }
         _ => None,
     }
+}
+
+/// The signal mask the interrupted call `number` installed for its duration
+/// (`rt_sigsuspend`, `ppoll`, `pselect6`, `epoll_pwait`, `epoll_pwait2`; the kernel's 64
+/// bits), if it installs one. A mask that blocks the preemption signal proves that the
+/// preemption signal did not interrupt the call (a pending expiry was merely delivered after
+/// the program's own signal had ended it), so the call keeps its `EINTR`.
+///
+/// # Safety
+/// `arguments` are those of a call of `number` that the kernel has just executed and that
+/// failed with `EINTR` (so the memory they point to was readable for it).
+pub(crate) unsafe fn installed_mask(number: u32, arguments: Arguments) -> Option<u64> {
+    use number::*;
+    let [rdi, _, _, _, r8, r9] = arguments;
+    let pointer = match number {
+        RT_SIGSUSPEND => rdi,
+        PPOLL | EPOLL_PWAIT | EPOLL_PWAIT2 => r8,
+        PSELECT6 if r9 != 0 => {
+            // `r9` points at `{ const sigset_t *mask; size_t size; }`.
+            // SAFETY: the kernel has just read this structure for the call (our contract).
+            unsafe { (r9 as *const u64).read_unaligned() }
+        }
+        _ => 0,
+    };
+    // SAFETY: a non-null mask pointer of the call was read by the kernel (our contract).
+    (pointer != 0).then(|| unsafe { (pointer as *const u64).read_unaligned() })
 }
 
 #[cfg(test)]
