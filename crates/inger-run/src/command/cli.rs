@@ -13,7 +13,12 @@ every time slice and resumed at once, until main returns. Exit status, standard
 streams and signals are the program's own.
 
 options:
-  --slice DURATION   time slice, e.g. 20us, 50us (default), 1ms; a bare number is in us
+  --slice DURATION   time slice, e.g. 20us, 50us (default), 1ms; a bare number is in us.
+                     A slice is main's CPU time: a program that sleeps or waits (for
+                     input, a child, a lock) is not preempted meanwhile and costs no CPU
+  --wall-slices      measure slices in wall-clock time instead: main is also preempted
+                     while it sleeps or waits (a stronger test of inger's safe points in
+                     blocking calls, at the cost of a signal every slice)
   --stats            print preemptions, deferrals, retries and the longest deferral
                      to stderr when the program exits (or execs a program that runs
                      without inger), and what the program did with inger's signal
@@ -51,6 +56,8 @@ pub(crate) enum Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Options {
     pub(crate) slice: Duration,
+    /// Slices of wall-clock time instead of `main`'s CPU time.
+    pub(crate) wall_slices: bool,
     pub(crate) stats: bool,
     pub(crate) stats_file: Option<PathBuf>,
     pub(crate) per_process: bool,
@@ -66,6 +73,7 @@ pub(crate) struct Options {
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     let mut args = args.into_iter();
     let mut slice = Duration::from_nanos(crate::protocol::DEFAULT_SLICE_NS);
+    let mut wall_slices = false;
     let mut stats = false;
     let mut stats_file = None;
     let mut per_process = false;
@@ -108,6 +116,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request,
                 per_process = true;
                 stats = true;
             }
+            "--wall-slices" if inline_value.is_none() => wall_slices = true,
             "--stats" if inline_value.is_none() => stats = true,
             "--inherit" if inline_value.is_none() => inherit = true,
             "--private-tls" if inline_value.is_none() => private_tls = true,
@@ -118,6 +127,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request,
     };
     Ok(Request::Run(Options {
         slice,
+        wall_slices,
         stats,
         stats_file,
         per_process,
@@ -219,6 +229,8 @@ mod tests {
         assert_eq!(parsed.preload, Some(PathBuf::from("/x/lib.so")));
         assert_eq!(parsed.program, "--weird-name");
         assert_eq!(options(&["true"]).slice, Duration::from_micros(50));
+        assert!(!options(&["true"]).wall_slices, "CPU-time slices by default");
+        assert!(options(&["--wall-slices", "true"]).wall_slices);
     }
 
     #[test]
@@ -229,6 +241,7 @@ mod tests {
         assert!(run(&["--slice"]).is_err());
         assert!(run(&["--bogus", "true"]).is_err());
         assert!(run(&["--stats=yes", "true"]).is_err());
+        assert!(run(&["--wall-slices=1", "true"]).is_err());
         assert!(run(&["--stats-file"]).is_err());
         assert_eq!(run(&["--help", "true"]), Ok(Request::Help));
         assert_eq!(run(&["-V"]), Ok(Request::Version));

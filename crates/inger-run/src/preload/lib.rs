@@ -46,6 +46,7 @@
 //! | `exit`, `_exit`, `_Exit` | `exits` | the report is printed before exit handlers close stderr |
 //! | the `exec` family | `exec` | `--stats` says when a program execs one that runs without inger; the run's ledger follows execs |
 //! | `fork`, `posix_spawn`, `posix_spawnp` | `spawn` | with `--inherit --stats`, a child counts in the run before it exists |
+//! | `poll`, `epoll_wait`, `epoll_pwait`, `sigtimedwait`, `nanosleep`, `clock_nanosleep`, `usleep`, socket calls, `setsockopt` | `shield` | calls with a relative timeout that inger's signal would make fail with `EINTR` and the core cannot restart run with the signal blocked |
 //!
 //! The inger core linked into this library calls some of the same functions; `build.rs` links
 //! it with `--wrap` so that its calls reach the `signals` module's core side, never the
@@ -74,6 +75,8 @@ mod exits;
 mod real;
 mod report;
 mod settings;
+#[cfg(not(test))]
+mod shield;
 mod signals;
 #[cfg(not(test))]
 mod spawn;
@@ -101,6 +104,8 @@ pub use exits::{_Exit, _exit, exit};
 pub use signals::core_calls::*;
 #[cfg(not(test))]
 pub use signals::program_calls::*;
+#[cfg(not(test))]
+pub use shield::*;
 #[cfg(not(test))]
 pub use spawn::{fork, posix_spawn, posix_spawnp};
 
@@ -302,7 +307,7 @@ unsafe extern "C" fn main_in_preemptible_function(
         argv,
         envp,
     };
-    let linger = run_in_slices(call, settings.slice);
+    let linger = run_in_slices(call, settings.budget());
     let status = linger
         .completion()
         .unwrap_or_else(|| fail("main finished without a status"));
@@ -312,7 +317,12 @@ unsafe extern "C" fn main_in_preemptible_function(
 
 /// Runs `main` inside a preemptible function, resumed at once each time it is preempted,
 /// until it returns. The one place that decides how `main` is budgeted.
-fn run_in_slices(call: MainCall, slice: Duration) -> inger::Linger<'static, c_int> {
+///
+/// The slice is `main`'s CPU time by default (`inger::Budget::cpu`): while `main` sleeps or
+/// blocks, its thread's CPU clock stands still, so the timer sends nothing and the program
+/// costs no CPU it would not have used anyway (`inger-run -- sleep 1` is not preempted at
+/// all). `--wall-slices` gives wall-clock slices, which keep preempting a waiting `main`.
+fn run_in_slices(call: MainCall, slice: inger::Budget) -> inger::Linger<'static, c_int> {
     let mut linger = match inger::launch(move || MainCall::run(call), slice) {
         Ok(linger) => linger,
         Err(error) => fail(&format!(
