@@ -229,7 +229,10 @@ mod tests {
         assert_eq!(parsed.preload, Some(PathBuf::from("/x/lib.so")));
         assert_eq!(parsed.program, "--weird-name");
         assert_eq!(options(&["true"]).slice, Duration::from_micros(50));
-        assert!(!options(&["true"]).wall_slices, "CPU-time slices by default");
+        assert!(
+            !options(&["true"]).wall_slices,
+            "CPU-time slices by default"
+        );
         assert!(options(&["--wall-slices", "true"]).wall_slices);
     }
 

@@ -91,7 +91,6 @@ mod target;
 
 use core::ffi::{c_char, c_int, c_void};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use settings::Settings;
 use target::FixedPath;
@@ -101,11 +100,11 @@ pub use exec::{execl, execle, execlp, execv, execve, execveat, execvp, execvpe, 
 #[cfg(not(test))]
 pub use exits::{_Exit, _exit, exit};
 #[cfg(not(test))]
+pub use shield::*;
+#[cfg(not(test))]
 pub use signals::core_calls::*;
 #[cfg(not(test))]
 pub use signals::program_calls::*;
-#[cfg(not(test))]
-pub use shield::*;
 #[cfg(not(test))]
 pub use spawn::{fork, posix_spawn, posix_spawnp};
 
@@ -192,7 +191,7 @@ pub unsafe extern "C" fn __libc_start_main(
 /// touch that signal.
 #[cfg(not(test))]
 fn start_inger() {
-    match inger::launch(|| (), Duration::MAX) {
+    match inger::launch(|| (), std::time::Duration::MAX) {
         Ok(linger) if linger.is_completion() => {}
         Ok(_) => fail("inger paused a function that returns at once"),
         Err(error) => fail(&format!("cannot start inger: {error}")),

@@ -312,7 +312,10 @@ fn format_rows(out: &mut dyn fmt::Write, totals: &Totals) -> fmt::Result {
     row("deferred: waiting in a call", &totals.deferred_waiting)?;
     row("retries", &totals.retries)?;
     row("longest deferral", &Nanoseconds(totals.longest_deferral_ns))?;
-    row("longest wait in a call", &Nanoseconds(totals.longest_wait_ns))?;
+    row(
+        "longest wait in a call",
+        &Nanoseconds(totals.longest_wait_ns),
+    )?;
     row("timer signals", &totals.timer_signals)?;
     row("calls restarted by inger", &totals.restarted_calls)?;
     row("calls shielded by inger-run", &totals.shielded_calls)?;

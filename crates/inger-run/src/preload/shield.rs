@@ -205,7 +205,10 @@ pub unsafe extern "C" fn sigwait(set: *const libc::sigset_t, signal: *mut c_int)
 /// # Safety
 /// As glibc's `sigwaitinfo`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sigwaitinfo(set: *const libc::sigset_t, info: *mut libc::siginfo_t) -> c_int {
+pub unsafe extern "C" fn sigwaitinfo(
+    set: *const libc::sigset_t,
+    info: *mut libc::siginfo_t,
+) -> c_int {
     // SAFETY: forwarding the caller's own arguments.
     shielded(|| unsafe { real::sigwaitinfo()(set, info) })
 }
@@ -222,7 +225,11 @@ pub unsafe extern "C" fn sigtimedwait(
 ) -> c_int {
     // SAFETY: forwarding the caller's own arguments.
     let call = || unsafe { real::sigtimedwait()(set, info, timeout) };
-    if may_wait(timeout) { shielded(call) } else { call() }
+    if may_wait(timeout) {
+        shielded(call)
+    } else {
+        call()
+    }
 }
 
 /// `poll`.
@@ -230,7 +237,11 @@ pub unsafe extern "C" fn sigtimedwait(
 /// # Safety
 /// As glibc's `poll`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, count: libc::nfds_t, timeout: c_int) -> c_int {
+pub unsafe extern "C" fn poll(
+    fds: *mut libc::pollfd,
+    count: libc::nfds_t,
+    timeout: c_int,
+) -> c_int {
     // SAFETY: forwarding the caller's own arguments.
     let call = || unsafe { real::poll()(fds, count, timeout) };
     if timeout != 0 { shielded(call) } else { call() }
@@ -347,7 +358,9 @@ pub unsafe extern "C" fn epoll_pwait(
             shielded(|| unsafe { real::epoll_pwait()(epfd, events, max, timeout, &blocked) })
         }
         // SAFETY: forwarding the caller's own arguments.
-        (true, None) => shielded(|| unsafe { real::epoll_pwait()(epfd, events, max, timeout, mask) }),
+        (true, None) => {
+            shielded(|| unsafe { real::epoll_pwait()(epfd, events, max, timeout, mask) })
+        }
         // SAFETY: forwarding the caller's own arguments.
         (false, _) => unsafe { real::epoll_pwait()(epfd, events, max, timeout, mask) },
     }
@@ -358,7 +371,10 @@ pub unsafe extern "C" fn epoll_pwait(
 /// # Safety
 /// As glibc's `nanosleep`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nanosleep(request: *const libc::timespec, rem: *mut libc::timespec) -> c_int {
+pub unsafe extern "C" fn nanosleep(
+    request: *const libc::timespec,
+    rem: *mut libc::timespec,
+) -> c_int {
     // SAFETY: forwarding the caller's own arguments.
     shielded(|| unsafe { real::nanosleep()(request, rem) })
 }
@@ -430,7 +446,9 @@ pub unsafe extern "C" fn sem_timedwait(
     deadline: *const libc::timespec,
 ) -> c_int {
     // SAFETY: forwarding the caller's own arguments.
-    semaphore_wait(semaphore, || unsafe { real::sem_timedwait()(semaphore, deadline) })
+    semaphore_wait(semaphore, || unsafe {
+        real::sem_timedwait()(semaphore, deadline)
+    })
 }
 
 /// `sem_clockwait`.

@@ -140,6 +140,10 @@ pub(crate) struct Report {
     pub(crate) preemptions: u64,
     pub(crate) deferred_library: u64,
     pub(crate) retries: u64,
+    /// Deliveries of inger's timer signal.
+    pub(crate) timer_signals: u64,
+    /// Calls the preload library ran with the timer signal blocked.
+    pub(crate) shielded_calls: u64,
     /// For a summed report (`--inherit`): the programs it counts.
     pub(crate) programs: Option<u64>,
 }
@@ -185,6 +189,10 @@ pub(crate) fn split_reports(stderr: &[u8]) -> (Vec<u8>, Vec<Report>) {
                 report.deferred_library = v;
             } else if let Some(v) = value("retries") {
                 report.retries = v;
+            } else if let Some(v) = value("timer signals") {
+                report.timer_signals = v;
+            } else if let Some(v) = value("calls shielded by inger-run") {
+                report.shielded_calls = v;
             }
         } else if !line.starts_with(OURS) {
             own.extend_from_slice(line.as_bytes());
