@@ -12,6 +12,10 @@ use common::{debian_program, inger_run, split_reports};
 
 /// Runs `command` to its end; returns its stderr and the CPU time the process (and the
 /// descendants it waited for) used.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is waited for with wait4, which also gives its resource usage"
+)]
 fn cpu_time_of(command: &mut Command) -> (Vec<u8>, Duration) {
     let child = command
         .stdin(Stdio::null())

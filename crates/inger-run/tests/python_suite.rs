@@ -9,7 +9,8 @@
 //! subtest. For each module, every test case's outcome must be the same in both runs (the
 //! test output itself holds timings, so it is not compared), and the interpreter must finish
 //! both runs the same way; except for the cases in [`KNOWN_DIFFERENCES`], which must keep
-//! differing in the stated way (none today), and the cases in [`EXCLUDED`] (none today).
+//! differing in the stated way (none today). The cases in [`EXCLUDED`] are not run (one,
+//! for a bug of CPython's that can hang it).
 
 mod common;
 
@@ -54,12 +55,24 @@ const MODULES: &[&str] = &[
     "test_contextlib",
 ];
 
-/// Test cases that are not run. None since issue 17: `test_time`'s `test_process_time` and
+/// Test cases that are not run.
+///
+/// `CSimpleQueueTest.test_basic` can hang for good, directly or under inger-run, because of a
+/// bug in CPython 3.11's `_queue.SimpleQueue.get`: `q.get(timeout=1e-3)` on an empty queue
+/// takes the queue's free lock without blocking, then recomputes the timeout from its
+/// deadline; if the thread was delayed by more than the 1 ms in between, the timeout comes out
+/// negative, which `PyThread_acquire_lock_timed` takes as "wait for ever", and nothing will
+/// ever release the lock. A loaded machine (or a preemption at a bad moment on one) supplies
+/// the delay: seen once in CI, at 300 s; reproduced every time by stopping the interpreter in
+/// a debugger for a moment at that acquire (and not with a 0.5 s timeout, which outlasts the
+/// stop). Not inger's signal: no system call is interrupted on that path.
+///
+/// No longer left out since issue 17: `test_time`'s `test_process_time` and
 /// `test_thread_time`, which assert that a 100 ms `time.sleep` adds less than 20 ms to a CPU
-/// clock, were left out while slices were wall-clock time (a sleeping program was
+/// clock, failed on some runs while slices were wall-clock time (a sleeping program was
 /// interrupted every slice: 20-35 ms of CPU at 20 µs); slices are now CPU time and the sleep
 /// runs with the signal blocked.
-const EXCLUDED: &[(&str, &str)] = &[];
+const EXCLUDED: &[(&str, &str)] = &[("test_queue", "test.test_queue.CSimpleQueueTest.test_basic")];
 
 /// Test cases whose result under inger-run differs because of an open issue. None since
 /// issue 17: `test_signal`'s `ItimerTest.test_itimer_real` failed because `signal.pause()`

@@ -168,8 +168,10 @@ fn may_wait(timeout: *const libc::timespec) -> bool {
 /// As glibc's `pause`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pause() -> c_int {
-    // SAFETY: no arguments.
-    shielded(|| unsafe { real::pause()() })
+    shielded(|| {
+        // SAFETY: no arguments.
+        unsafe { real::pause()() }
+    })
 }
 
 /// `sigsuspend`: the mask it waits with keeps the timer signal blocked.
@@ -182,8 +184,10 @@ pub unsafe extern "C" fn sigsuspend(mask: *const libc::sigset_t) -> c_int {
     match unsafe { mask.as_ref() } {
         Some(mask) => {
             let blocked = with_emulated_blocked(mask);
-            // SAFETY: a valid mask of our own.
-            shielded(|| unsafe { real::sigsuspend()(&blocked) })
+            shielded(|| {
+                // SAFETY: a valid mask of our own.
+                unsafe { real::sigsuspend()(&blocked) }
+            })
         }
         // SAFETY: forwarding the caller's argument (glibc reports EFAULT).
         None => unsafe { real::sigsuspend()(mask) },
@@ -196,8 +200,10 @@ pub unsafe extern "C" fn sigsuspend(mask: *const libc::sigset_t) -> c_int {
 /// As glibc's `sigwait`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sigwait(set: *const libc::sigset_t, signal: *mut c_int) -> c_int {
-    // SAFETY: forwarding the caller's own arguments.
-    shielded(|| unsafe { real::sigwait()(set, signal) })
+    shielded(|| {
+        // SAFETY: forwarding the caller's own arguments.
+        unsafe { real::sigwait()(set, signal) }
+    })
 }
 
 /// `sigwaitinfo`.
@@ -209,8 +215,10 @@ pub unsafe extern "C" fn sigwaitinfo(
     set: *const libc::sigset_t,
     info: *mut libc::siginfo_t,
 ) -> c_int {
-    // SAFETY: forwarding the caller's own arguments.
-    shielded(|| unsafe { real::sigwaitinfo()(set, info) })
+    shielded(|| {
+        // SAFETY: forwarding the caller's own arguments.
+        unsafe { real::sigwaitinfo()(set, info) }
+    })
 }
 
 /// `sigtimedwait`.
@@ -266,11 +274,15 @@ pub unsafe extern "C" fn ppoll(
     match unsafe { mask.as_ref() } {
         Some(mask) => {
             let blocked = with_emulated_blocked(mask);
-            // SAFETY: the caller's arguments, with a valid mask of our own.
-            shielded(|| unsafe { real::ppoll()(fds, count, timeout, &blocked) })
+            shielded(|| {
+                // SAFETY: the caller's arguments, with a valid mask of our own.
+                unsafe { real::ppoll()(fds, count, timeout, &blocked) }
+            })
         }
-        // SAFETY: forwarding the caller's own arguments.
-        None => shielded(|| unsafe { real::ppoll()(fds, count, timeout, mask) }),
+        None => shielded(|| {
+            // SAFETY: forwarding the caller's own arguments.
+            unsafe { real::ppoll()(fds, count, timeout, mask) }
+        }),
     }
 }
 
@@ -314,11 +326,15 @@ pub unsafe extern "C" fn pselect(
     match unsafe { mask.as_ref() } {
         Some(mask) => {
             let blocked = with_emulated_blocked(mask);
-            // SAFETY: the caller's arguments, with a valid mask of our own.
-            shielded(|| unsafe { real::pselect()(count, read, write, except, timeout, &blocked) })
+            shielded(|| {
+                // SAFETY: the caller's arguments, with a valid mask of our own.
+                unsafe { real::pselect()(count, read, write, except, timeout, &blocked) }
+            })
         }
-        // SAFETY: forwarding the caller's own arguments.
-        None => shielded(|| unsafe { real::pselect()(count, read, write, except, timeout, mask) }),
+        None => shielded(|| {
+            // SAFETY: forwarding the caller's own arguments.
+            unsafe { real::pselect()(count, read, write, except, timeout, mask) }
+        }),
     }
 }
 
@@ -354,13 +370,15 @@ pub unsafe extern "C" fn epoll_pwait(
     match (timeout != 0, unsafe { mask.as_ref() }) {
         (true, Some(mask)) => {
             let blocked = with_emulated_blocked(mask);
-            // SAFETY: forwarding the caller's arguments, with a valid mask of our own.
-            shielded(|| unsafe { real::epoll_pwait()(epfd, events, max, timeout, &blocked) })
+            shielded(|| {
+                // SAFETY: forwarding the caller's arguments, with a valid mask of our own.
+                unsafe { real::epoll_pwait()(epfd, events, max, timeout, &blocked) }
+            })
         }
-        // SAFETY: forwarding the caller's own arguments.
-        (true, None) => {
-            shielded(|| unsafe { real::epoll_pwait()(epfd, events, max, timeout, mask) })
-        }
+        (true, None) => shielded(|| {
+            // SAFETY: forwarding the caller's own arguments.
+            unsafe { real::epoll_pwait()(epfd, events, max, timeout, mask) }
+        }),
         // SAFETY: forwarding the caller's own arguments.
         (false, _) => unsafe { real::epoll_pwait()(epfd, events, max, timeout, mask) },
     }
@@ -375,8 +393,10 @@ pub unsafe extern "C" fn nanosleep(
     request: *const libc::timespec,
     rem: *mut libc::timespec,
 ) -> c_int {
-    // SAFETY: forwarding the caller's own arguments.
-    shielded(|| unsafe { real::nanosleep()(request, rem) })
+    shielded(|| {
+        // SAFETY: forwarding the caller's own arguments.
+        unsafe { real::nanosleep()(request, rem) }
+    })
 }
 
 /// `clock_nanosleep`.
@@ -390,8 +410,10 @@ pub unsafe extern "C" fn clock_nanosleep(
     request: *const libc::timespec,
     rem: *mut libc::timespec,
 ) -> c_int {
-    // SAFETY: forwarding the caller's own arguments.
-    shielded(|| unsafe { real::clock_nanosleep()(clock, flags, request, rem) })
+    shielded(|| {
+        // SAFETY: forwarding the caller's own arguments.
+        unsafe { real::clock_nanosleep()(clock, flags, request, rem) }
+    })
 }
 
 /// `sleep` (glibc's calls `nanosleep` inside libc).
@@ -400,8 +422,10 @@ pub unsafe extern "C" fn clock_nanosleep(
 /// As glibc's `sleep`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sleep(seconds: c_uint) -> c_uint {
-    // SAFETY: forwarding the caller's own argument.
-    shielded(|| unsafe { real::sleep()(seconds) })
+    shielded(|| {
+        // SAFETY: forwarding the caller's own argument.
+        unsafe { real::sleep()(seconds) }
+    })
 }
 
 /// `usleep` (glibc's calls `nanosleep` inside libc).
@@ -410,8 +434,10 @@ pub unsafe extern "C" fn sleep(seconds: c_uint) -> c_uint {
 /// As glibc's `usleep`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn usleep(microseconds: libc::useconds_t) -> c_int {
-    // SAFETY: forwarding the caller's own argument.
-    shielded(|| unsafe { real::usleep()(microseconds) })
+    shielded(|| {
+        // SAFETY: forwarding the caller's own argument.
+        unsafe { real::usleep()(microseconds) }
+    })
 }
 
 /// Runs a semaphore wait that may block: `sem_trywait` first (a semaphore that can be taken
