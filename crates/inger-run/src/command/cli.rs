@@ -19,9 +19,11 @@ options:
   --wall-slices      measure slices in wall-clock time instead: main is also preempted
                      while it sleeps or waits (a stronger test of inger's safe points in
                      blocking calls, at the cost of a signal every slice)
-  --stats            print preemptions, deferrals, retries and the longest deferral
-                     to stderr when the program exits (or execs a program that runs
-                     without inger), and what the program did with inger's signal
+  --stats            print the slice's clock, preemptions, deferrals, retries, the
+                     longest deferral and wait, timer signals and interrupted, restarted
+                     and shielded calls to stderr when the program exits (or execs a
+                     program that runs without inger), and what the program did with
+                     inger's signal
   --stats-file PATH  write that report to PATH instead of stderr (implies --stats)
   --stats-per-process
                      with --inherit, add one line per process to the summed report
@@ -37,8 +39,11 @@ options:
   -h, --help         print this help
   -V, --version      print the version
 
-Only the main thread's main is preempted; other threads run normally. Statically
-linked and set-user-ID programs cannot be preloaded and are refused.
+Only the main thread's main is preempted; other threads run normally. Blocking calls
+(pause, sigsuspend, poll, select, epoll_wait, sleeps, semaphore waits, socket calls
+with timeouts) run with inger's signal blocked, so none returns early or fails with
+EINTR because of it. Statically linked and set-user-ID programs cannot be preloaded
+and are refused.
 ";
 
 /// What the command was asked to do.
