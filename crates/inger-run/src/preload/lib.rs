@@ -154,6 +154,19 @@ pub unsafe extern "C" fn __libc_start_main(
         Ok(settings) => settings,
         Err(message) => fail(&message),
     };
+    // All signals are blocked while inger is configured and started, so that the thread the
+    // core starts then (`inger-modules`, which rebuilds its tables of code) inherits a mask
+    // that blocks every signal: a process-directed signal (`kill -INT`) must go to one of the
+    // program's threads, never to inger's, where it would run the program's handler even
+    // while every thread of the program blocks the signal (gnulib's `test-sigprocmask`).
+    // SAFETY: all-zero sigset_t values are valid out-parameters; sigfillset fills one.
+    let (mut all, mut old): (libc::sigset_t, libc::sigset_t) =
+        unsafe { (core::mem::zeroed(), core::mem::zeroed()) };
+    // SAFETY: valid sets; glibc's own pthread_sigmask (not the program's interposer).
+    unsafe {
+        libc::sigfillset(&mut all);
+        real::pthread_sigmask()(libc::SIG_BLOCK, &all, &mut old);
+    }
     // SAFETY: the program's constructors have not run yet and the loader started no thread,
     // so nothing reads the environment concurrently.
     let configured = unsafe { settings::configure_inger(settings.private_tls) };
@@ -161,6 +174,8 @@ pub unsafe extern "C" fn __libc_start_main(
         fail(&format!("cannot configure inger: {error}"));
     }
     start_inger();
+    // SAFETY: as above: the mask the thread had.
+    unsafe { real::pthread_sigmask()(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
     if settings.inherit {
         // SAFETY: as above.
         unsafe { settings::remove_own_variables() };
