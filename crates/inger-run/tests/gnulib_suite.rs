@@ -1,7 +1,7 @@
 //! gnulib's own test suite (Debian's `gnulib` package), none of it written here, as a safety
 //! net for inger: a test directory made by `gnulib-tool --create-testdir --with-tests` for a
 //! broad set of modules, built by this test, and every test program run directly and under
-//! `inger-run --slice 20us --stats`. Each program's result (exit status, stdout and stderr)
+//! `inger-run --slice 20us --wall-slices --stats`. Each program's result (exit status, stdout and stderr)
 //! must be identical in both runs, except for the programs in [`KNOWN_DIFFERENCES`], which
 //! must keep differing in the stated way; and the counters must show preemptions.
 //!
@@ -347,7 +347,7 @@ impl TestDir {
                 command
                     .arg("--preload")
                     .arg(&inger.preload)
-                    .args(["--slice", SLICE, "--stats", "--"])
+                    .args(["--slice", SLICE, common::STORM_CLOCK, "--stats", "--"])
                     .arg(format!("./{}", program.name));
                 command
             }

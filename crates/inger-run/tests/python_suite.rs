@@ -1,7 +1,7 @@
 //! CPython's own regression tests (Debian's `libpython3.11-testsuite`), none of them written
 //! here: a chosen set of `python3 -m test` modules that exercise threads, signals, child
 //! processes, I/O, `select`/`poll`/`epoll`, time and the interpreter's own computing, each
-//! run directly and under `inger-run --slice 20us --stats`, with the interpreter's `main`
+//! run directly and under `inger-run --slice 20us --wall-slices --stats`, with the interpreter's `main`
 //! (and so every test, which runs on the main thread) preempted every slice.
 //!
 //! `suites/python_outcomes.py` runs one module the way `python3 -m test MODULE` does
