@@ -31,7 +31,9 @@
 //! of two `rt_sigprocmask` calls around each shielded call (about a microsecond, next to a
 //! call that waits). While the signal is blocked, `main` is not preempted: with CPU-time
 //! slices (the default) a waiting `main` uses no budget anyway; with `--wall-slices` the
-//! expiry is pending and takes effect when the call returns.
+//! expiry is pending and takes effect when the call returns. The core then counts the
+//! expiry's lateness (the length of the wait) as a deferral: "longest deferral" in the report
+//! includes such waits.
 //!
 //! Limits:
 //! - glibc's internal calls bind inside libc and never come here: `fread` on a socket with a
