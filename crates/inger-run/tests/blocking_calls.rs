@@ -9,7 +9,7 @@ mod common;
 
 use std::process::{Command, Output, Stdio};
 
-use common::{c_program, inger_run, split_reports};
+use common::{c_program, debian_program, inger_run, split_reports};
 
 fn run(command: &mut Command) -> Output {
     command
@@ -31,12 +31,24 @@ fn modes() -> Vec<String> {
 /// Runs `mode` under `inger-run --stats` with `options`; asserts it succeeded; returns the
 /// report's count of timer signals.
 fn check(mode: &str, options: &[&str]) -> u64 {
-    let output = run(inger_run()
+    // A call whose wake-up was lost waits for ever (pause after alarm did, under
+    // --wall-slices): coreutils' timeout turns that into a failure (exit 124).
+    let inger = inger_run();
+    let mut command = Command::new(debian_program("timeout", "coreutils"));
+    command
+        .arg("30")
+        .arg(inger.get_program())
+        .envs(
+            inger
+                .get_envs()
+                .filter_map(|(name, value)| Some((name, value?))),
+        )
         .args(["--stats", "--slice", common::SLICE])
         .args(options)
         .arg("--")
         .arg(c_program("blocking_calls"))
-        .arg(mode));
+        .arg(mode);
+    let output = run(&mut command);
     let (stderr, reports) = split_reports(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
