@@ -336,6 +336,30 @@ static int recv_with_timeout(const char *mode) {
     return waited(mode, start);
 }
 
+static volatile sig_atomic_t interrupts;
+static void on_interrupt(int signal) {
+    (void)signal;
+    interrupts++;
+}
+
+/* Not a blocking call: a signal sent to the process while its only thread blocks it stays
+ * pending until that thread unblocks it (no other thread of the program's could take it). */
+static int process_signal_waits_for_unblock(const char *mode) {
+    signal(SIGINT, on_interrupt);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    kill(getpid(), SIGINT);
+    struct timespec pause_ts = {0, 50 * 1000000L};
+    nanosleep(&pause_ts, NULL);
+    if (interrupts != 0) return failed(mode, "the handler of a blocked SIGINT ran");
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    if (interrupts != 1) return failed(mode, "SIGINT was not delivered once unblocked");
+    printf("%s: ok\n", mode);
+    return 0;
+}
+
 static const struct {
     const char *name;
     int (*run)(const char *);
@@ -359,6 +383,7 @@ static const struct {
     {"accept", accept_gets_its_connection},
     {"read-timeout", read_with_timeout},
     {"recv-timeout", recv_with_timeout},
+    {"process-signal", process_signal_waits_for_unblock},
 };
 
 int main(int argc, char **argv) {
