@@ -44,13 +44,13 @@ use core::sync::atomic::Ordering::{AcqRel, Release, SeqCst};
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
 
 /// Counters per slot (the library's `Totals` fill them, in a fixed order).
-pub(crate) const COUNTERS: usize = 16;
+pub(crate) const COUNTERS: usize = 24;
 
 /// Slots in one ledger: process images and forked copies of one run. The file is sparse, so
 /// only the pages of slots in use take memory.
 pub(crate) const CAPACITY: u32 = 1 << 16;
 
-const MAGIC: u64 = u64::from_le_bytes(*b"ingLedg1");
+const MAGIC: u64 = u64::from_le_bytes(*b"ingLedg2");
 
 const PAGE: usize = 4096;
 

@@ -16,6 +16,9 @@ pub(crate) const LIBRARY_FILE: &str = "libinger_preload.so";
 /// The time slice, in nanoseconds (decimal).
 pub(crate) const SLICE_NS: &str = "INGER_RUN_SLICE_NS";
 
+/// `1`: slices are wall-clock time; otherwise (the default) they are `main`'s CPU time.
+pub(crate) const WALL_SLICES: &str = "INGER_RUN_WALL_SLICES";
+
 /// `1`: print the preemption counters to stderr at exit.
 pub(crate) const STATS: &str = "INGER_RUN_STATS";
 
@@ -50,8 +53,9 @@ pub(crate) const SAVED_LD_PRELOAD: &str = "INGER_RUN_SAVED_LD_PRELOAD";
 
 /// Every variable above, which the library removes from the environment unless [`INHERIT`]
 /// (and then only [`SCRIPT`]).
-pub(crate) const ALL: [&str; 10] = [
+pub(crate) const ALL: [&str; 11] = [
     SLICE_NS,
+    WALL_SLICES,
     STATS,
     STATS_FILE,
     STATS_PER_PROCESS,

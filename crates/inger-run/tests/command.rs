@@ -334,6 +334,7 @@ fn usage_errors_and_missing_things_are_reported() {
     });
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("usage: inger-run"));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--wall-slices"));
 }
 
 #[test]

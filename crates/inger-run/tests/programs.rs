@@ -1,5 +1,5 @@
 //! Real programs from Debian packages (none written here), run on a generated 24 MiB input
-//! directly and under `inger-run --stats --slice 20us`: stdout, stderr and exit status must be
+//! directly and under `inger-run --stats --wall-slices --slice 20us`: stdout, stderr and exit status must be
 //! identical, and CPU-bound programs must have been preempted thousands of times.
 //!
 //! Programs that spend their time in their own code get a lower bound on preemptions; ones
@@ -77,7 +77,14 @@ fn gunzip_script_with_inherit() {
         .output()
         .unwrap();
     let under = common::inger_run()
-        .args(["--stats", "--inherit", "--slice", common::SLICE, "--"])
+        .args([
+            "--stats",
+            "--inherit",
+            "--slice",
+            common::SLICE,
+            common::STORM_CLOCK,
+            "--",
+        ])
         .arg(&gunzip)
         .stdin(std::fs::File::open(gzip_input()).unwrap())
         .output()

@@ -34,7 +34,13 @@ fn both(mode: &str, signal: i32, env: &[(&str, &str)]) -> (String, Option<Report
     let direct = run(&mut direct);
     let mut under = inger_run();
     under
-        .args(["--stats", "--slice", common::SLICE, "--"])
+        .args([
+            "--stats",
+            "--slice",
+            common::SLICE,
+            common::STORM_CLOCK,
+            "--",
+        ])
         .arg(&program);
     configure(&mut under);
     let under = run(&mut under);

@@ -13,10 +13,17 @@ every time slice and resumed at once, until main returns. Exit status, standard
 streams and signals are the program's own.
 
 options:
-  --slice DURATION   time slice, e.g. 20us, 50us (default), 1ms; a bare number is in us
-  --stats            print preemptions, deferrals, retries and the longest deferral
-                     to stderr when the program exits (or execs a program that runs
-                     without inger), and what the program did with inger's signal
+  --slice DURATION   time slice, e.g. 20us, 50us (default), 1ms; a bare number is in us.
+                     A slice is main's CPU time: a program that sleeps or waits (for
+                     input, a child, a lock) is not preempted meanwhile and costs no CPU
+  --wall-slices      measure slices in wall-clock time instead: main is also preempted
+                     while it sleeps or waits (a stronger test of inger's safe points in
+                     blocking calls, at the cost of a signal every slice)
+  --stats            print the slice's clock, preemptions, deferrals, retries, the
+                     longest deferral and wait, timer signals and interrupted, restarted
+                     and shielded calls to stderr when the program exits (or execs a
+                     program that runs without inger), and what the program did with
+                     inger's signal
   --stats-file PATH  write that report to PATH instead of stderr (implies --stats)
   --stats-per-process
                      with --inherit, add one line per process to the summed report
@@ -32,8 +39,11 @@ options:
   -h, --help         print this help
   -V, --version      print the version
 
-Only the main thread's main is preempted; other threads run normally. Statically
-linked and set-user-ID programs cannot be preloaded and are refused.
+Only the main thread's main is preempted; other threads run normally. Blocking calls
+(pause, sigsuspend, poll, select, epoll_wait, sleeps, semaphore waits, socket calls
+with timeouts) run with inger's signal blocked, so none returns early or fails with
+EINTR because of it. Statically linked and set-user-ID programs cannot be preloaded
+and are refused.
 ";
 
 /// What the command was asked to do.
@@ -51,6 +61,8 @@ pub(crate) enum Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Options {
     pub(crate) slice: Duration,
+    /// Slices of wall-clock time instead of `main`'s CPU time.
+    pub(crate) wall_slices: bool,
     pub(crate) stats: bool,
     pub(crate) stats_file: Option<PathBuf>,
     pub(crate) per_process: bool,
@@ -66,6 +78,7 @@ pub(crate) struct Options {
 pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     let mut args = args.into_iter();
     let mut slice = Duration::from_nanos(crate::protocol::DEFAULT_SLICE_NS);
+    let mut wall_slices = false;
     let mut stats = false;
     let mut stats_file = None;
     let mut per_process = false;
@@ -108,6 +121,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request,
                 per_process = true;
                 stats = true;
             }
+            "--wall-slices" if inline_value.is_none() => wall_slices = true,
             "--stats" if inline_value.is_none() => stats = true,
             "--inherit" if inline_value.is_none() => inherit = true,
             "--private-tls" if inline_value.is_none() => private_tls = true,
@@ -118,6 +132,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request,
     };
     Ok(Request::Run(Options {
         slice,
+        wall_slices,
         stats,
         stats_file,
         per_process,
@@ -219,6 +234,11 @@ mod tests {
         assert_eq!(parsed.preload, Some(PathBuf::from("/x/lib.so")));
         assert_eq!(parsed.program, "--weird-name");
         assert_eq!(options(&["true"]).slice, Duration::from_micros(50));
+        assert!(
+            !options(&["true"]).wall_slices,
+            "CPU-time slices by default"
+        );
+        assert!(options(&["--wall-slices", "true"]).wall_slices);
     }
 
     #[test]
@@ -229,6 +249,7 @@ mod tests {
         assert!(run(&["--slice"]).is_err());
         assert!(run(&["--bogus", "true"]).is_err());
         assert!(run(&["--stats=yes", "true"]).is_err());
+        assert!(run(&["--wall-slices=1", "true"]).is_err());
         assert!(run(&["--stats-file"]).is_err());
         assert_eq!(run(&["--help", "true"]), Ok(Request::Help));
         assert_eq!(run(&["-V"]), Ok(Request::Version));

@@ -1,7 +1,8 @@
-//! `inger-run [--slice 50us] [--stats] [--stats-file PATH] [--stats-per-process] [--inherit] [--private-tls] [--preload PATH] [--] PROGRAM [ARGS...]`
+//! `inger-run [--slice 50us] [--wall-slices] [--stats] [--stats-file PATH] [--stats-per-process] [--inherit] [--private-tls] [--preload PATH] [--] PROGRAM [ARGS...]`
 //!
 //! Runs an unmodified program with its `main` inside a preemptible function that is preempted
-//! every slice and resumed at once (see the preload library's docs for how). This command only
+//! every slice and resumed at once (see the preload library's docs for how). A slice is
+//! `main`'s CPU time unless `--wall-slices` asks for wall-clock time. This command only
 //! prepares the environment and then *replaces itself* with the program (`execve`, not a
 //! child process), so the program has inger-run's process id, parent, standard streams, signal
 //! dispositions and signal mask, and its exit status or fatal signal is what the caller sees.
@@ -232,6 +233,9 @@ fn environment(options: &Options, library: &Path, run: &Run) -> Vec<OsString> {
     }
     let slice_ns = u64::try_from(options.slice.as_nanos()).unwrap_or(u64::MAX);
     entries.push(pair(protocol::SLICE_NS, slice_ns.to_string()));
+    if options.wall_slices {
+        entries.push(pair(protocol::WALL_SLICES, "1"));
+    }
     if options.stats {
         entries.push(pair(protocol::STATS, "1"));
     }

@@ -46,6 +46,7 @@
 //! | `exit`, `_exit`, `_Exit` | `exits` | the report is printed before exit handlers close stderr |
 //! | the `exec` family | `exec` | `--stats` says when a program execs one that runs without inger; the run's ledger follows execs |
 //! | `fork`, `posix_spawn`, `posix_spawnp` | `spawn` | with `--inherit --stats`, a child counts in the run before it exists |
+//! | `poll`, `epoll_wait`, `epoll_pwait`, `sigtimedwait`, `nanosleep`, `clock_nanosleep`, `usleep`, socket calls, `setsockopt` | `shield` | calls with a relative timeout that inger's signal would make fail with `EINTR` and the core cannot restart run with the signal blocked |
 //!
 //! The inger core linked into this library calls some of the same functions; `build.rs` links
 //! it with `--wrap` so that its calls reach the `signals` module's core side, never the
@@ -74,6 +75,8 @@ mod exits;
 mod real;
 mod report;
 mod settings;
+#[cfg(not(test))]
+mod shield;
 mod signals;
 #[cfg(not(test))]
 mod spawn;
@@ -88,7 +91,6 @@ mod target;
 
 use core::ffi::{c_char, c_int, c_void};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use settings::Settings;
 use target::FixedPath;
@@ -97,6 +99,8 @@ use target::FixedPath;
 pub use exec::{execl, execle, execlp, execv, execve, execveat, execvp, execvpe, fexecve};
 #[cfg(not(test))]
 pub use exits::{_Exit, _exit, exit};
+#[cfg(not(test))]
+pub use shield::*;
 #[cfg(not(test))]
 pub use signals::core_calls::*;
 #[cfg(not(test))]
@@ -150,6 +154,19 @@ pub unsafe extern "C" fn __libc_start_main(
         Ok(settings) => settings,
         Err(message) => fail(&message),
     };
+    // All signals are blocked while inger is configured and started, so that the thread the
+    // core starts then (`inger-modules`, which rebuilds its tables of code) inherits a mask
+    // that blocks every signal: a process-directed signal (`kill -INT`) must go to one of the
+    // program's threads, never to inger's, where it would run the program's handler even
+    // while every thread of the program blocks the signal (gnulib's `test-sigprocmask`).
+    // SAFETY: all-zero sigset_t values are valid out-parameters; sigfillset fills one.
+    let (mut all, mut old): (libc::sigset_t, libc::sigset_t) =
+        unsafe { (core::mem::zeroed(), core::mem::zeroed()) };
+    // SAFETY: valid sets; glibc's own pthread_sigmask (not the program's interposer).
+    unsafe {
+        libc::sigfillset(&mut all);
+        real::pthread_sigmask()(libc::SIG_BLOCK, &all, &mut old);
+    }
     // SAFETY: the program's constructors have not run yet and the loader started no thread,
     // so nothing reads the environment concurrently.
     let configured = unsafe { settings::configure_inger(settings.private_tls) };
@@ -157,6 +174,8 @@ pub unsafe extern "C" fn __libc_start_main(
         fail(&format!("cannot configure inger: {error}"));
     }
     start_inger();
+    // SAFETY: as above: the mask the thread had.
+    unsafe { real::pthread_sigmask()(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
     if settings.inherit {
         // SAFETY: as above.
         unsafe { settings::remove_own_variables() };
@@ -187,7 +206,7 @@ pub unsafe extern "C" fn __libc_start_main(
 /// touch that signal.
 #[cfg(not(test))]
 fn start_inger() {
-    match inger::launch(|| (), Duration::MAX) {
+    match inger::launch(|| (), std::time::Duration::MAX) {
         Ok(linger) if linger.is_completion() => {}
         Ok(_) => fail("inger paused a function that returns at once"),
         Err(error) => fail(&format!("cannot start inger: {error}")),
@@ -302,7 +321,7 @@ unsafe extern "C" fn main_in_preemptible_function(
         argv,
         envp,
     };
-    let linger = run_in_slices(call, settings.slice);
+    let linger = run_in_slices(call, settings.budget());
     let status = linger
         .completion()
         .unwrap_or_else(|| fail("main finished without a status"));
@@ -312,7 +331,12 @@ unsafe extern "C" fn main_in_preemptible_function(
 
 /// Runs `main` inside a preemptible function, resumed at once each time it is preempted,
 /// until it returns. The one place that decides how `main` is budgeted.
-fn run_in_slices(call: MainCall, slice: Duration) -> inger::Linger<'static, c_int> {
+///
+/// The slice is `main`'s CPU time by default (`inger::Budget::cpu`): while `main` sleeps or
+/// blocks, its thread's CPU clock stands still, so the timer sends nothing and the program
+/// costs no CPU it would not have used anyway (`inger-run -- sleep 1` is not preempted at
+/// all). `--wall-slices` gives wall-clock slices, which keep preempting a waiting `main`.
+fn run_in_slices(call: MainCall, slice: inger::Budget) -> inger::Linger<'static, c_int> {
     let mut linger = match inger::launch(move || MainCall::run(call), slice) {
         Ok(linger) => linger,
         Err(error) => fail(&format!(

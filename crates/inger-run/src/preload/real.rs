@@ -94,6 +94,39 @@ real_functions! {
         *const *mut c_char,
         *const *mut c_char
     ) -> c_int;
+    setsockopt = c"setsockopt": fn(c_int, c_int, c_int, *const c_void, libc::socklen_t) -> c_int;
+    poll = c"poll": fn(*mut libc::pollfd, libc::nfds_t, c_int) -> c_int;
+    ppoll = c"ppoll": fn(*mut libc::pollfd, libc::nfds_t, *const libc::timespec, *const libc::sigset_t) -> c_int;
+    select = c"select": fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *mut libc::timeval) -> c_int;
+    pselect = c"pselect": fn(c_int, *mut libc::fd_set, *mut libc::fd_set, *mut libc::fd_set, *const libc::timespec, *const libc::sigset_t) -> c_int;
+    pause = c"pause": fn() -> c_int;
+    sigsuspend = c"sigsuspend": fn(*const libc::sigset_t) -> c_int;
+    sigwait = c"sigwait": fn(*const libc::sigset_t, *mut c_int) -> c_int;
+    sigwaitinfo = c"sigwaitinfo": fn(*const libc::sigset_t, *mut libc::siginfo_t) -> c_int;
+    sleep = c"sleep": fn(core::ffi::c_uint) -> core::ffi::c_uint;
+    sem_trywait = c"sem_trywait": fn(*mut libc::sem_t) -> c_int;
+    sem_wait = c"sem_wait": fn(*mut libc::sem_t) -> c_int;
+    sem_timedwait = c"sem_timedwait": fn(*mut libc::sem_t, *const libc::timespec) -> c_int;
+    sem_clockwait = c"sem_clockwait": fn(*mut libc::sem_t, libc::clockid_t, *const libc::timespec) -> c_int;
+    epoll_wait = c"epoll_wait": fn(c_int, *mut libc::epoll_event, c_int, c_int) -> c_int;
+    epoll_pwait = c"epoll_pwait": fn(c_int, *mut libc::epoll_event, c_int, c_int, *const libc::sigset_t) -> c_int;
+    sigtimedwait = c"sigtimedwait": fn(*const libc::sigset_t, *mut libc::siginfo_t, *const libc::timespec) -> c_int;
+    nanosleep = c"nanosleep": fn(*const libc::timespec, *mut libc::timespec) -> c_int;
+    clock_nanosleep = c"clock_nanosleep": fn(libc::clockid_t, c_int, *const libc::timespec, *mut libc::timespec) -> c_int;
+    usleep = c"usleep": fn(libc::useconds_t) -> c_int;
+    read = c"read": fn(c_int, *mut c_void, usize) -> isize;
+    readv = c"readv": fn(c_int, *const libc::iovec, c_int) -> isize;
+    recv = c"recv": fn(c_int, *mut c_void, usize, c_int) -> isize;
+    recvfrom = c"recvfrom": fn(c_int, *mut c_void, usize, c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> isize;
+    recvmsg = c"recvmsg": fn(c_int, *mut libc::msghdr, c_int) -> isize;
+    accept = c"accept": fn(c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> c_int;
+    accept4 = c"accept4": fn(c_int, *mut libc::sockaddr, *mut libc::socklen_t, c_int) -> c_int;
+    write = c"write": fn(c_int, *const c_void, usize) -> isize;
+    writev = c"writev": fn(c_int, *const libc::iovec, c_int) -> isize;
+    send = c"send": fn(c_int, *const c_void, usize, c_int) -> isize;
+    sendto = c"sendto": fn(c_int, *const c_void, usize, c_int, *const libc::sockaddr, libc::socklen_t) -> isize;
+    sendmsg = c"sendmsg": fn(c_int, *const libc::msghdr, c_int) -> isize;
+    connect = c"connect": fn(c_int, *const libc::sockaddr, libc::socklen_t) -> c_int;
     exit = c"exit": fn(c_int) -> !;
     underscore_exit = c"_exit": fn(c_int) -> !;
 }

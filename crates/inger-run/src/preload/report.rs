@@ -68,6 +68,8 @@ mod progress {
 /// What every report of this process says about the run, fixed at start-up.
 pub(crate) struct RunInfo {
     pub(crate) slice_ns: u64,
+    /// The clock slices are measured on.
+    pub(crate) clock: inger::Clock,
     pub(crate) private_tls: bool,
     /// The executable running under inger (`/proc/self/exe`).
     pub(crate) exe: FixedPath,
@@ -93,6 +95,7 @@ const SAVED_FD_FLOOR: libc::rlim_t = 512;
 pub(crate) fn enable(settings: &Settings, private_tls: bool) {
     let info = RunInfo {
         slice_ns: u64::try_from(settings.slice.as_nanos()).unwrap_or(u64::MAX),
+        clock: settings.clock,
         private_tls,
         exe: own_executable(),
         script: settings
@@ -264,8 +267,12 @@ pub(crate) fn format_report(
     if let Some(info) = info {
         write!(
             out,
-            " (slice {}, {} TLS)",
+            " (slice {} of {}, {} TLS)",
             Nanoseconds(info.slice_ns),
+            match info.clock {
+                inger::Clock::Cpu => "CPU time",
+                inger::Clock::Wall => "wall-clock time",
+            },
             if info.private_tls {
                 "private"
             } else {
@@ -302,8 +309,17 @@ fn format_rows(out: &mut dyn fmt::Write, totals: &Totals) -> fmt::Result {
     row("yields", &totals.yields)?;
     row("deferred: nopreempt section", &totals.deferred_nopreempt)?;
     row("deferred: in a library", &totals.deferred_library)?;
+    row("deferred: waiting in a call", &totals.deferred_waiting)?;
     row("retries", &totals.retries)?;
-    row("longest deferral", &Nanoseconds(totals.longest_deferral_ns))
+    row("longest deferral", &Nanoseconds(totals.longest_deferral_ns))?;
+    row(
+        "longest wait in a call",
+        &Nanoseconds(totals.longest_wait_ns),
+    )?;
+    row("timer signals", &totals.timer_signals)?;
+    row("calls restarted by inger", &totals.restarted_calls)?;
+    row("calls shielded by inger-run", &totals.shielded_calls)?;
+    row("calls left interrupted", &totals.interrupted_calls)
 }
 
 /// What the program did with inger's timer signal, when it did anything: the lines say what
@@ -715,7 +731,7 @@ mod tests {
         );
         assert_eq!(
             text.lines().count(),
-            7,
+            13,
             "no notes when the signal was left alone"
         );
     }

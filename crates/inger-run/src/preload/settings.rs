@@ -12,6 +12,9 @@ use crate::protocol;
 pub(crate) struct Settings {
     /// Budget of each run of `main` before it is preempted.
     pub(crate) slice: Duration,
+    /// The clock `slice` is measured on: `main`'s CPU time unless the command asked for
+    /// wall-clock slices.
+    pub(crate) clock: inger::Clock,
     /// Print the counters at exit.
     pub(crate) stats: bool,
     /// Write the report to this file instead of stderr.
@@ -31,6 +34,11 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// The budget of each run of `main`.
+    pub(crate) fn budget(&self) -> inger::Budget {
+        inger::Budget::wall(self.slice).on(self.clock)
+    }
+
     /// Reads the settings; an error message for a malformed value.
     pub(crate) fn from_env() -> Result<Settings, String> {
         let slice_ns = match std::env::var(protocol::SLICE_NS) {
@@ -48,6 +56,11 @@ impl Settings {
         let stats_file = text(protocol::STATS_FILE);
         Ok(Settings {
             slice: Duration::from_nanos(slice_ns),
+            clock: if flag(protocol::WALL_SLICES) {
+                inger::Clock::Wall
+            } else {
+                inger::Clock::Cpu
+            },
             stats: flag(protocol::STATS) || stats_file.is_some(),
             stats_file,
             per_process: flag(protocol::STATS_PER_PROCESS),

@@ -17,6 +17,20 @@ pub(crate) struct Totals {
     pub(crate) retries: u64,
     /// The longest of all (summing takes the maximum).
     pub(crate) longest_deferral_ns: u64,
+    /// Deliveries of inger's timer signal from its own timers.
+    pub(crate) timer_signals: u64,
+    /// Deferrals that found `main` blocked in a system call (waiting, not working).
+    pub(crate) deferred_waiting: u64,
+    /// The longest preemption delay spent waiting in a system call (a maximum, like
+    /// `longest_deferral_ns`).
+    pub(crate) longest_wait_ns: u64,
+    /// System calls inger's signal interrupted that inger's handler ran again.
+    pub(crate) restarted_calls: u64,
+    /// System calls inger's signal interrupted that kept their `EINTR` (the `shield` module
+    /// keeps the signal out of those it knows).
+    pub(crate) interrupted_calls: u64,
+    /// Calls the `shield` module ran with the timer signal blocked.
+    pub(crate) shielded_calls: u64,
     pub(crate) signals: signals::Counts,
     /// Processes whose thread running `main` had the signal blocked at their end.
     pub(crate) blocked_at_end: u64,
@@ -37,16 +51,25 @@ impl Totals {
             deferred_unwind: stats.deferred_unwind,
             retries: stats.retries,
             longest_deferral_ns: stats.longest_deferral_ns,
+            timer_signals: stats.timer_signals,
+            deferred_waiting: stats.deferred_waiting,
+            longest_wait_ns: stats.longest_wait_ns,
+            restarted_calls: stats.restarted_calls,
+            interrupted_calls: stats.interrupted_calls,
+            #[cfg(not(test))]
+            shielded_calls: crate::shield::shielded_calls(),
+            #[cfg(test)]
+            shielded_calls: 0,
             signals: signals::counts(),
             blocked_at_end: u64::from(signals::on_main_thread() && signals::blocked_here() != 0),
         }
     }
 
-    /// Adds `other` (the maximum for the longest deferral).
+    /// Adds `other` (the maximum for the longest deferral and wait).
     pub(crate) fn add(&mut self, other: &Totals) {
         let mut mine = self.to_array();
         for (index, (value, theirs)) in mine.iter_mut().zip(other.to_array()).enumerate() {
-            *value = if index == LONGEST_DEFERRAL {
+            *value = if MAXIMA.contains(&index) {
                 (*value).max(theirs)
             } else {
                 value.saturating_add(theirs)
@@ -75,6 +98,12 @@ impl Totals {
             s.blocked,
             s.blocked_at_start,
             self.blocked_at_end,
+            self.timer_signals,
+            self.deferred_waiting,
+            self.longest_wait_ns,
+            self.restarted_calls,
+            self.interrupted_calls,
+            self.shielded_calls,
         ]);
         values
     }
@@ -90,7 +119,13 @@ impl Totals {
             deferred_unknown: values[5],
             deferred_unwind: values[6],
             retries: values[7],
-            longest_deferral_ns: values[LONGEST_DEFERRAL],
+            longest_deferral_ns: values[8],
+            timer_signals: values[15],
+            deferred_waiting: values[16],
+            longest_wait_ns: values[17],
+            restarted_calls: values[18],
+            interrupted_calls: values[19],
+            shielded_calls: values[20],
             signals: signals::Counts {
                 handler_set: values[9],
                 delivered: values[10],
@@ -113,8 +148,9 @@ impl Totals {
 }
 
 /// Counters in use (the rest of a slot's room is spare).
-const USED: usize = 15;
-const LONGEST_DEFERRAL: usize = 8;
+const USED: usize = 21;
+/// The counters that are maxima (`longest_deferral_ns`, `longest_wait_ns`), not sums.
+const MAXIMA: [usize; 2] = [8, 17];
 const _: () = assert!(USED <= COUNTERS);
 
 #[cfg(test)]
@@ -134,5 +170,7 @@ mod tests {
             a.longest_deferral_ns, 9,
             "the longest is a maximum, not a sum"
         );
+        assert_eq!(a.longest_wait_ns, 18, "a maximum too");
+        assert_eq!(a.shielded_calls, 42);
     }
 }

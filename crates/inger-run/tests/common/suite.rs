@@ -375,9 +375,12 @@ impl ReleaseBuild {
     /// `inger-run --preload LIB --slice SLICE --stats --`, ready for the program.
     pub(crate) fn with_stats(&self) -> Command {
         let mut command = Command::new(&self.command);
+        // Wall-clock slices: the suites are stress tests, and a program that mostly waits
+        // (most of them) is preempted while it waits only on wall-clock slices.
         command.arg("--preload").arg(&self.preload).args([
             "--slice",
             super::SLICE,
+            super::STORM_CLOCK,
             "--stats",
             "--",
         ]);

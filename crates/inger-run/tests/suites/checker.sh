@@ -1,6 +1,7 @@
 #!/bin/sh
 # The CHECKER for gnulib's test scripts (they start their test programs as
-# `${CHECKER} ./test-foo`): runs the program under inger-run at the suite's slice.
+# `${CHECKER} ./test-foo`): runs the program under inger-run at the suite's slice, on the
+# wall clock (the suite is a stress test: a waiting program is preempted too).
 #
 # The --stats report goes to the program's stderr. It is asked for only when that stderr is
 # the stream the suite captures (the pipe whose dev:ino is in INGER_SUITE_STDERR), where the
@@ -18,4 +19,4 @@ stats=
 if [ "$(stat -L -c %d:%i /dev/fd/9 9>&2 2>/dev/null)" = "$captured" ]; then
     stats=--stats
 fi
-exec "$run" --preload "$preload" --slice "$slice" $stats -- "$@"
+exec "$run" --preload "$preload" --slice "$slice" --wall-slices $stats -- "$@"
