@@ -45,6 +45,15 @@ pub enum Error {
     /// The function was cancelled cooperatively and has unwound (see
     /// [`Continuation::cancel_cooperatively`](crate::Continuation::cancel_cooperatively)).
     Cancelled,
+    /// The preemption signal's handler is no longer inger's: the program (or a library) reset
+    /// it to its default action or installed another, so a timer expiry would kill the
+    /// process or reach the wrong handler. No timer was armed; preemption stays off until
+    /// inger's handler is back (a program that must reset every signal can run under
+    /// `inger-run`, which emulates the signal for it, or pick another with `INGER_SIGNAL`).
+    HandlerReplaced {
+        /// The preemption signal.
+        signal: i32,
+    },
 }
 
 impl Error {
@@ -61,6 +70,7 @@ impl Error {
             Error::InSignalHandler => 8,
             Error::WrongThread => 9,
             Error::Cancelled => 10,
+            Error::HandlerReplaced { .. } => 11,
         }
     }
 }
@@ -105,6 +115,12 @@ impl fmt::Display for Error {
             Error::Cancelled => write!(
                 f,
                 "the preemptible function was cancelled cooperatively and unwound"
+            ),
+            Error::HandlerReplaced { signal } => write!(
+                f,
+                "the handler of inger's preemption signal {signal} was replaced or reset (by \
+                 signal() or sigaction()), so arming its timer would kill the process; leave \
+                 that signal alone, or choose another one with INGER_SIGNAL"
             ),
             Error::WrongThread => write!(
                 f,

@@ -7,6 +7,7 @@ pub(crate) mod debug_tools;
 pub(crate) mod memory;
 pub(crate) mod modules;
 pub(crate) mod process;
+pub(crate) mod restart;
 pub(crate) mod signal;
 pub(crate) mod signal_frame;
 pub(crate) mod timer;
