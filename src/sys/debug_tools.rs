@@ -7,7 +7,7 @@
 //! | valgrind | which memory is a stack, or every switch warns "client switching stacks?" and memcheck misjudges stack memory | `VALGRIND_STACK_REGISTER` for every stack when its chunk is mapped (a client request: a no-op sequence of rotates on a real CPU) |
 //! | AddressSanitizer | which stack code runs on, for `__asan_handle_no_return` and the fake stacks of `detect_stack_use_after_return`, when that code can see ASan's thread state | `__sanitizer_start_switch_fiber` / `__sanitizer_finish_switch_fiber` around every switch, with shared TLS (below) |
 //! | LeakSanitizer | that pointers held by paused functions keep their blocks alive | `__lsan_register_root_region` for every stack |
-//! | gdb | which signal is inger's timer, to pass it silently | [`inger_timer_signal`], read by the embedded script (`src/gdb/inger_gdb.py`) |
+//! | gdb | which signal is inger's timer, to pass it silently | `inger_timer_signal` (a hidden symbol), read by the embedded script (`src/gdb/inger_gdb.py`) |
 //!
 //! The sanitizer entry points are looked up with `dlsym` once, when the first chunk of stacks
 //! is mapped (before any function runs): they exist only in a process that loaded a sanitizer
@@ -45,8 +45,16 @@ use std::sync::Once;
 /// mapped). Read by the gdb script (`src/gdb/inger_gdb.py`) when the program stops at a
 /// real-time signal, to tell inger's timer from the program's own signals; nothing in inger
 /// reads it.
-#[unsafe(export_name = "inger_timer_signal")]
 static TIMER_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+// The name the script reads, `inger_timer_signal`: a hidden alias, in the symbol table for
+// debuggers but not exported (`libinger.so` exports exactly the functions of its header).
+core::arch::global_asm!(
+    ".globl inger_timer_signal",
+    ".hidden inger_timer_signal",
+    ".set inger_timer_signal, {signal}",
+    signal = sym TIMER_SIGNAL,
+);
 
 /// Whether the process runs under valgrind: [`UNKNOWN`] until first asked.
 static ON_VALGRIND: AtomicU8 = AtomicU8::new(UNKNOWN);

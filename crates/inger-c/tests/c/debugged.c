@@ -1,4 +1,4 @@
-/* Run under gdb, valgrind and perf by tests/debuggers.rs: a function preempted many times,
+/* Run under gdb and valgrind by tests/debuggers.rs: a function preempted many times,
  * resumed round-robin with a nested launch and a migration to another thread, that calls
  * `deep_inside` (a breakpoint target for backtraces) once it has been preempted. The program
  * checks its own results. `debugged quick` does less work (for valgrind). */
@@ -10,9 +10,16 @@
 
 static volatile uint64_t sink;
 
-/* A breakpoint target: gdb's `bt` here must show the function's frames, the entry
- * trampoline, then the frames that resumed it (`resume_here` on the migrating thread). */
+/* Breakpoint targets: `nested_deep_inside` in a function nested in another (resumed
+ * round-robin by `main`), `deep_inside` in a function resumed on another thread (by
+ * `resume_here`). gdb's `bt` there must show the function's frames, the entry trampoline,
+ * then the resumer's frames. */
 void __attribute__((noinline)) deep_inside(uint64_t value) {
+    sink = value;
+    __asm__ volatile("" ::: "memory");
+}
+
+void __attribute__((noinline)) nested_deep_inside(uint64_t value) {
     sink = value;
     __asm__ volatile("" ::: "memory");
 }
@@ -20,7 +27,7 @@ void __attribute__((noinline)) deep_inside(uint64_t value) {
 struct job {
     uint64_t rounds;
     uint64_t result;
-    int call_deep; /* call `deep_inside` once preempted */
+    int call_deep; /* once preempted, call 1: `deep_inside`, 2: `nested_deep_inside` */
 };
 
 static unsigned long preemptions(void) {
@@ -46,15 +53,17 @@ static void __attribute__((noinline)) work(void *argument) {
     while (preemptions() == before) {
         value ^= spin(1000);
     }
-    if (job->call_deep) {
+    if (job->call_deep == 1) {
         deep_inside(value);
+    } else if (job->call_deep == 2) {
+        nested_deep_inside(value);
     }
     job->result = value;
 }
 
 static void nested(void *argument) {
     struct job *job = argument;
-    struct job inner = {job->rounds, 0, 0};
+    struct job inner = {job->rounds, 0, job->call_deep ? 2 : 0};
     inger_linger *call = NULL;
     CHECK_OK(inger_launch(&call, work, 200, &inner));
     while (!inger_is_complete(call)) {
@@ -89,7 +98,7 @@ int main(int argc, char **argv) {
     struct job jobs[CALLS];
     inger_linger *calls[CALLS];
     for (int i = 0; i < CALLS; i++) {
-        jobs[i] = (struct job){rounds, 0, 0};
+        jobs[i] = (struct job){rounds, 0, i == 1}; /* one nested chain reaches a target */
         CHECK_OK(inger_launch(&calls[i], i % 2 ? nested : work, 200, &jobs[i]));
     }
     for (int pending = CALLS; pending > 0;) {
