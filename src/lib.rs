@@ -77,6 +77,11 @@
 //! `arch`) is async-signal-safe: no allocation, no locks. Functions that run in more than one
 //! context say which in a `Context:` line of their docs.
 
+// gdb runs this script when it loads a program linked with inger (see the README's
+// "Debugging and profiling"): inger's timer signal passes silently, and backtraces name the
+// function entry they cross.
+#![debugger_visualizer(gdb_script_file = "gdb/inger_gdb.py")]
+
 mod arch;
 #[doc(hidden)]
 pub mod bench_hooks;

@@ -41,7 +41,7 @@ use std::sync::Mutex;
 
 use crate::config::settings;
 use crate::error::Error;
-use crate::sys::memory;
+use crate::sys::{debug_tools, memory};
 
 /// Bytes of guard below every stack. Larger than a page so that a C function with a big
 /// frame (no stack probes) still lands in it rather than in the next stack.
@@ -226,7 +226,10 @@ fn release_to_global(stacks: Vec<Stack>) {
 }
 
 fn map_chunk() -> Result<Vec<Stack>, Error> {
-    let slot = slot_size(settings()?.stack_size);
+    let settings = settings()?;
+    // Before the first function runs: debuggers and sanitizers learn about inger here.
+    debug_tools::init(settings.signal);
+    let slot = slot_size(settings.stack_size);
     let size = slot - GUARD_SIZE;
     // The guard below slot 0, then the slots, aligned to the slot size.
     let base = memory::map(GUARD_SIZE + slot * STACKS_PER_CHUNK, slot, GUARD_SIZE)?;
@@ -236,6 +239,7 @@ fn map_chunk() -> Result<Vec<Stack>, Error> {
     for index in (0..STACKS_PER_CHUNK).rev() {
         let stack = first_slot.wrapping_add(index * slot);
         memory::guard(stack.wrapping_add(size), GUARD_SIZE)?;
+        debug_tools::register_stack(stack as usize, stack as usize + size);
         stacks.push(Stack {
             base: stack,
             size,

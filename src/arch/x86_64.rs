@@ -17,84 +17,200 @@
 //! These are exactly the registers the SysV ABI calls callee-saved, plus the two floating-point
 //! control words that it also makes callee-saved; every other register is dead across the
 //! `call` into [`switch`]. A fresh stack is prepared with the same picture, its return address
-//! pointing at [`trampoline`] and r12/r13 holding the entry argument and function.
+//! pointing at the entry trampoline and r12/r13 holding the entry argument and function:
+//!
+//! ```text
+//!   top      ->  +0   the resumer's saved sp (kept current by the runtime; read by unwinders)
+//!   top - 64 ->  +0   the picture above, return address = the entry trampoline
+//! ```
+//!
+//! The trampoline's unwind information continues every stack walk from the function's frames
+//! into the frames of the context that resumed it, through the word at `top` (see the
+//! assembly of the trampoline).
 //!
 //! A context paused by the timer signal additionally has, higher on its stack, the kernel's
 //! signal frame: the `ucontext` with every general-purpose register, the flags and the XSAVE
 //! area. The signal handler's frame sits between the two; resuming returns into the handler,
 //! which returns, and `sigreturn` restores the rest.
 
-use core::arch::naked_asm;
+use core::arch::{global_asm, naked_asm};
 use core::ffi::c_void;
 
-/// Saves the current context's callee-saved state on its stack, stores its stack pointer in
-/// `*save`, and continues the context whose saved stack pointer is `to`.
-///
-/// Returns when some later `switch` names the saved pointer as its `to`.
-///
-/// # Safety
-/// `to` must be a stack pointer saved by `switch` (or prepared by [`prepare_stack`]) whose
-/// context has not been continued since; `save` must be valid for a write. The memory of
-/// both stacks must stay mapped for as long as their contexts may be continued.
-#[unsafe(naked)]
-pub(crate) unsafe extern "C" fn switch(save: *mut *mut u8, to: *mut u8) {
-    naked_asm!(
-        // rdi = save, rsi = to. On entry rsp = 8 (mod 16): the return address was just pushed.
-        "push rbp",         // callee-saved frame pointer
-        "push rbx",         // callee-saved
-        "push r12",         // callee-saved
-        "push r13",         // callee-saved
-        "push r14",         // callee-saved
-        "push r15",         // callee-saved
-        "sub rsp, 8",       // one slot for the FP control words; rsp = 0 (mod 16) now
-        "stmxcsr [rsp]",    // SSE control/status (rounding, exception masks, FTZ/DAZ)
-        "fnstcw [rsp + 4]", // x87 control word (precision, rounding)
-        "mov [rdi], rsp",   // publish where this context can be continued
-        "mov rcx, [rsp]",   // our control words, to compare with theirs
-        "mov rsp, rsi",     // adopt the other context's stack
-        "mov rdx, [rsp]",   // their control words
-        // Reloading a control register stalls the pipeline, and the words almost never
-        // differ between contexts, so each is reloaded only when it differs. MXCSR's low six
-        // bits are sticky status flags, which the ABI makes caller-saved: bits 6..16 count.
-        "mov eax, ecx",     // our MXCSR
-        "xor eax, edx",     // bits that differ from theirs
-        "test eax, 0xffc0", // any control bit (DAZ, exception masks, rounding, FTZ)?
-        "jz 2f",            // no: keep ours
-        "ldmxcsr [rsp]",    // yes: their SSE control/status
-        "2:",
-        "shr rcx, 32",     // our x87 control word, in cx
-        "shr rdx, 32",     // theirs, in dx
-        "cmp cx, dx",      // the same?
-        "je 3f",           // yes: keep ours
-        "fldcw [rsp + 4]", // no: their x87 control word
-        "3:",
-        "add rsp, 8", // drop the control-word slot
-        "pop r15",    // its callee-saved registers, in reverse order
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop rbx",
-        "pop rbp",
-        "ret", // continue where it called `switch` (or enter the trampoline)
-    )
+unsafe extern "C" {
+    /// Saves the current context's callee-saved state on its stack, stores its stack pointer
+    /// in `*save`, and continues the context whose saved stack pointer is `to`.
+    ///
+    /// Returns when some later `switch` names the saved pointer as its `to`. (The routine is
+    /// `inger_switch`, in the assembly below, with its unwind information.)
+    ///
+    /// # Safety
+    /// `to` must be a stack pointer saved by `switch` (or prepared by [`prepare_stack`]) whose
+    /// context has not been continued since; `save` must be valid for a write. The memory of
+    /// both stacks must stay mapped for as long as their contexts may be continued.
+    #[link_name = "inger_switch"]
+    pub(crate) fn switch(save: *mut *mut u8, to: *mut u8);
+    /// The entry trampoline (see [`prepare_stack`]): never called, only returned into.
+    fn inger_entry_trampoline();
+    /// The end of the entry trampoline's code.
+    static inger_entry_trampoline_end: u8;
 }
 
-/// First code run on a fresh stack: calls `r13(r12)`, which never returns.
-#[unsafe(naked)]
-unsafe extern "C" fn trampoline() {
-    naked_asm!(
-        // Entered by `ret` from `switch` with rsp = 0 (mod 16), as a call requires.
-        "mov rdi, r12", // the entry's argument
-        "call r13",     // the entry function; it switches away and never returns
-        "ud2",          // unreachable: trap loudly rather than run off the end
-    )
+/// Whether `address` lies in the entry trampoline, the outermost frame of every function's
+/// stack (the return address its entry function would return to is its last instruction).
+pub(crate) fn is_entry_trampoline(address: usize) -> bool {
+    let start = inger_entry_trampoline as *const () as usize;
+    let end = (&raw const inger_entry_trampoline_end) as usize;
+    (start..=end).contains(&address)
 }
+
+// The context switch. Its unwind information describes, at every instruction, the frame of
+// the context whose registers are live: before `mov rsp, rsi` the caller's, being saved;
+// after it the other context's, being restored. Both pictures are the same (module docs), so
+// one set of rules (CFA = rsp + 64 while the frame is complete) serves both, and a sampling
+// profiler or debugger that stops inside the switch unwinds into whichever side it is on.
+global_asm!(
+    ".pushsection .text.inger_switch,\"ax\",@progbits",
+    ".p2align 4",
+    ".globl inger_switch",
+    ".hidden inger_switch",
+    ".type inger_switch, @function",
+    "inger_switch:",
+    ".cfi_startproc",
+    // rdi = save, rsi = to. On entry rsp = 8 (mod 16): the return address was just pushed.
+    "push rbp", // callee-saved frame pointer
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset rbp, -16",
+    "push rbx", // callee-saved
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset rbx, -24",
+    "push r12", // callee-saved
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r12, -32",
+    "push r13", // callee-saved
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r13, -40",
+    "push r14", // callee-saved
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r14, -48",
+    "push r15", // callee-saved
+    ".cfi_adjust_cfa_offset 8",
+    ".cfi_offset r15, -56",
+    "sub rsp, 8", // one slot for the FP control words; rsp = 0 (mod 16) now
+    ".cfi_adjust_cfa_offset 8", // CFA = rsp + 64: the complete picture
+    "stmxcsr [rsp]", // SSE control/status (rounding, exception masks, FTZ/DAZ)
+    "fnstcw [rsp + 4]", // x87 control word (precision, rounding)
+    "mov [rdi], rsp", // publish where this context can be continued
+    "mov rcx, [rsp]", // our control words, to compare with theirs
+    "mov rsp, rsi", // adopt the other context's stack (same picture, same rules)
+    "mov rdx, [rsp]", // their control words
+    // Reloading a control register stalls the pipeline, and the words almost never
+    // differ between contexts, so each is reloaded only when it differs. MXCSR's low six
+    // bits are sticky status flags, which the ABI makes caller-saved: bits 6..16 count.
+    "mov eax, ecx",     // our MXCSR
+    "xor eax, edx",     // bits that differ from theirs
+    "test eax, 0xffc0", // any control bit (DAZ, exception masks, rounding, FTZ)?
+    "jz 2f",            // no: keep ours
+    "ldmxcsr [rsp]",    // yes: their SSE control/status
+    "2:",
+    "shr rcx, 32",     // our x87 control word, in cx
+    "shr rdx, 32",     // theirs, in dx
+    "cmp cx, dx",      // the same?
+    "je 3f",           // yes: keep ours
+    "fldcw [rsp + 4]", // no: their x87 control word
+    "3:",
+    "add rsp, 8", // drop the control-word slot
+    ".cfi_adjust_cfa_offset -8",
+    "pop r15", // its callee-saved registers, in reverse order
+    ".cfi_adjust_cfa_offset -8",
+    ".cfi_restore r15",
+    "pop r14",
+    ".cfi_adjust_cfa_offset -8",
+    ".cfi_restore r14",
+    "pop r13",
+    ".cfi_adjust_cfa_offset -8",
+    ".cfi_restore r13",
+    "pop r12",
+    ".cfi_adjust_cfa_offset -8",
+    ".cfi_restore r12",
+    "pop rbx",
+    ".cfi_adjust_cfa_offset -8",
+    ".cfi_restore rbx",
+    "pop rbp",
+    ".cfi_adjust_cfa_offset -8",
+    ".cfi_restore rbp",
+    "ret", // continue where it called `switch` (or enter the trampoline)
+    ".cfi_endproc",
+    ".size inger_switch, . - inger_switch",
+    ".popsection",
+);
+
+// The first code run on a fresh stack: calls `r13(r12)`, which never returns. It is entered
+// by the `ret` of `inger_switch` with rsp = `top` (0 mod 16, as a call requires), and rsp
+// stays there: the word at `[rsp]` is the saved stack pointer of whoever resumed this context
+// (see `prepare_stack`), so the trampoline's frame can say where its "caller" is.
+//
+// # Unwind information: from the function into its resumer
+//
+// Unwinders (libgcc for panics and `std::backtrace`, gdb, libunwind) treat the trampoline as
+// if the resumer's `switch` had called it: its canonical frame address is the resumer's
+// saved stack pointer + 64, the resumer's stack pointer once its `switch` returns, and the
+// resumer's return address and callee-saved registers are where that switch saved them
+// (the module docs' picture, at CFA - 64). A DWARF expression reads the pointer at unwind
+// time, so the walk reaches whoever resumed the function *this* time: a nested function's
+// enclosing one, or another thread after a migration. Expression (DW_CFA_def_cfa_expression,
+// 5 bytes): DW_OP_breg7 (rsp) 0, DW_OP_deref, DW_OP_plus_uconst 64. A `nop` before the entry
+// belongs to the trampoline because an unwinder looks up `return address - 1`, and the
+// switch into a fresh context "returns" to the entry itself.
+//
+// The frame is marked as a signal frame (`S` augmentation), as corosensei's is, for gdb: it
+// ends a backtrace ("previous frame inner to this frame") where the stack addresses of two
+// consecutive ordinary frames go the wrong way, which they do here whenever the resumer's
+// stack lies below the function's (an enclosing function in a lower stack slot, a thread
+// created after the stacks were mapped); after a signal frame a stack switch is expected.
+// gdb therefore shows the trampoline as `<signal handler called>` (inger's gdb script names
+// it), and every unwinder looks the resumer's return address up as it is rather than minus
+// one, which is harmless: `switch` is never the last instruction of its caller. libgcc
+// reports the resumer's frame as interrupted (`_Unwind_GetIPInfo`), so the runtime's own
+// signal-handler detection stops at the trampoline ([`is_entry_trampoline`]).
+global_asm!(
+    ".pushsection .text.inger_switch,\"ax\",@progbits",
+    ".p2align 4",
+    ".type inger_entry_trampoline, @function",
+    ".cfi_startproc",
+    ".cfi_signal_frame",
+    ".cfi_escape 0x0f, 5, 0x77, 0x00, 0x06, 0x23, {frame}", // CFA = [rsp] + 64
+    ".cfi_offset rip, -8",
+    ".cfi_offset rbp, -16",
+    ".cfi_offset rbx, -24",
+    ".cfi_offset r12, -32",
+    ".cfi_offset r13, -40",
+    ".cfi_offset r14, -48",
+    ".cfi_offset r15, -56",
+    "nop", // looked up as `entry - 1` by unwinders
+    ".globl inger_entry_trampoline",
+    ".hidden inger_entry_trampoline",
+    "inger_entry_trampoline:",
+    "mov rdi, r12", // the entry's argument
+    "call r13",     // the entry function; it switches away and never returns
+    "ud2",          // unreachable: trap loudly rather than run off the end
+    ".globl inger_entry_trampoline_end",
+    ".hidden inger_entry_trampoline_end",
+    "inger_entry_trampoline_end:",
+    ".cfi_endproc",
+    ".size inger_entry_trampoline, . - inger_entry_trampoline",
+    ".popsection",
+    frame = const SWITCH_FRAME,
+);
 
 /// Size of the picture [`switch`] expects below a saved stack pointer.
 const SWITCH_FRAME: usize = 64;
 
 /// Writes, just below `top`, a context that starts by calling `entry(arg)`, and returns its
 /// saved stack pointer for [`switch`].
+///
+/// Whenever the context runs, the word at `top` must hold the stack pointer its resumer's
+/// `switch` saved (the runtime keeps it there: it is the first field of the control block
+/// that starts at `top`): unwinders read it to walk from the context into its resumer.
 ///
 /// # Safety
 /// `top` must be 16-byte aligned, and the `SWITCH_FRAME` bytes below it writable memory of a
@@ -116,7 +232,9 @@ pub(crate) unsafe fn prepare_stack(
         slots.add(4).write(arg as u64); // r12: its argument
         slots.add(5).write(0); // rbx
         slots.add(6).write(0); // rbp: 0 ends frame-pointer chains
-        slots.add(7).write(trampoline as *const () as usize as u64); // return address
+        slots
+            .add(7)
+            .write(inger_entry_trampoline as *const () as usize as u64); // return address
         sp
     }
 }

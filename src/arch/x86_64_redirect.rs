@@ -26,7 +26,7 @@
 //! redirected (a panic raised by user code under stdout's lock) and through the stub itself
 //! (a pause or a cancellation inside it). Each stub's entry rows say: the canonical frame
 //! address is the stack pointer (the `ret` popped the return address), and the return address
-//! is stored at `((CFA | (2^k - 1)) + 1) - guard - 8`, the top word, with a DWARF expression
+//! is stored at `((CFA >> k) + 1 << k) - guard - 8`, the top word, with a DWARF expression
 //! of fixed size (`DW_CFA_expression`). Once the stub has copied it into its own frame the
 //! usual rule (at CFA − 8) applies. A `nop` before each entry belongs to its stub, because an
 //! unwinder looks up `return address − 1`. libgcc, gdb and libunwind evaluate the
@@ -112,11 +112,12 @@ pub(crate) fn set_redirect_handler(reached: unsafe extern "C-unwind" fn()) {
 
 // One stub per slot size 2^k, k = 17 ..= 41, each 64 bytes apart; then the common part.
 //
-// The DW_CFA_expression rule for the return address (register 16), 13 bytes of expression
-// evaluated with the CFA on the stack:
-//   DW_OP_lit1 DW_OP_const1u k DW_OP_shl DW_OP_lit1 DW_OP_minus   -> 2^k - 1
-//   DW_OP_or                                                       -> CFA | (2^k - 1)
-//   DW_OP_const4u (guard + 7) DW_OP_minus                          -> top - 8
+// The DW_CFA_expression rule for the return address (register 16), 14 bytes of expression
+// evaluated with the CFA on the stack, with only the operators valgrind's unwinder also
+// evaluates (it has no DW_OP_or):
+//   DW_OP_const1u k DW_OP_shr DW_OP_lit1 DW_OP_plus                -> CFA / 2^k + 1
+//   DW_OP_const1u k DW_OP_shl                                      -> the slot's end
+//   DW_OP_const4u (guard + 8) DW_OP_minus                          -> top - 8
 global_asm!(
     ".pushsection .text.inger_redirect,\"ax\",@progbits",
     ".p2align 6",
@@ -125,7 +126,7 @@ global_asm!(
     ".p2align 6",
     ".cfi_startproc",
     ".cfi_def_cfa 7, 0",                   // CFA = rsp: the `ret` popped the return address
-    ".cfi_escape 0x10, 0x10, 13, 0x31, 0x08, inger_redirect_k, 0x24, 0x31, 0x1c, 0x21, 0x0c, ({g7} & 0xff), (({g7} >> 8) & 0xff), (({g7} >> 16) & 0xff), (({g7} >> 24) & 0xff), 0x1c",
+    ".cfi_escape 0x10, 0x10, 14, 0x08, inger_redirect_k, 0x25, 0x31, 0x22, 0x08, inger_redirect_k, 0x24, 0x0c, ({g8} & 0xff), (({g8} >> 8) & 0xff), (({g8} >> 16) & 0xff), (({g8} >> 24) & 0xff), 0x1c",
     "nop",                                   // looked up as `entry - 1` by unwinders
     ".if inger_redirect_k == {min_shift}",
     ".globl inger_redirect_stub_first",
@@ -148,9 +149,10 @@ global_asm!(
     min_shift = const MIN_SLOT_SHIFT,
     count = const MAX_SLOT_SHIFT - MIN_SLOT_SHIFT + 1,
     g7 = const GUARD_SIZE + 7,
+    g8 = const GUARD_SIZE + 8,
 );
 
-const _: () = assert!(TOP_RESERVED == 16 && GUARD_SIZE + 7 < (1 << 31));
+const _: () = assert!(TOP_RESERVED == 16 && GUARD_SIZE + 8 < (1 << 31));
 
 // The common part of every stub: entered by `jmp` with the original return address at
 // `[rsp]` (a frame like any other). Saves the return registers and the whole vector and x87

@@ -9,7 +9,7 @@
 use super::control::{Lpf, NEVER, Runtime, cancel, effective_deadline, set_current, state};
 use super::ending::release_nopreempt;
 use super::startup::runtime;
-use super::transfer::leave;
+use super::transfer::{fiber_entering, fiber_landed, fiber_returned, leave};
 use crate::arch;
 use crate::budget::{Budget, Clock};
 use crate::error::Error;
@@ -33,8 +33,10 @@ pub(crate) enum Outcome {
 ///
 /// # Safety
 /// `this` must point to a control block at the top of its stack, below which the stack
-/// is unused; `top` must be 16-byte aligned and at or below `this`.
+/// is unused; `top` must be 16-byte aligned and equal to `this` (unwinders read the block's
+/// first field there, see `arch::prepare_stack`).
 pub(crate) unsafe fn prepare(this: *mut Lpf, top: *mut u8) {
+    debug_assert_eq!(top, this.cast::<u8>());
     // SAFETY: per the contract, the stack below `top` is ours to write.
     unsafe {
         (*this).leaf.set(this);
@@ -120,10 +122,12 @@ pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Budget) -> Result<Outcome, Er
         effective_deadline(leaf)
     };
     rt.arm(arm_for);
+    let fiber = fiber_entering(parent, leaf);
     let shared_errno = enter_tls(rt, parent, leaf);
     // SAFETY: `leaf.saved_sp` was saved by `switch` when the leaf was suspended (or prepared
     // for a fresh LPF), and nothing has continued it since: its state was READY or PAUSED.
     unsafe { arch::switch(this.caller_sp.get(), *leaf.saved_sp.get()) };
+    fiber_returned(fiber);
     // Back on our stack: the LPF set `current` to `parent` and reinstalled our TLS block.
     if let Some(ours) = shared_errno {
         if this.state.load(Relaxed) == state::PAUSED {
@@ -288,6 +292,7 @@ pub(super) unsafe extern "C" fn lpf_entry(arg: *mut c_void) -> ! {
     let lpf = arg.cast::<Lpf>();
     // SAFETY: `lpf` is the live control block at the top of this very stack.
     let this = unsafe { &*lpf };
+    fiber_landed(this, core::ptr::null_mut());
     // SAFETY: the runtime of the thread that resumed us is live while we run on it.
     if let Some(rt) = unsafe { this.runtime.load(Relaxed).as_ref() } {
         rt.end_busy(); // the landing side ends the resume's bookkeeping

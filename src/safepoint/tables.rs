@@ -115,6 +115,13 @@ const NON_PREEMPTIBLE: &[&str] = &[
     "libdl.so",
     "libgcc_s",
     "libstdc++",
+    // Sanitizer run-time libraries: their allocators and interceptors take internal locks
+    // (a function paused inside AddressSanitizer's `malloc` deadlocked its caller's).
+    "libasan",
+    "liblsan",
+    "libtsan",
+    "libubsan",
+    "libhwasan",
 ];
 
 /// glibc functions that block in a system call at a POSIX cancellation point, possibly through

@@ -3,6 +3,7 @@
 //! register state) calls these interfaces directly.
 
 pub(crate) mod clock;
+pub(crate) mod debug_tools;
 pub(crate) mod memory;
 pub(crate) mod modules;
 pub(crate) mod process;

@@ -167,6 +167,11 @@ pub(crate) fn in_signal_handler(inside_function: bool) -> bool {
 
 /// Whether the fast filter proves that no signal frame lies on the current stack.
 fn filter_says_clear(here: usize) -> bool {
+    if super::debug_tools::on_valgrind() {
+        // The scan reads dead stack words, which memcheck reports as uninitialised: under
+        // valgrind the walk alone decides.
+        return false;
+    }
     let trampoline = TRAMPOLINE.load(Relaxed);
     let stack = THREAD_STACK.try_with(Cell::get).ok().flatten();
     match stack {
@@ -225,7 +230,11 @@ extern "C" fn visit(context: *mut UnwindContext, argument: *mut c_void) -> c_int
     }
     walk.ring[walk.frames % OUTERMOST] = Frame { ip, cfa };
     walk.frames += 1;
-    if walk.frames >= MAX_FRAMES {
+    // The outermost frame of a preemptible function ends the walk: beyond it lie its
+    // resumer's frames, which cannot be in a handler (launches and resumes refuse to run
+    // there), and which libgcc reports as interrupted (the trampoline is marked as a signal
+    // frame for debuggers, see `arch`).
+    if walk.frames >= MAX_FRAMES || crate::arch::is_entry_trampoline(ip) {
         URC_NORMAL_STOP
     } else {
         URC_NO_REASON

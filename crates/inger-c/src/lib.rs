@@ -15,4 +15,5 @@
 pub mod boundary;
 pub mod errors;
 pub mod extras;
+mod gdb;
 pub mod handle;
