@@ -138,7 +138,9 @@ impl Config {
 
     /// How long dropping a paused continuation lets the function unwind (from its next
     /// cancellation point, running its destructors) before its stack is discarded instead;
-    /// `Duration::ZERO` discards at once. See [`Continuation`](crate::Continuation).
+    /// `Duration::ZERO` discards at once. The grace is wall-clock time, then (for a function
+    /// still running at its end, whose thread was descheduled) as much again in CPU time,
+    /// bounded in wall time. See [`Continuation`](crate::Continuation).
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.cancel_grace = grace;
         self

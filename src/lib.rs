@@ -13,8 +13,8 @@
 //! assert_eq!(linger.completion(), Some(4));
 //!
 //! // Runs out of budget, is paused, and is resumed until it finishes.
-//! let mut count = 0u64;
 //! let mut linger = inger::launch(|| {
+//!     let mut count = 0u64;
 //!     for _ in 0..50_000_000u64 { count = std::hint::black_box(count + 1); }
 //!     count
 //! }, Duration::from_micros(100))?;

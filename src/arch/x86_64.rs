@@ -33,6 +33,11 @@
 //! area. The signal handler's frame sits between the two; resuming returns into the handler,
 //! which returns, and `sigreturn` restores the rest.
 
+// Why this file is long (~530 lines): every piece of assembly that depends on the stack
+// picture of a suspended context is here (the switch, the entry trampoline and its unwind
+// rules, `prepare_stack`, the register and ucontext accessors), so the layouts that must
+// agree are read and changed together.
+
 use core::arch::{global_asm, naked_asm};
 use core::ffi::c_void;
 

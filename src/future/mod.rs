@@ -84,8 +84,8 @@
 //! # Cancellation
 //!
 //! Dropping a wrapper whose poll is paused first lets that poll *return*: it is resumed for
-//! the grace budget ([`Config::cancel_grace`](crate::Config::cancel_grace), 1 ms by default),
-//! and a poll returns at the future's next `.await` that is not ready, or with its output.
+//! the grace budget ([`Config::cancel_grace`](crate::Config::cancel_grace), 1 ms by default,
+//! then as much CPU time if its thread was descheduled meanwhile), and a poll returns at the future's next `.await` that is not ready, or with its output.
 //! The future is then between polls, where dropping it is always sound, and it is dropped
 //! normally, so whatever it owns (buffers, a `tokio::sync::Mutex` guard, sockets) is
 //! released: no unwinding needed. If the poll does not return in time, it is cancelled as
@@ -185,6 +185,10 @@
 //! (This file is longer than most: its first part is the specification of the wrapper, and
 //! the state machine that follows it is one unit.)
 
+// Why this file is long (~620 lines): the guide above is a third of it; the wrapper's phases,
+// its shared state and the proxy waker are one invariant (who may poll, who owns the paused
+// poll), kept in one file so it can be checked in one reading.
+
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::future::Future;
@@ -217,6 +221,9 @@ pub const DEFAULT_SLICE: Duration = Duration::from_millis(1);
 
 /// Shorter slices are raised to this (10 µs): a poll needs a few microseconds just to start.
 pub const MIN_SLICE: Duration = Duration::from_micros(10);
+
+/// The least wall-clock time the CPU-time part of a dropped wrapper's grace may take.
+const GRACE_WALL_CAP: Duration = Duration::from_millis(50);
 
 /// Wraps `future` so that each of its polls runs preemptibly with `slice` of time (raised to
 /// [`MIN_SLICE`] if shorter; `Duration::MAX` never preempts). The slice is wall-clock time
@@ -562,8 +569,16 @@ impl<F: Future> Drop for Preemptible<F> {
                 let grace = crate::config::settings().map_or(Duration::ZERO, |s| s.cancel_grace);
                 // A panic of that last poll is not propagated out of a destructor (it could be
                 // running during an unwind): the poll has ended either way.
+                // The grace is wall-clock time first, then (for a poll still running: its
+                // thread was descheduled under load) the grace again as CPU time, bounded in
+                // wall time, as for a cancellation's (see `Continuation::cancel`).
                 let resumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    continuation.resume(grace)
+                    match continuation.resume(grace)? {
+                        Linger::Continuation(still) if !still.yielded() => still.resume(
+                            Budget::cpu(grace).with_wall_cap((grace * 100).max(GRACE_WALL_CAP)),
+                        ),
+                        other => Ok(other),
+                    }
                 }));
                 let returned = match resumed.unwrap_or(Ok(Linger::Completion(()))) {
                     Ok(Linger::Completion(())) => true,

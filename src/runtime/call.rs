@@ -6,7 +6,8 @@
 //! function's stack for a nested call) and switches into the function; [`lpf_entry`] and
 //! [`finish`] run on the function's stack. Not the signal handler.
 
-use super::control::{Lpf, NEVER, Runtime, cancel, effective_deadline, set_current, state};
+use super::control::{Lpf, NEVER, Runtime, cancel, set_current, state};
+use super::deadlines::effective_deadline;
 use super::ending::release_nopreempt;
 use super::startup::runtime;
 use super::transfer::{fiber_entering, fiber_landed, fiber_returned, leave};

@@ -19,7 +19,8 @@ use core::sync::atomic::{
     compiler_fence,
 };
 
-use super::control::{Decision, Lpf, cancel, decide, effective_deadline, state, with_running};
+use super::control::{Lpf, cancel, state, with_running};
+use super::deadlines::{Decision, decide, effective_deadline};
 use super::preempt::{PausedBy, check_running_stack, count_preemption, defer, set_redirect_stub};
 use super::transfer::leave;
 use crate::arch;

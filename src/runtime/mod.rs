@@ -6,9 +6,11 @@
 //! | module | what | context |
 //! | --- | --- | --- |
 //! | `timers` | the table that tells the handler which runtime a timer signal is for | **signal handler**; caller |
+//! | `restarts` | the handler's last step: restarting a system call our signal interrupted | **signal handler** |
 //! | `control` | control block [`Lpf`], states, chains, per-thread `Runtime`, the running-function accessor | any |
+//! | `deadlines` | when a wall or CPU budget has run out, the expiry decision, arming the thread's timers | **signal handler**; function stack; caller |
 //! | `transfer` | `leave`: switch from a function back to its resumer | function stack, **also the signal handler** |
-//! | `preempt` | the timer handler, expiry decision, deferral, redirects (design essay) | **signal handler**; function stack |
+//! | `preempt` | the timer handler, deferral, redirects (design essay) | **signal handler**; function stack |
 //! | `ending` | where a pending preemption takes effect: a section's end, a redirected return | function stack |
 //! | `sections` | `pause`, `checkpoint`, `nopreempt`, `NoPreempt`, runtime sections | function stack |
 //! | `process` | handler installation, fork hooks, the stack-overflow fault handler, signal-handler detection | caller; **signal handler** (faults) |
@@ -16,8 +18,8 @@
 //! | `startup` | each thread's runtime, created on first use | caller |
 //! | `call` | `resume`, migration, a function's entry and finish | caller; function stack |
 //!
-//! Each module uses only those above it in this list (`timers` uses none of them).
-//! Code the signal handler may reach (`transfer`, `preempt`, the `control` accessors, and
+//! Each module uses only those above it in this list (`timers` and `restarts` use none of them).
+//! Code the signal handler may reach (`transfer`, `preempt`, `deadlines`, the `control` accessors, and
 //! everything they call in `sys`, `arch` and `safepoint`) is async-signal-safe: no
 //! allocation, no locks, no thread-local access but the constant `CURRENT` slot.
 //!
@@ -66,9 +68,11 @@
 
 mod call;
 mod control;
+mod deadlines;
 mod ending;
 mod preempt;
 mod process;
+mod restarts;
 mod sections;
 mod stacks;
 mod startup;

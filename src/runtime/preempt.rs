@@ -107,6 +107,9 @@
 //!   that a position-independent executable allows), so panics through a redirected frame
 //!   would have aborted.
 
+// Why this file is long (~500 lines): its first 115 lines are the design essay of
+// preemption; the code is the handler and its deferral, which share the in-handler state.
+
 use core::ffi::c_void;
 use core::sync::atomic::{
     AtomicUsize,
@@ -114,9 +117,8 @@ use core::sync::atomic::{
     compiler_fence,
 };
 
-use super::control::{
-    Decision, Lpf, NEVER, Runtime, cancel, current_lpf, decide, effective_deadline, state,
-};
+use super::control::{Lpf, NEVER, Runtime, cancel, current_lpf, state};
+use super::deadlines::{Decision, decide, effective_deadline};
 use super::timers::{self, Kind};
 use super::transfer::leave;
 use crate::arch;
@@ -124,7 +126,6 @@ use crate::error::Error;
 use crate::safepoint::{self, Allowed, Blocked, Reason, SectionEnd};
 use crate::stats::COUNTERS;
 use crate::sys::clock::now_ns;
-use crate::sys::restart;
 use crate::sys::signal;
 
 /// Retries back off by doubling, at most this many times (50 us grows to 200 us by default):
@@ -166,7 +167,7 @@ pub(super) unsafe extern "C" fn on_timer(
         Kind::Cpu => rt.cpu_armed.store(NEVER, Relaxed),
     }
     // SAFETY: `ucontext` is the kernel's, valid while the handler runs.
-    unsafe { on_expiry(rt, kind, ucontext) };
+    let paused = unsafe { on_expiry(rt, kind, ucontext) };
     // Not paused, or paused and now resumed (perhaps on another thread): a system call our
     // signal made fail with EINTR runs again, where that keeps its meaning. Not for a
     // function being cancelled, which should rather reach its next cancellation point.
@@ -175,73 +176,20 @@ pub(super) unsafe extern "C" fn on_timer(
         .is_some_and(|lpf| lpf.cancel.load(Relaxed) != cancel::NONE);
     if !cancelling {
         // SAFETY: `ucontext` is the kernel's, valid while the handler runs.
-        unsafe { restart_interrupted_call(ucontext, signal_number) };
+        unsafe { super::restarts::restart_interrupted_call(ucontext, signal_number, paused) };
     }
     signal::set_errno(saved_errno);
-}
-
-/// If the context our signal (`own`) interrupted is a system call that failed with `EINTR`
-/// because of it, makes it run again when that keeps its meaning (see `sys::restart`) and no
-/// program signal is pending that the program would expect to end the call. Context: signal
-/// handler, at its end (it returns after this).
-///
-/// # Safety
-/// `ucontext` is the running handler's, which returns after this call.
-unsafe fn restart_interrupted_call(ucontext: *mut c_void, own: i32) {
-    // SAFETY: per the contract.
-    let arch::SystemCall::Interrupted { number } =
-        (unsafe { arch::interrupted_system_call(ucontext) })
-    else {
-        return;
-    };
-    // Only glibc's wrappers, where the number loaded just before the instruction is the one
-    // the call used (no `syscall` instruction of glibc 2.36 is a jump target; other code
-    // could jump there with another number).
-    // SAFETY: per the contract.
-    let ip = unsafe { arch::interrupted_registers(ucontext) }.ip;
-    let in_library = safepoint::tables::current()
-        .is_some_and(|tables| tables.classify(ip - 2) == safepoint::tables::Class::Library);
-    if !in_library {
-        COUNTERS.interrupted_calls.fetch_add(1, Relaxed);
-        return;
-    }
-    // SAFETY: per the contract.
-    let arguments = unsafe { arch::system_call_arguments(ucontext) };
-    // A call whose own mask blocks our signal was not ended by it: a pending expiry was
-    // delivered after the program's signal ended the call (and ran its handler).
-    // SAFETY: `number` and `arguments` are those of the call that just failed with EINTR.
-    let masked_us = number
-        .and_then(|number| unsafe { restart::installed_mask(number, arguments) })
-        .is_some_and(|mask| mask & (1 << (own - 1)) != 0);
-    match number.and_then(|number| Some((number, restart::restart_arguments(number, arguments)?))) {
-        Some(_) if masked_us => {
-            COUNTERS.interrupted_calls.fetch_add(1, Relaxed);
-        }
-        // A program signal about to be delivered (or one that arrived while this handler ran,
-        // held back from here on) is the program's reason to see this call end.
-        // SAFETY: per the contract; the handler returns after this.
-        Some(_) if unsafe { signal::program_signal_pending(ucontext, own) } => {
-            COUNTERS.interrupted_calls.fetch_add(1, Relaxed);
-        }
-        Some((number, arguments)) => {
-            // SAFETY: per the contract; the context is an interrupted system call (checked).
-            unsafe { arch::restart_system_call(ucontext, number, arguments) };
-            COUNTERS.restarted_calls.fetch_add(1, Relaxed);
-        }
-        None => {
-            COUNTERS.interrupted_calls.fetch_add(1, Relaxed);
-        }
-    }
 }
 
 /// The decision: nothing to do, re-arm, defer, or pause. Context: signal handler.
 ///
 /// # Safety
 /// Called from the signal handler on the thread owning `rt`, with the kernel's `ucontext`.
-unsafe fn on_expiry(rt: &Runtime, kind: Kind, ucontext: *mut c_void) {
+/// Returns whether the function was paused (and has been resumed since).
+unsafe fn on_expiry(rt: &Runtime, kind: Kind, ucontext: *mut c_void) -> bool {
     // SAFETY: a non-null `current` is the live running LPF of this thread.
     let Some(leaf) = (unsafe { rt.current.load(Relaxed).as_ref() }) else {
-        return;
+        return false;
     };
     if leaf.in_handler.load(Relaxed) {
         // The handler's own tail (after a resume) or a walk of this stack is running: never
@@ -250,7 +198,7 @@ unsafe fn on_expiry(rt: &Runtime, kind: Kind, ucontext: *mut c_void) {
         // descheduled vCPU, a tracer): each nested handler's re-arm fired before it
         // returned, until the stack overflowed. The code that clears the flag re-arms.
         leaf.missed_expiry.store(true, Relaxed);
-        return;
+        return false;
     }
     let now = now_ns();
     leaf.in_handler.store(true, Relaxed);
@@ -260,17 +208,19 @@ unsafe fn on_expiry(rt: &Runtime, kind: Kind, ucontext: *mut c_void) {
             node.recheck_cpu_budget(now);
         }
     }
-    match decide(leaf, now) {
+    let paused = match decide(leaf, now) {
         Decision::NotExpired => {
             let deadline = effective_deadline(leaf);
             if deadline != NEVER {
                 rt.arm(deadline);
             }
+            false
         }
         Decision::Deferred => {
             // Inside runtime bookkeeping or a user critical section (of the leaf or of a
             // function enclosing it): the section's end acts on it.
             COUNTERS.deferred_nopreempt.fetch_add(1, Relaxed);
+            false
         }
         Decision::Pause(expired) => {
             // SAFETY: `ucontext` is the running handler's (our contract).
@@ -291,7 +241,8 @@ unsafe fn on_expiry(rt: &Runtime, kind: Kind, ucontext: *mut c_void) {
                         unsafe { arch::interrupted_system_call(ucontext) },
                         arch::SystemCall::None
                     );
-                    defer(rt, leaf, now, blocked, waiting)
+                    defer(rt, leaf, now, blocked, waiting);
+                    false
                 }
                 Ok(allowed) => {
                     let how = match allowed {
@@ -301,12 +252,14 @@ unsafe fn on_expiry(rt: &Runtime, kind: Kind, ucontext: *mut c_void) {
                         Allowed::InBlockingCall => PausedBy::BlockingCall,
                     };
                     // SAFETY: we run on the leaf's stack (checked above).
-                    unsafe { pause_from_handler(rt, leaf, expired, now, how, ucontext) }
+                    unsafe { pause_from_handler(rt, leaf, expired, now, how, ucontext) };
+                    true
                 }
             }
         }
-    }
+    };
     end_handler_section(leaf);
+    paused
 }
 
 /// Clears `lpf.in_handler`; if an expiry was missed meanwhile, re-arms a retry first (while

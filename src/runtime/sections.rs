@@ -14,13 +14,18 @@ use super::ending::{release_nopreempt, yield_now};
 /// Outside a preemptible function, does nothing.
 ///
 /// ```
-/// let mut steps = 0;
-/// let mut linger = inger::launch(|| { steps += 1; inger::pause(); steps += 1; }, std::time::Duration::MAX)?;
+/// let mut linger = inger::launch(
+///     || {
+///         let mut steps = 1;
+///         inger::pause();
+///         steps += 1;
+///         steps
+///     },
+///     std::time::Duration::MAX,
+/// )?;
 /// assert!(linger.yielded());
 /// inger::resume(&mut linger, std::time::Duration::MAX)?;
-/// assert!(linger.is_completion());
-/// drop(linger);
-/// assert_eq!(steps, 2);
+/// assert_eq!(linger.completion(), Some(2));
 /// # Ok::<(), inger::Error>(())
 /// ```
 pub fn pause() {

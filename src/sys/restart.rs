@@ -47,10 +47,14 @@
 //!   signal was delivered: the interrupted context is then the same `EINTR` return that
 //!   inger's own interruption leaves, and nothing tells them apart (a few hundredths of the
 //!   time when the two timers are aimed within microseconds of each other in a test loop);
-//! - a function paused in the call by its budget: a program signal that arrives before it is
-//!   resumed runs its handler in the code running on the thread meanwhile (the resumer), and
-//!   the resumed call waits on. A CPU-time budget avoids both for a function that waits (its
-//!   timer sends nothing while it does); so does `inger-run`, whose slices are CPU time.
+//! - a function paused in the call by its budget (`--wall-slices`, a wall-clock budget): a
+//!   program signal that arrives before it is resumed runs its handler in the code running on
+//!   the thread meanwhile (the resumer). For the calls that wait for nothing else (`pause`,
+//!   `sigsuspend`, [`waits_for_a_handler`]) the resumed call therefore ends with `EINTR`, as
+//!   after a signal (an early return, which their callers handle, rather than a wait for
+//!   ever); the others are restarted (their own event still ends them). A CPU-time budget
+//!   avoids this for a function that waits (its timer sends nothing while it does); so does
+//!   `inger-run`, whose slices are CPU time by default.
 
 /// The argument registers of a system call, in the kernel's order: `rdi, rsi, rdx, r10, r8,
 /// r9`.
@@ -115,6 +119,12 @@ pub(crate) fn restart_arguments(number: u32, arguments: Arguments) -> Option<Arg
         }
         _ => None,
     }
+}
+
+/// Whether the call `number` waits for nothing but a signal handler to run (`pause`,
+/// `sigsuspend`).
+pub(crate) fn waits_for_a_handler(number: u32) -> bool {
+    matches!(number, number::PAUSE | number::RT_SIGSUSPEND)
 }
 
 /// The signal mask the interrupted call `number` installed for its duration

@@ -16,28 +16,27 @@
 //! Context: caller (the thread's own context, or an enclosing function's stack for a nested
 //! call); the function itself runs on its own stack.
 //!
-//! Cancellation and its soundness rules are specified in the docs of [`Continuation`].
+//! Cancellation and its soundness rules are specified in the docs of [`Continuation`]; its
+//! code is in `cancel`, launching (the frame at the top of a fresh stack) in `launch`.
 
 use core::any::Any;
-use core::cell::UnsafeCell;
 use core::marker::PhantomData;
-use core::mem::{align_of, size_of};
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::Relaxed;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::time::Duration;
+use std::panic::resume_unwind;
 
 use crate::budget::Budget;
-
-/// The least wall-clock time a cancellation's grace (CPU time) may take before the function
-/// is discarded anyway (one that blocks would use none of its grace).
-const GRACE_WALL_CAP_MIN: Duration = Duration::from_millis(50);
 
 use crate::error::Error;
 use crate::runtime::{self, Lpf, Outcome, state};
 use crate::scope::{Orphan, Registry};
-use crate::stack::{self, Stack};
-use crate::sys::signal::abort_with;
+use crate::stack::Stack;
+
+mod cancel;
+mod launch;
+
+pub use launch::launch;
+pub(crate) use launch::{give_back, launch_in};
 
 /// The result of [`launch`]: the function either finished in time or is waiting to be resumed.
 #[must_use = "dropping a Linger that holds a continuation cancels the function"]
@@ -361,128 +360,6 @@ impl<'a, T> Continuation<'a, T> {
             give_back(stack);
         }
     }
-
-    /// The cooperative part of a drop: asks the paused function to unwind and gives it the
-    /// grace budget to get there. Whether it is gone.
-    fn unwind_within_grace(&mut self) -> bool {
-        let grace = crate::config::settings().map_or(Duration::ZERO, |s| s.cancel_grace);
-        // SAFETY: while `stack` is held the control block on it is live.
-        let checks = unsafe { self.lpf.as_ref() }.checks_cancellation.get();
-        if grace.is_zero() || !checks {
-            return false;
-        }
-        // SAFETY: while `stack` is held the control block on it is live.
-        runtime::request_cancel(unsafe { self.lpf.as_ref() });
-        // The outcome (a value, the `Cancelled` payload or another panic's) is dropped: the
-        // caller asked to be rid of the function. The grace is first wall-clock time, which
-        // costs no clock system call and is what almost every unwinding needs; one that is
-        // still running at its end (its thread descheduled under load, or a long unwinding)
-        // gets the grace again as CPU time, so that a loaded thread does not cut an
-        // unwinding short (it would then be discarded): at least `grace` of CPU in all. A
-        // function that blocks instead is given up after a wall-clock bound.
-        match self.run_unchecked(Budget::wall(grace)) {
-            Ok(Some(_)) => return true,
-            Ok(None) => {}
-            Err(_) => return false,
-        }
-        let budget = Budget::cpu(grace).with_wall_cap((grace * 100).max(GRACE_WALL_CAP_MIN));
-        matches!(self.run_unchecked(budget), Ok(Some(_)))
-    }
-
-    /// Gives the function up without running anything more of it: a `'static` one's stack
-    /// is retired (frozen, see `stack`), a scoped one is handed to its scope.
-    fn abandon(&mut self) {
-        let Some(stack) = self.stack.take() else {
-            return;
-        };
-        if let Some(link) = &self.scope {
-            link.registry.adopt(
-                link.id,
-                Orphan {
-                    stack,
-                    drop_unstarted: self.drop_unstarted,
-                    drop_outcome: self.drop_outcome,
-                },
-            );
-            return;
-        }
-        // SAFETY: the control block of a paused function is live while we hold its stack.
-        let this = unsafe { self.lpf.as_ref() };
-        runtime::detach_nested(this);
-        let live_low = this.live_stack_pointer();
-        match runtime::runtime_if_started() {
-            Some(rt) => rt.retire(stack, live_low),
-            // No runtime on this thread (it is exiting): the TLS block is abandoned.
-            None => stack::retire(stack, live_low),
-        }
-    }
-}
-
-impl<T> Continuation<'static, T> {
-    /// Cancels the function without letting it unwind: its stack is discarded at once and
-    /// none of its destructors run. What its live frames own leaks, locks they hold stay
-    /// held, and their memory is kept exactly as it was for the life of the process (values
-    /// pinned there stay valid; see the type's docs for the cost). Functions it was resuming
-    /// become paused continuations of their own. Only for functions that own what they use
-    /// (`'static`, from [`launch`]); a scoped function must finish (see [`scope`](crate::scope())).
-    pub fn discard(mut self) {
-        if self.stack.is_none() {
-            return;
-        }
-        // SAFETY: while `stack` is held the control block on it is live.
-        if unsafe { self.lpf.as_ref() }.state.load(Relaxed) == state::PAUSED
-            && runtime::refuse_in_signal_handler().is_ok()
-        {
-            self.abandon();
-        }
-        // Otherwise `drop` does what dropping does.
-    }
-}
-
-impl<T> Continuation<'_, T> {
-    /// What dropping does: see the type's docs.
-    fn cancel_now(&mut self) -> CancelOutcome {
-        if self.stack.is_none() {
-            return CancelOutcome::Unwound;
-        }
-        // SAFETY: the control block is live while we hold the stack.
-        match unsafe { self.lpf.as_ref() }.state.load(Relaxed) {
-            state::READY => {
-                // SAFETY: never started: the slot still holds the closure.
-                unsafe { (self.drop_unstarted)(self.lpf) };
-                self.release_stack();
-                CancelOutcome::Unwound
-            }
-            state::RUNNING => abort_with(
-                b"inger: a running preemptible function's continuation was dropped from inside it\n",
-            ),
-            _ if runtime::refuse_in_signal_handler().is_err() => {
-                // Resuming, discarding and the pools allocate and take locks: inside a signal
-                // handler the stack is leaked instead, never reused (a scoped function stays
-                // registered, and its scope finishes it).
-                if let Some(stack) = self.stack.take() {
-                    stack.leak();
-                }
-                CancelOutcome::Discarded
-            }
-            _ if self.unwind_within_grace() => CancelOutcome::Unwound,
-            _ => {
-                let scoped = self.scope.is_some();
-                self.abandon();
-                if scoped {
-                    CancelOutcome::LeftToScope
-                } else {
-                    CancelOutcome::Discarded
-                }
-            }
-        }
-    }
-}
-
-impl<T> Drop for Continuation<'_, T> {
-    fn drop(&mut self) {
-        self.cancel_now();
-    }
 }
 
 /// How a cancellation went (see [`Continuation::cancel`]).
@@ -529,167 +406,4 @@ pub fn resume<T>(linger: &mut Linger<'_, T>, budget: impl Into<Budget>) -> Resul
         *linger = Linger::Completion(value);
     }
     Ok(())
-}
-
-/// Calls `f` on its own stack with a time budget.
-///
-/// Returns [`Linger::Completion`] if `f` returned within `budget`, else
-/// [`Linger::Continuation`] once `f` has been paused at a safe point. `Duration::ZERO` only
-/// prepares the call (nothing runs until [`resume`]); `Duration::MAX` runs it to completion.
-/// `f` runs on the calling thread, so it deadlocks if it waits for a lock the caller holds.
-/// A panic in `f` propagates out of `launch`.
-///
-/// ```
-/// use std::time::Duration;
-/// let linger = inger::launch(|| loop { std::hint::spin_loop() }, Duration::from_millis(5))?;
-/// assert!(linger.is_continuation()); // the endless loop was paused; dropping it cancels it
-/// # Ok::<(), inger::Error>(())
-/// ```
-///
-/// # Errors
-/// [`Error::StackAllocation`] if no stack could be mapped, [`Error::SignalInUse`] or
-/// [`Error::System`] if preemption could not be set up on first use, [`Error::InvalidConfig`]
-/// for a bad `INGER_*` variable.
-pub fn launch<F, T>(f: F, budget: impl Into<Budget>) -> Result<Linger<'static, T>, Error>
-where
-    F: FnOnce() -> T + Send + 'static,
-{
-    launch_in(f, budget.into(), None)
-}
-
-/// [`launch`] for a closure that lives for `'a`: `'static` (no scope) or a scope's lifetime
-/// (registered with that scope, which sees it finish).
-pub(crate) fn launch_in<'a, F, T>(
-    f: F,
-    budget: Budget,
-    scope: Option<&'a Registry>,
-) -> Result<Linger<'a, T>, Error>
-where
-    F: FnOnce() -> T + Send + 'a,
-{
-    let rt = runtime::runtime()?;
-    let stack = rt.take_stack()?;
-    let frame = match place_frame::<F, T>(&stack) {
-        Ok(frame) => frame,
-        Err(error) => {
-            rt.give_back(stack);
-            return Err(error);
-        }
-    };
-    // SAFETY: `frame` is aligned, inside `stack`, and not used by anything else.
-    unsafe {
-        frame.write(Frame {
-            header: Lpf::new(run::<F, T>, &stack, rt),
-            slot: UnsafeCell::new(Slot::Ready(f)),
-        });
-        let top = (frame as usize & !15) as *mut u8;
-        runtime::prepare(frame.cast::<Lpf>(), top);
-    }
-    // SAFETY: `frame` is non-null (inside a mapped stack); the header is its first field.
-    let lpf = unsafe { NonNull::new_unchecked(frame.cast::<Lpf>()) };
-    let mut continuation = Continuation {
-        lpf,
-        stack: Some(stack),
-        take_outcome: take_outcome::<F, T>,
-        drop_unstarted: drop_unstarted::<F, T>,
-        drop_outcome: drop_outcome::<F, T>,
-        scope: scope.map(|registry| ScopeLink {
-            registry,
-            id: registry.add(lpf),
-        }),
-        _marker: PhantomData,
-    };
-    if budget.duration().is_zero() {
-        return Ok(Linger::Continuation(continuation));
-    }
-    match continuation.run(budget)? {
-        Some(value) => Ok(Linger::Completion(value)),
-        None => Ok(Linger::Continuation(continuation)),
-    }
-}
-
-/// Returns a stack to the pool of the thread running this code (or the process-wide one).
-pub(crate) fn give_back(stack: Stack) {
-    match runtime::runtime_if_started() {
-        Some(rt) => rt.give_back(stack),
-        None => stack::give_back_global(stack),
-    }
-}
-
-/// What sits at the top of a function's stack: its control block and its closure/result.
-#[repr(C)]
-struct Frame<F, T> {
-    header: Lpf,
-    slot: UnsafeCell<Slot<F, T>>,
-}
-
-enum Slot<F, T> {
-    Ready(F),
-    Running,
-    Returned(T),
-    Panicked(Box<dyn Any + Send>),
-}
-
-/// Where the frame goes: as high as possible, aligned, leaving most of the stack free.
-fn place_frame<F, T>(stack: &Stack) -> Result<*mut Frame<F, T>, Error> {
-    let size = size_of::<Frame<F, T>>();
-    let align = align_of::<Frame<F, T>>().max(16);
-    let top = stack.top() as usize - crate::stack::TOP_RESERVED;
-    let room = top - stack.base();
-    if size > room / 2 {
-        return Err(Error::InvalidConfig(format!(
-            "the closure and its result take {size} bytes, more than half of the {room}-byte stack; \
-             box them or raise INGER_STACK_SIZE"
-        )));
-    }
-    let address = (top - size) & !(align - 1);
-    Ok(address as *mut Frame<F, T>)
-}
-
-/// Runs the closure on the function's stack and stores its outcome; true if it panicked.
-///
-/// # Safety
-/// `lpf` must be the header of a `Frame<F, T>` in state READY with a `Ready` slot.
-unsafe fn run<F: FnOnce() -> T, T>(lpf: *mut Lpf) -> bool {
-    let frame = lpf.cast::<Frame<F, T>>();
-    // SAFETY: per the contract; the slot is touched by nobody else while we run.
-    let slot = unsafe { &mut *(*frame).slot.get() };
-    let Slot::Ready(f) = core::mem::replace(slot, Slot::Running) else {
-        abort_with(b"inger: a preemptible function was started twice\n")
-    };
-    let outcome = catch_unwind(AssertUnwindSafe(f));
-    // The slot is written before the state says the function finished (see `finish`).
-    *slot = match outcome {
-        Ok(value) => Slot::Returned(value),
-        Err(payload) => Slot::Panicked(payload),
-    };
-    matches!(slot, Slot::Panicked(_))
-}
-
-/// # Safety
-/// `lpf` must be the header of a finished `Frame<F, T>` whose outcome was not taken yet.
-unsafe fn take_outcome<F, T>(lpf: NonNull<Lpf>) -> Result<T, Box<dyn Any + Send>> {
-    let frame = lpf.as_ptr().cast::<Frame<F, T>>();
-    // SAFETY: per the contract the function finished, so nothing else touches the slot.
-    let slot = unsafe { &mut *(*frame).slot.get() };
-    match core::mem::replace(slot, Slot::Running) {
-        Slot::Returned(value) => Ok(value),
-        Slot::Panicked(payload) => Err(payload),
-        _ => abort_with(b"inger: the outcome of a preemptible function was missing\n"),
-    }
-}
-
-/// # Safety
-/// As for [`take_outcome`].
-unsafe fn drop_outcome<F, T>(lpf: NonNull<Lpf>) -> Option<Box<dyn Any + Send>> {
-    // SAFETY: per the contract.
-    unsafe { take_outcome::<F, T>(lpf) }.err()
-}
-
-/// # Safety
-/// `lpf` must be the header of a `Frame<F, T>` that never started.
-unsafe fn drop_unstarted<F, T>(lpf: NonNull<Lpf>) {
-    let frame = lpf.as_ptr().cast::<Frame<F, T>>();
-    // SAFETY: per the contract the slot holds the closure and nothing else touches it.
-    unsafe { core::ptr::drop_in_place((*frame).slot.get()) };
 }
