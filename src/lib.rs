@@ -82,6 +82,7 @@ pub mod bench_hooks;
 mod config;
 mod error;
 pub mod future;
+mod libset;
 mod linger;
 pub mod pool;
 mod runtime;
@@ -93,6 +94,7 @@ mod sys;
 
 pub use config::{Config, MIN_STACK_SIZE, preemption_enabled};
 pub use error::Error;
+pub use libset::{Libset, LibsetStats, MAX_ROUTED_FUNCTIONS, Routing};
 pub use linger::{CancelOutcome, Cancelled, Continuation, Linger, launch, resume};
 pub use runtime::{NoPreempt, checkpoint, in_preemptible, nopreempt, pause};
 pub use scope::{Scope, scope};
