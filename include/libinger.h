@@ -31,6 +31,13 @@
  *   dynamic loader, libgcc_s, libstdc++, or an inger_nopreempt() section, where pausing it
  *   would not be safe) and control returns to the caller.
  *
+ * inger_launch_cpu() and inger_resume_cpu() take the budget in microseconds of the thread's
+ * **CPU time** instead: time the function spends blocked, asleep or descheduled does not
+ * count. Use CPU time to bound work (a request may burn at most 10 ms of CPU); use wall-clock
+ * time for a latency deadline. A CPU budget ends within the timer's lateness while the
+ * function computes, and within one scheduler tick (1-4 ms) when it ends right after a wait;
+ * starting it costs one system call (reading the thread's CPU clock).
+ *
  * A function launched inside another preemptible function never outlives the outer budget:
  * when the outer deadline passes, both pause and later resume together.
  * Setting the environment variable `INGER_PREEMPT=0` turns preemption off: budgets are then
@@ -141,6 +148,10 @@ extern "C" {
 #define INGER_EWRONGTHREAD 9
 /** The function was cancelled cooperatively and unwound (a Rust-side cancellation). */
 #define INGER_ECANCELLED 10
+/** The preemption signal's handler was reset or replaced (signal() or sigaction() on it), so
+ *  arming the timer would kill the process: nothing was run. Leave that signal alone or
+ *  choose another with `INGER_SIGNAL`. */
+#define INGER_EHANDLER 11
 /** A required pointer argument was NULL. */
 #define INGER_ENULL 64
 /** Not a live handle from inger_launch() (already cancelled?). Best effort. */
@@ -182,6 +193,12 @@ typedef struct inger_linger inger_linger;
 int inger_launch(inger_linger **out, void (*fn)(void *), uint64_t timeout_us, void *arg);
 
 /**
+ * @brief inger_launch() with a budget of `cpu_us` microseconds of the thread's CPU time
+ *        (see @ref budgets).
+ */
+int inger_launch_cpu(inger_linger **out, void (*fn)(void *), uint64_t cpu_us, void *arg);
+
+/**
  * @brief Continues a paused function for `timeout_us` more microseconds.
  *
  * @param l           a handle from inger_launch().
@@ -197,6 +214,12 @@ int inger_launch(inger_linger **out, void (*fn)(void *), uint64_t timeout_us, vo
  *                            thread-local storage (see @ref threads).
  */
 int inger_resume(inger_linger *l, uint64_t timeout_us);
+
+/**
+ * @brief inger_resume() with a budget of `cpu_us` microseconds of the thread's CPU time
+ *        (see @ref budgets).
+ */
+int inger_resume_cpu(inger_linger *l, uint64_t cpu_us);
 
 /**
  * @brief Whether the function has returned.

@@ -102,6 +102,15 @@ pub enum Error {
         /// The number of stubs.
         limit: usize,
     },
+    /// The preemption signal's handler is no longer inger's: the program (or a library) reset
+    /// it to its default action or installed another, so a timer expiry would kill the
+    /// process or reach the wrong handler. No timer was armed; preemption stays off until
+    /// inger's handler is back (a program that must reset every signal can run under
+    /// `inger-run`, which emulates the signal for it, or pick another with `INGER_SIGNAL`).
+    HandlerReplaced {
+        /// The preemption signal.
+        signal: i32,
+    },
 }
 
 impl Error {
@@ -118,13 +127,14 @@ impl Error {
             Error::InSignalHandler => 8,
             Error::WrongThread => 9,
             Error::Cancelled => 10,
-            Error::LibraryNotFound { .. } => 11,
-            Error::SymbolNotFound { .. } => 12,
-            Error::CopyLimit { .. } => 13,
-            Error::InitialExecTls { .. } => 14,
-            Error::CopyFailed { .. } => 15,
-            Error::Unroutable { .. } => 16,
-            Error::TooManyRoutes { .. } => 17,
+            Error::HandlerReplaced { .. } => 11,
+            Error::LibraryNotFound { .. } => 12,
+            Error::SymbolNotFound { .. } => 13,
+            Error::CopyLimit { .. } => 14,
+            Error::InitialExecTls { .. } => 15,
+            Error::CopyFailed { .. } => 16,
+            Error::Unroutable { .. } => 17,
+            Error::TooManyRoutes { .. } => 18,
         }
     }
 }
@@ -169,6 +179,12 @@ impl fmt::Display for Error {
             Error::Cancelled => write!(
                 f,
                 "the preemptible function was cancelled cooperatively and unwound"
+            ),
+            Error::HandlerReplaced { signal } => write!(
+                f,
+                "the handler of inger's preemption signal {signal} was replaced or reset (by \
+                 signal() or sigaction()), so arming its timer would kill the process; leave \
+                 that signal alone, or choose another one with INGER_SIGNAL"
             ),
             Error::WrongThread => write!(
                 f,

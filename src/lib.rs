@@ -68,6 +68,7 @@
 //! | `stats` | counters and [`stats`] (a leaf) | any; bumped by the signal handler | nothing |
 //! | `config` | [`Config`] and every `INGER_*` variable | caller | `sys` |
 //! | `error` | [`Error`] | any | nothing |
+//! | `budget` | [`Budget`], [`Clock`]: how long, on which clock | caller | nothing |
 //! | `sys` | clocks, timers, signals, memory, processes, the module table, glibc's TLS internals, signal-frame detection | any; each function says | the OS, glibc |
 //! | `arch` | the context switch, fresh stacks, register sets, `ucontext` access, the fs base | any; async-signal-safe | nothing |
 //!
@@ -79,6 +80,7 @@
 mod arch;
 #[doc(hidden)]
 pub mod bench_hooks;
+mod budget;
 mod config;
 mod error;
 pub mod future;
@@ -92,6 +94,7 @@ mod stack;
 mod stats;
 mod sys;
 
+pub use budget::{Budget, Clock};
 pub use config::{Config, MIN_STACK_SIZE, preemption_enabled};
 pub use error::Error;
 pub use libset::{Libset, LibsetStats, MAX_ROUTED_FUNCTIONS, Routing};

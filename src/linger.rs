@@ -27,6 +27,12 @@ use core::sync::atomic::Ordering::Relaxed;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::time::Duration;
 
+use crate::budget::Budget;
+
+/// The least wall-clock time a cancellation's grace (CPU time) may take before the function
+/// is discarded anyway (one that blocks would use none of its grace).
+const GRACE_WALL_CAP_MIN: Duration = Duration::from_millis(50);
+
 use crate::error::Error;
 use crate::runtime::{self, Lpf, Outcome, state};
 use crate::scope::{Orphan, Registry};
@@ -89,7 +95,7 @@ impl<'a, T> Linger<'a, T> {
     }
 
     /// Continues a paused function for `budget` more; see [`resume`].
-    pub fn resume(&mut self, budget: Duration) -> Result<(), Error> {
+    pub fn resume(&mut self, budget: impl Into<Budget>) -> Result<(), Error> {
         resume(self, budget)
     }
 }
@@ -221,8 +227,8 @@ impl<'a, T> Continuation<'a, T> {
     /// [`Error::Finished`] if the function already finished; [`Error::AlreadyRunning`] if it
     /// is running (it tried to resume itself); set-up errors of the runtime on first use on
     /// this thread.
-    pub fn resume(mut self, budget: Duration) -> Result<Linger<'a, T>, Error> {
-        match self.run(budget)? {
+    pub fn resume(mut self, budget: impl Into<Budget>) -> Result<Linger<'a, T>, Error> {
+        match self.run(budget.into())? {
             Some(value) => Ok(Linger::Completion(value)),
             None => Ok(Linger::Continuation(self)),
         }
@@ -285,7 +291,11 @@ impl<'a, T> Continuation<'a, T> {
     ///
     /// # Errors
     /// As for [`resume`](Continuation::resume).
-    pub fn cancel_cooperatively(mut self, budget: Duration) -> Result<Option<Self>, Error> {
+    pub fn cancel_cooperatively(
+        mut self,
+        budget: impl Into<Budget>,
+    ) -> Result<Option<Self>, Error> {
+        let budget = budget.into();
         if self.stack.is_none() || self.is_unstarted() {
             return Ok(None);
         }
@@ -304,7 +314,7 @@ impl<'a, T> Continuation<'a, T> {
 
     /// Runs for `budget`; `Some(value)` if the function returned. Propagates its panic; a
     /// function that unwound because of a cooperative cancellation gives [`Error::Cancelled`].
-    fn run(&mut self, budget: Duration) -> Result<Option<T>, Error> {
+    fn run(&mut self, budget: Budget) -> Result<Option<T>, Error> {
         match self.run_raw(budget)? {
             None => Ok(None),
             Some(Ok(value)) => Ok(Some(value)),
@@ -316,7 +326,7 @@ impl<'a, T> Continuation<'a, T> {
     /// Runs for `budget`; `Some(outcome)` once the function finished. Inside a preemptible
     /// function that is being cancelled, returning here is a cancellation point (a nested
     /// function yields to its enclosing one when that one is cancelled).
-    fn run_raw(&mut self, budget: Duration) -> Result<Option<Finished<T>>, Error> {
+    fn run_raw(&mut self, budget: Budget) -> Result<Option<Finished<T>>, Error> {
         runtime::will_check_cancellation();
         let outcome = self.run_unchecked(budget);
         crate::checkpoint();
@@ -324,7 +334,7 @@ impl<'a, T> Continuation<'a, T> {
     }
 
     /// Runs for `budget`; `Some(outcome)` once the function finished.
-    fn run_unchecked(&mut self, budget: Duration) -> Result<Option<Finished<T>>, Error> {
+    fn run_unchecked(&mut self, budget: Budget) -> Result<Option<Finished<T>>, Error> {
         if self.stack.is_none() {
             return Err(Error::Finished);
         }
@@ -364,8 +374,11 @@ impl<'a, T> Continuation<'a, T> {
         // SAFETY: while `stack` is held the control block on it is live.
         runtime::request_cancel(unsafe { self.lpf.as_ref() });
         // The outcome (a value, the `Cancelled` payload or another panic's) is dropped: the
-        // caller asked to be rid of the function.
-        matches!(self.run_unchecked(grace), Ok(Some(_)))
+        // caller asked to be rid of the function. The grace is CPU time: a descheduled or
+        // loaded thread does not cut an unwinding short (it would then be discarded).
+        // A function that blocks instead is given up after a wall-clock bound.
+        let budget = Budget::cpu(grace).with_wall_cap((grace * 100).max(GRACE_WALL_CAP_MIN));
+        matches!(self.run_unchecked(budget), Ok(Some(_)))
     }
 
     /// Gives the function up without running anything more of it: a `'static` one's stack
@@ -503,11 +516,11 @@ pub struct Cancelled;
 /// # Errors
 /// As for [`Continuation::resume`]. If the function panics, the panic propagates and
 /// `linger` keeps a finished continuation: resuming it again returns [`Error::Finished`].
-pub fn resume<T>(linger: &mut Linger<'_, T>, budget: Duration) -> Result<(), Error> {
+pub fn resume<T>(linger: &mut Linger<'_, T>, budget: impl Into<Budget>) -> Result<(), Error> {
     let Linger::Continuation(continuation) = linger else {
         return Ok(());
     };
-    if let Some(value) = continuation.run(budget)? {
+    if let Some(value) = continuation.run(budget.into())? {
         *linger = Linger::Completion(value);
     }
     Ok(())
@@ -532,18 +545,18 @@ pub fn resume<T>(linger: &mut Linger<'_, T>, budget: Duration) -> Result<(), Err
 /// [`Error::StackAllocation`] if no stack could be mapped, [`Error::SignalInUse`] or
 /// [`Error::System`] if preemption could not be set up on first use, [`Error::InvalidConfig`]
 /// for a bad `INGER_*` variable.
-pub fn launch<F, T>(f: F, budget: Duration) -> Result<Linger<'static, T>, Error>
+pub fn launch<F, T>(f: F, budget: impl Into<Budget>) -> Result<Linger<'static, T>, Error>
 where
     F: FnOnce() -> T + Send + 'static,
 {
-    launch_in(f, budget, None)
+    launch_in(f, budget.into(), None)
 }
 
 /// [`launch`] for a closure that lives for `'a`: `'static` (no scope) or a scope's lifetime
 /// (registered with that scope, which sees it finish).
 pub(crate) fn launch_in<'a, F, T>(
     f: F,
-    budget: Duration,
+    budget: Budget,
     scope: Option<&'a Registry>,
 ) -> Result<Linger<'a, T>, Error>
 where
@@ -581,7 +594,7 @@ where
         }),
         _marker: PhantomData,
     };
-    if budget.is_zero() {
+    if budget.duration().is_zero() {
         return Ok(Linger::Continuation(continuation));
     }
     match continuation.run(budget)? {

@@ -47,8 +47,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::Ordering::Relaxed;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
 
+use crate::budget::Budget;
 use crate::error::Error;
 use crate::linger::{Linger, launch_in};
 use crate::runtime::{self, Lpf, Outcome, state};
@@ -101,11 +101,15 @@ impl<'scope> Scope<'scope, '_> {
     ///
     /// # Errors
     /// As for [`launch`](crate::launch).
-    pub fn launch<F, T>(&'scope self, f: F, budget: Duration) -> Result<Linger<'scope, T>, Error>
+    pub fn launch<F, T>(
+        &'scope self,
+        f: F,
+        budget: impl Into<Budget>,
+    ) -> Result<Linger<'scope, T>, Error>
     where
         F: FnOnce() -> T + Send + 'scope,
     {
-        launch_in(f, budget, Some(&self.registry))
+        launch_in(f, budget.into(), Some(&self.registry))
     }
 }
 
@@ -236,7 +240,7 @@ fn finish(entry: Entry) -> Finish {
             loop {
                 // SAFETY: the function is paused and owned by nobody but the scope now (its
                 // continuation was dropped or leaked), on a stack that stays mapped.
-                match unsafe { runtime::resume(lpf.as_ptr(), Duration::MAX) } {
+                match unsafe { runtime::resume(lpf.as_ptr(), Budget::UNLIMITED) } {
                     Ok(Outcome::Finished) => break,
                     Ok(Outcome::Paused) => continue,
                     Err(_) => abort_with(

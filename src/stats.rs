@@ -32,6 +32,13 @@ pub(crate) struct Counters {
     pub(crate) paused_in_pure_routine: AtomicU64,
     pub(crate) paused_in_blocking_call: AtomicU64,
     pub(crate) paused_by_retry: AtomicU64,
+    pub(crate) foreign_timer_signals: AtomicU64,
+    pub(crate) deferred_waiting: AtomicU64,
+    pub(crate) longest_wait_ns: AtomicU64,
+    pub(crate) cpu_budget_rechecks: AtomicU64,
+    pub(crate) cpu_timer_handoffs: AtomicU64,
+    pub(crate) restarted_calls: AtomicU64,
+    pub(crate) interrupted_calls: AtomicU64,
 }
 
 /// The process-wide counters.
@@ -54,6 +61,13 @@ pub(crate) static COUNTERS: Counters = Counters {
     paused_in_pure_routine: AtomicU64::new(0),
     paused_in_blocking_call: AtomicU64::new(0),
     paused_by_retry: AtomicU64::new(0),
+    foreign_timer_signals: AtomicU64::new(0),
+    deferred_waiting: AtomicU64::new(0),
+    longest_wait_ns: AtomicU64::new(0),
+    cpu_budget_rechecks: AtomicU64::new(0),
+    cpu_timer_handoffs: AtomicU64::new(0),
+    restarted_calls: AtomicU64::new(0),
+    interrupted_calls: AtomicU64::new(0),
 };
 
 /// Counters one thread bumps on its fast paths, written only by that thread.
@@ -125,7 +139,9 @@ pub struct Stats {
     /// Timer re-arms after a deferral that could not wait for the critical section's end
     /// (see `redirects`).
     pub retries: u64,
-    /// Longest time from a deadline to the pause it caused, in nanoseconds.
+    /// Longest time from a deadline to the pause it caused, in nanoseconds, for functions
+    /// that computed inside non-preemptible code meanwhile (waits in a system call count in
+    /// `longest_wait_ns` instead).
     pub longest_deferral_ns: u64,
     /// Deliveries of the timer signal (every expiry, including those that found nothing to
     /// do): with `preemptions`, the signals a preemption cost.
@@ -149,6 +165,31 @@ pub struct Stats {
     pub paused_in_blocking_call: u64,
     /// Preemptions that a retry found possible, after deferrals.
     pub paused_by_retry: u64,
+    /// Deliveries of the preemption signal by a timer that is not inger's (another timer
+    /// created on the same signal), ignored.
+    pub foreign_timer_signals: u64,
+    /// Deferrals of a function that was waiting in a system call inside non-preemptible code (a
+    /// blocking call the safe-point rule does not recognise, or one made with a lock held, such
+    /// as `fgets` on a pipe).
+    pub deferred_waiting: u64,
+    /// Longest time from a deadline to the pause it caused, in nanoseconds, for functions that
+    /// were waiting in a system call all that time (see `longest_deferral_ns` for those that
+    /// computed).
+    pub longest_wait_ns: u64,
+    /// Expiries of a CPU-time budget's deadline that found CPU time left (the thread had been
+    /// descheduled or had waited), after which the deadline moved.
+    pub cpu_budget_rechecks: u64,
+    /// CPU-time budgets handed to the thread's CPU-clock timer because the function was mostly
+    /// waiting.
+    pub cpu_timer_handoffs: u64,
+    /// System calls that inger's signal interrupted (they would have failed with `EINTR`) and
+    /// that the handler made run again, their meaning unchanged.
+    pub restarted_calls: u64,
+    /// System calls that inger's signal interrupted and that keep their `EINTR`: a relative
+    /// timeout the kernel does not update (`poll` with a timeout, `usleep`), which a restart
+    /// would lengthen, or a call whose number could not be read. Under `inger-run` these are
+    /// restarted by the interposed calls.
+    pub interrupted_calls: u64,
 }
 
 /// Reads the process-wide preemption counters.
@@ -180,5 +221,12 @@ pub fn stats() -> Stats {
         paused_in_pure_routine: c.paused_in_pure_routine.load(Relaxed),
         paused_in_blocking_call: c.paused_in_blocking_call.load(Relaxed),
         paused_by_retry: c.paused_by_retry.load(Relaxed),
+        foreign_timer_signals: c.foreign_timer_signals.load(Relaxed),
+        deferred_waiting: c.deferred_waiting.load(Relaxed),
+        longest_wait_ns: c.longest_wait_ns.load(Relaxed),
+        cpu_budget_rechecks: c.cpu_budget_rechecks.load(Relaxed),
+        cpu_timer_handoffs: c.cpu_timer_handoffs.load(Relaxed),
+        restarted_calls: c.restarted_calls.load(Relaxed),
+        interrupted_calls: c.interrupted_calls.load(Relaxed),
     }
 }

@@ -164,6 +164,106 @@ pub(crate) unsafe fn interrupted_registers(ucontext: *mut c_void) -> Registers {
     }
 }
 
+/// What a signal interrupted, as far as system calls go (see [`interrupted_system_call`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SystemCall {
+    /// Not a system call (or one whose instruction could not be read).
+    None,
+    /// A system call the kernel will restart: the context continues at the `syscall`
+    /// instruction.
+    Restarting,
+    /// A system call that the signal made fail with `EINTR`: the context continues after the
+    /// `syscall` instruction with `rax = -EINTR`. `number` is the call's number when the
+    /// code loaded it with `mov $number, %eax` just before (glibc's wrappers do).
+    Interrupted { number: Option<u32> },
+}
+
+/// Whether the context a signal interrupted was in a system call, from the handler's
+/// `ucontext`. Reads the code bytes around the interrupted instruction, only within its page
+/// (code is mapped whole pages at a time). Async-signal-safe.
+///
+/// # Safety
+/// As for [`interrupted_registers`].
+pub(crate) unsafe fn interrupted_system_call(ucontext: *mut c_void) -> SystemCall {
+    const SYSCALL: [u8; 2] = [0x0f, 0x05];
+    const MOV_EAX: u8 = 0xb8;
+    // SAFETY: per the contract, the kernel-written ucontext_t is valid for reads.
+    let gregs = unsafe { &(*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
+    let ip = gregs[libc::REG_RIP as usize] as usize;
+    let rax = gregs[libc::REG_RAX as usize];
+    let in_page = |offset: usize| ip % 4096 >= offset && (ip % 4096) + 2 <= 4096;
+    // The interrupted instruction's page is mapped and readable (it was executing); every
+    // read below lies in it.
+    let read_pair = |at: usize| {
+        // SAFETY: `at` and `at + 1` lie in the interrupted instruction's page (see above).
+        unsafe { (at as *const [u8; 2]).read_unaligned() }
+    };
+    if in_page(0) && read_pair(ip) == SYSCALL {
+        return SystemCall::Restarting;
+    }
+    if rax != -i64::from(libc::EINTR) || !in_page(2) {
+        return SystemCall::None;
+    }
+    if read_pair(ip - 2) != SYSCALL {
+        return SystemCall::None;
+    }
+    let number = in_page(7)
+        .then(|| {
+            // SAFETY: as above: within the interrupted instruction's page.
+            let bytes = unsafe { ((ip - 7) as *const [u8; 5]).read_unaligned() };
+            (bytes[0] == MOV_EAX)
+                .then(|| u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]))
+        })
+        .flatten();
+    SystemCall::Interrupted { number }
+}
+
+/// The argument registers of the system call the context a signal interrupted was making
+/// (`rdi, rsi, rdx, r10, r8, r9`: the kernel leaves them as they were).
+///
+/// # Safety
+/// As for [`interrupted_registers`].
+pub(crate) unsafe fn system_call_arguments(ucontext: *mut c_void) -> [u64; 6] {
+    // SAFETY: per the contract, the kernel-written ucontext_t is valid for reads.
+    let gregs = unsafe { &(*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
+    [
+        libc::REG_RDI,
+        libc::REG_RSI,
+        libc::REG_RDX,
+        libc::REG_R10,
+        libc::REG_R8,
+        libc::REG_R9,
+    ]
+    .map(|register| gregs[register as usize] as u64)
+}
+
+/// Makes the context a signal interrupted in system call `number` (which failed with `EINTR`,
+/// see [`SystemCall::Interrupted`]) execute it again with `arguments` when the handler
+/// returns: the `syscall` instruction is two bytes before the interrupted one.
+///
+/// # Safety
+/// As for [`interrupted_registers`]; the context must be [`SystemCall::Interrupted`].
+pub(crate) unsafe fn restart_system_call(ucontext: *mut c_void, number: u32, arguments: [u64; 6]) {
+    // SAFETY: per the contract, the kernel-written ucontext_t is valid for writes, and
+    // sigreturn loads these registers.
+    let gregs = unsafe { &mut (*ucontext.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
+    gregs[libc::REG_RAX as usize] = i64::from(number);
+    gregs[libc::REG_RIP as usize] -= 2;
+    for (register, value) in [
+        libc::REG_RDI,
+        libc::REG_RSI,
+        libc::REG_RDX,
+        libc::REG_R10,
+        libc::REG_R8,
+        libc::REG_R9,
+    ]
+    .into_iter()
+    .zip(arguments)
+    {
+        gregs[register as usize] = value as i64;
+    }
+}
+
 /// The interrupted context's stack pointer, from a signal handler's `ucontext`.
 ///
 /// # Safety

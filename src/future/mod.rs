@@ -209,6 +209,8 @@ pub use nonpreemptible::NonPreemptible;
 pub use tokio_support::{PreemptiveHandle, spawn_preemptible, spawn_preemptible_with};
 use waker::ProxyWaker;
 
+use crate::budget::Budget;
+
 /// The slice used by `spawn_preemptible` and `PreemptiveHandle::current` (`tokio` feature):
 /// 1 ms.
 pub const DEFAULT_SLICE: Duration = Duration::from_millis(1);
@@ -217,8 +219,10 @@ pub const DEFAULT_SLICE: Duration = Duration::from_millis(1);
 pub const MIN_SLICE: Duration = Duration::from_micros(10);
 
 /// Wraps `future` so that each of its polls runs preemptibly with `slice` of time (raised to
-/// [`MIN_SLICE`] if shorter; `Duration::MAX` never preempts). See the [module docs](self).
-pub fn preemptible<F: Future>(future: F, slice: Duration) -> Preemptible<F> {
+/// [`MIN_SLICE`] if shorter; `Duration::MAX` never preempts). The slice is wall-clock time
+/// for a [`Duration`], or CPU time with [`Budget::cpu`](crate::Budget::cpu): a poll that
+/// blocks the thread then keeps its slice. See the [module docs](self).
+pub fn preemptible<F: Future>(future: F, slice: impl Into<Budget>) -> Preemptible<F> {
     static EXECUTOR_CODE_MARKED: std::sync::Once = std::sync::Once::new();
     EXECUTOR_CODE_MARKED.call_once(|| {
         // Code with locks the executor's workers also take (see the module docs).
@@ -237,7 +241,7 @@ pub fn preemptible<F: Future>(future: F, slice: Duration) -> Preemptible<F> {
     Preemptible {
         shared: NonNull::from(Box::leak(shared)),
         phase: Phase::Idle,
-        slice: slice.max(MIN_SLICE),
+        slice: slice.into().at_least(MIN_SLICE),
         polls: 0,
         expired_polls: 0,
         spanning: false,
@@ -256,7 +260,7 @@ pub fn preemption_available() -> bool {
 /// [`nopreempt`](PreemptibleExt::nopreempt).
 pub trait PreemptibleExt: Future + Sized {
     /// Runs each poll of `self` preemptibly with `slice` of time; see [`preemptible`].
-    fn preemptible(self, slice: Duration) -> Preemptible<Self> {
+    fn preemptible(self, slice: impl Into<Budget>) -> Preemptible<Self> {
         preemptible(self, slice)
     }
 
@@ -282,7 +286,7 @@ pub struct Preemptible<F: Future> {
     /// `Finished`; leaked when a paused poll is cancelled).
     shared: NonNull<Shared<F>>,
     phase: Phase,
-    slice: Duration,
+    slice: Budget,
     polls: u64,
     expired_polls: u64,
     /// The inner poll in flight has been paused at least once (it spans several polls of
@@ -362,13 +366,13 @@ unsafe fn poll_shared<F: Future>(shared: *const ()) {
 
 impl<F: Future> Preemptible<F> {
     /// The time slice of each poll.
-    pub fn slice(&self) -> Duration {
+    pub fn slice(&self) -> Budget {
         self.slice
     }
 
     /// Changes the slice for the following polls (raised to [`MIN_SLICE`] if shorter).
-    pub fn set_slice(&mut self, slice: Duration) {
-        self.slice = slice.max(MIN_SLICE);
+    pub fn set_slice(&mut self, slice: impl Into<Budget>) {
+        self.slice = slice.into().at_least(MIN_SLICE);
     }
 
     /// Whether a poll of the inner future is paused, waiting to be resumed by the next poll.
@@ -430,7 +434,7 @@ where
     F::Output: Send,
 {
     /// The preemptible function for a new poll of the inner future.
-    fn launch_poll(&self, slice: Duration) -> Result<Linger<'static, ()>, crate::Error> {
+    fn launch_poll(&self, slice: Budget) -> Result<Linger<'static, ()>, crate::Error> {
         let task = PollTask {
             shared: self.shared.as_ptr().cast_const().cast(),
             poll: poll_shared::<F>,

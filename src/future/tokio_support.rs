@@ -2,12 +2,12 @@
 //! preemptible.
 
 use core::future::Future;
-use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use super::{DEFAULT_SLICE, preemptible};
+use crate::Budget;
 
 /// `tokio::spawn` of `future` made preemptible with the [default slice](DEFAULT_SLICE).
 ///
@@ -25,7 +25,7 @@ where
 ///
 /// # Panics
 /// Outside a tokio runtime, as `tokio::spawn` does.
-pub fn spawn_preemptible_with<F>(future: F, slice: Duration) -> JoinHandle<F::Output>
+pub fn spawn_preemptible_with<F>(future: F, slice: impl Into<Budget>) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -50,13 +50,16 @@ where
 #[derive(Debug, Clone)]
 pub struct PreemptiveHandle {
     handle: Handle,
-    slice: Duration,
+    slice: Budget,
 }
 
 impl PreemptiveHandle {
     /// Wraps `handle`; futures get `slice` per poll.
-    pub fn new(handle: Handle, slice: Duration) -> Self {
-        PreemptiveHandle { handle, slice }
+    pub fn new(handle: Handle, slice: impl Into<Budget>) -> Self {
+        PreemptiveHandle {
+            handle,
+            slice: slice.into(),
+        }
     }
 
     /// The runtime this code runs in, with the [default slice](DEFAULT_SLICE).
@@ -73,7 +76,7 @@ impl PreemptiveHandle {
     }
 
     /// The slice given to each poll.
-    pub fn slice(&self) -> Duration {
+    pub fn slice(&self) -> Budget {
         self.slice
     }
 

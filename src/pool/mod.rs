@@ -53,7 +53,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use crate::{Continuation, Error, Linger, NoPreempt};
+use crate::{Budget, Continuation, Error, Linger, NoPreempt};
 
 mod handle;
 
@@ -77,7 +77,7 @@ pub struct Pool {
 struct PoolShared {
     queue: Mutex<Queue>,
     work_available: Condvar,
-    slice: Duration,
+    slice: Budget,
     counters: Arc<Counters>,
 }
 
@@ -144,7 +144,7 @@ impl Pool {
     ///
     /// # Panics
     /// If `threads` is zero or a thread cannot be created (see [`Pool::try_new`]).
-    pub fn with_slice(threads: usize, slice: Duration) -> Pool {
+    pub fn with_slice(threads: usize, slice: impl Into<Budget>) -> Pool {
         match Self::try_new(threads, slice) {
             Ok(pool) => pool,
             Err(error) => panic!("inger: could not start a pool: {error}"),
@@ -156,7 +156,7 @@ impl Pool {
     /// # Errors
     /// [`Error::InvalidConfig`] if `threads` is zero; [`Error::System`] if a thread could not
     /// be created (the workers already started are stopped).
-    pub fn try_new(threads: usize, slice: Duration) -> Result<Pool, Error> {
+    pub fn try_new(threads: usize, slice: impl Into<Budget>) -> Result<Pool, Error> {
         if threads == 0 {
             return Err(Error::InvalidConfig(
                 "a pool needs at least one thread".into(),
@@ -169,7 +169,7 @@ impl Pool {
                 shutdown: false,
             }),
             work_available: Condvar::new(),
-            slice: slice.max(MIN_SLICE),
+            slice: slice.into().at_least(MIN_SLICE),
             counters: Arc::default(),
         });
         let mut pool = Pool {
@@ -230,7 +230,7 @@ impl Pool {
     }
 
     /// The time slice of each turn.
-    pub fn slice(&self) -> Duration {
+    pub fn slice(&self) -> Budget {
         self.shared.slice
     }
 
@@ -340,7 +340,7 @@ fn work(shared: &PoolShared, index: usize) {
 trait Task: Send {
     /// Runs one slice. Returns the task if it is still running (to be requeued); `None` if
     /// it finished or was cancelled. Dropping a task cancels it.
-    fn run_slice(self: Box<Self>, slice: Duration) -> Option<Box<dyn Task>>;
+    fn run_slice(self: Box<Self>, slice: Budget) -> Option<Box<dyn Task>>;
 
     /// Whether only the worker that ran it last may resume it: a paused function with shared
     /// thread-local storage (see [`capabilities`](crate::capabilities)).
@@ -365,7 +365,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    fn run_slice(mut self: Box<Self>, slice: Duration) -> Option<Box<dyn Task>> {
+    fn run_slice(mut self: Box<Self>, slice: Budget) -> Option<Box<dyn Task>> {
         if self.slot.cancel_requested.load(Ordering::Acquire) {
             return None; // dropped: cancelled
         }

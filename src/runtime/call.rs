@@ -6,19 +6,18 @@
 //! function's stack for a nested call) and switches into the function; [`lpf_entry`] and
 //! [`finish`] run on the function's stack. Not the signal handler.
 
-use core::ffi::c_void;
-use core::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
-
 use super::control::{Lpf, NEVER, Runtime, cancel, effective_deadline, set_current, state};
 use super::ending::release_nopreempt;
 use super::startup::runtime;
 use super::transfer::leave;
 use crate::arch;
+use crate::budget::{Budget, Clock};
 use crate::error::Error;
-use crate::sys::clock::deadline_after;
+use crate::sys::clock::{deadline_after, now_ns, thread_cpu_ns};
 use crate::sys::signal::{abort_with, errno, set_errno};
 use crate::sys::tls::{self, Glibc};
+use core::ffi::c_void;
+use core::sync::atomic::Ordering::Relaxed;
 
 /// What a `resume` ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +48,7 @@ pub(crate) unsafe fn prepare(this: *mut Lpf, top: *mut u8) {
 /// # Safety
 /// `lpf` must point to a live control block in state READY or PAUSED whose stack stays
 /// mapped until it finishes or is discarded, and whose closure may run on this thread.
-pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, Error> {
+pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Budget) -> Result<Outcome, Error> {
     let rt = runtime()?;
     // SAFETY: per the contract `lpf` is live; all access is on this thread.
     let this = unsafe { &*lpf };
@@ -62,6 +61,11 @@ pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, 
     let parent = unsafe { rt.current.load(Relaxed).as_ref() };
     if parent.is_some_and(|parent| parent.in_handler.load(Relaxed)) {
         return Err(Error::InSignalHandler);
+    }
+    // Caller context, before any state changes: the CPU timer a CPU budget may need.
+    let cpu_budget = budget.clock() == Clock::Cpu && !budget.is_unlimited() && rt.timer.is_some();
+    if cpu_budget {
+        rt.ensure_cpu_timer()?;
     }
     // Bookkeeping until the function lands (which ends it) and again from when it leaves.
     rt.begin_busy()?;
@@ -80,32 +84,42 @@ pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, 
         }
         return Err(error);
     }
-    let deadline = if rt.timer.is_some() && budget != Duration::MAX {
-        deadline_after(budget)
-    } else {
-        NEVER
-    };
+    let (deadline, cpu_deadline) = deadlines(rt, this, budget, cpu_budget);
+    if deadline < rt.armed.load(Relaxed)
+        && let Err(error) = check_handler()
+    {
+        // The timer is about to be armed, and an expiry would kill the process.
+        rt.end_busy();
+        if let Some(parent) = parent {
+            release_nopreempt(parent);
+        }
+        return Err(error);
+    }
     this.parent.store(
         parent.map_or(core::ptr::null_mut(), |p| p as *const Lpf as *mut Lpf),
         Relaxed,
     );
     this.deadline.store(deadline, Relaxed);
+    this.cpu_deadline.store(cpu_deadline, Relaxed);
     this.yielded.set(false);
     this.leaf.set(lpf);
     this.state.store(state::RUNNING, Relaxed);
     leaf.pending.store(false, Relaxed);
     leaf.retries.set(0);
+    leaf.deferred_working.set(false);
+    leaf.deferred_waiting.set(false);
     rt.current.store(leaf as *const Lpf as *mut Lpf, Relaxed);
     // Armed only after `current` names the leaf, so an early expiry is never lost. If the
     // resumer is itself overdue (its deadline passed and a retry is booked), arming for the
     // chain's deadline would fire at once, inside this very launch, and cancel the retry
     // that would have found a safe point: arm only for the leaf's own deadline then.
     let overdue_parent = parent.is_some_and(|parent| parent.retries.get() > 0);
-    rt.arm(if overdue_parent {
+    let arm_for = if overdue_parent {
         leaf.deadline.load(Relaxed)
     } else {
         effective_deadline(leaf)
-    });
+    };
+    rt.arm(arm_for);
     let shared_errno = enter_tls(rt, parent, leaf);
     // SAFETY: `leaf.saved_sp` was saved by `switch` when the leaf was suspended (or prepared
     // for a fresh LPF), and nothing has continued it since: its state was READY or PAUSED.
@@ -122,11 +136,78 @@ pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Duration) -> Result<Outcome, 
         state::PAUSED => Outcome::Paused,
         _ => Outcome::Finished,
     };
+    // A nested resume may come back on another thread than it began on: its enclosing
+    // chain was paused meanwhile and resumed elsewhere (migration updated `runtime`).
+    // SAFETY: the runtime of the thread running this code is live.
+    let rt = unsafe { &*this.runtime.load(Relaxed) };
+    if rt.cpu_armed.load(Relaxed) != NEVER && !parent.is_some_and(watches_cpu_clock) {
+        // The CPU timer watched a budget that is over: it must not interrupt what runs now.
+        rt.disarm_cpu();
+    }
     rt.end_busy();
     if let Some(parent) = parent {
         release_nopreempt(parent);
     }
     Ok(outcome)
+}
+
+/// The wall-clock deadline and CPU-time deadline (or [`NEVER`]) of a slice of `budget`
+/// starting now for `this`; restores the CPU budgets of the functions nested in its paused
+/// chain on this thread's clocks. Context: caller.
+fn deadlines(rt: &Runtime, this: &Lpf, budget: Budget, cpu_budget: bool) -> (u64, u64) {
+    let nested_cpu = this
+        .paused_chain()
+        .any(|node| !core::ptr::eq(node, this) && node.cpu_deadline.load(Relaxed) != NEVER);
+    if !cpu_budget && !nested_cpu {
+        let deadline = if rt.timer.is_some() && !budget.is_unlimited() {
+            deadline_after(budget.duration())
+        } else {
+            NEVER
+        };
+        return (deadline, NEVER);
+    }
+    let (now, cpu) = (now_ns(), thread_cpu_ns());
+    for node in this.paused_chain() {
+        if !core::ptr::eq(node, this) {
+            node.restore_cpu_budget(now, cpu);
+        }
+    }
+    if !cpu_budget {
+        let deadline = if rt.timer.is_some() && !budget.is_unlimited() {
+            now.saturating_add(budget.nanos())
+        } else {
+            NEVER
+        };
+        return (deadline, NEVER);
+    }
+    this.cpu_mark.set((now, cpu));
+    this.cpu_waiting.set(false);
+    let cap = budget
+        .wall_cap_nanos()
+        .map_or(NEVER, |cap| now.saturating_add(cap));
+    this.wall_cap.set(cap);
+    (
+        now.saturating_add(budget.nanos()).min(cap),
+        cpu.saturating_add(budget.nanos()),
+    )
+}
+
+/// Whether a function of the running chain from `lpf` has left its CPU budget to the
+/// thread's CPU timer.
+fn watches_cpu_clock(lpf: &Lpf) -> bool {
+    lpf.chain().any(Lpf::waits_on_cpu_timer)
+}
+
+/// Refuses to arm the timer once the preemption signal's handler is no longer inger's:
+/// someone reset it (`signal(SIG, SIG_DFL)`) or replaced it, and an expiry would kill the
+/// process or run their handler. A system call, made only when the timer is to be armed.
+fn check_handler() -> Result<(), Error> {
+    if super::preempt::handler_intact() {
+        Ok(())
+    } else {
+        let signal = crate::config::settings().map_or(0, |s| s.signal);
+        Err(Error::HandlerReplaced { signal })
+    }
 }
 
 /// Installs the leaf's TLS before switching into it. With shared TLS, swaps errno (the one

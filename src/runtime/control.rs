@@ -14,7 +14,7 @@ use core::marker::PhantomData;
 use core::ptr::{self, null_mut};
 use core::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64,
-    Ordering::{Relaxed, SeqCst},
+    Ordering::{Acquire, Relaxed, Release, SeqCst},
     compiler_fence,
 };
 use std::cell::Cell as StdCell;
@@ -24,9 +24,12 @@ use crate::error::Error;
 use crate::safepoint::StackToWalk;
 use crate::safepoint::UnwindCache;
 use crate::stack::{self, Stack, StackPool};
-use crate::stats::ThreadCounters;
+use crate::stats::{COUNTERS, ThreadCounters};
+use crate::sys::clock::thread_cpu_ns;
 use crate::sys::signal::AltStack;
-use crate::sys::timer::ThreadTimer;
+use crate::sys::timer::{Clock, ThreadTimer};
+
+use super::timers::{Kind, Slot};
 use crate::sys::tls::Glibc;
 
 /// No deadline: the timer is not armed / the function may run forever.
@@ -70,8 +73,25 @@ pub(crate) struct Lpf {
     pub(super) leaf: Cell<*mut Lpf>,
     /// The LPF that resumed this one, or null when the root context did.
     pub(crate) parent: AtomicPtr<Lpf>,
-    /// Absolute monotonic deadline in nanoseconds, or [`NEVER`].
+    /// Absolute monotonic deadline in nanoseconds, or [`NEVER`]. With a CPU budget, the
+    /// earliest time the budget could run out (the thread's CPU time cannot advance faster
+    /// than the wall clock), or [`NEVER`] while the thread's CPU timer watches it instead.
     pub(crate) deadline: AtomicU64,
+    /// With a CPU budget: the thread's CPU time (ns) at which it runs out; [`NEVER`] for a
+    /// wall-clock budget. Meaningful while the LPF runs (see `cpu_left` while it is paused).
+    pub(crate) cpu_deadline: AtomicU64,
+    /// With a CPU budget, while paused inside a paused chain: the CPU time it had left, which
+    /// the resume of the chain (perhaps on another thread, with another CPU clock) restores.
+    pub(super) cpu_left: Cell<u64>,
+    /// With a CPU budget: the wall and CPU time of the last look at the CPU clock, to tell a
+    /// function that computes from one that waits.
+    pub(super) cpu_mark: Cell<(u64, u64)>,
+    /// With a CPU budget: the thread's CPU timer watches it (the function was waiting).
+    pub(super) cpu_waiting: Cell<bool>,
+    /// With a CPU budget: a wall-clock time past which the budget counts as used up whatever
+    /// the CPU clock says ([`NEVER`]: none), so that a cancellation's grace cannot wait for
+    /// ever on a function that blocks.
+    pub(super) wall_cap: Cell<u64>,
     /// Preemption is deferred while non-zero (see the module docs of `runtime`).
     pub(crate) nopreempt: AtomicU32,
     /// A deadline passed while `nopreempt` was non-zero.
@@ -99,6 +119,10 @@ pub(crate) struct Lpf {
     pub(super) yielded: Cell<bool>,
     /// Consecutive retries while the deadline has passed (for back-off).
     pub(crate) retries: Cell<u32>,
+    /// Since the last pause: a deferral found the function computing in non-preemptible code
+    /// / waiting in a system call there (which counter the pause's delay goes to).
+    pub(crate) deferred_working: Cell<bool>,
+    pub(crate) deferred_waiting: Cell<bool>,
     /// Runs the closure and stores its outcome in the slot (monomorphised per closure).
     pub(super) run: unsafe fn(*mut Lpf) -> bool,
 
@@ -130,6 +154,11 @@ impl Lpf {
             leaf: Cell::new(null_mut()),
             parent: AtomicPtr::new(null_mut()),
             deadline: AtomicU64::new(NEVER),
+            cpu_deadline: AtomicU64::new(NEVER),
+            cpu_left: Cell::new(0),
+            cpu_mark: Cell::new((0, 0)),
+            cpu_waiting: Cell::new(false),
+            wall_cap: Cell::new(NEVER),
             // Rule 1: a suspended LPF holds one unit; the entry trampoline releases it.
             nopreempt: AtomicU32::new(1),
             pending: AtomicBool::new(false),
@@ -141,6 +170,8 @@ impl Lpf {
             redirect_armed: Cell::new(false),
             yielded: Cell::new(false),
             retries: Cell::new(0),
+            deferred_working: Cell::new(false),
+            deferred_waiting: Cell::new(false),
             run,
             stack_low: stack.base(),
             stack_high: stack.top() as usize,
@@ -163,6 +194,89 @@ impl Lpf {
     /// Whether `sp` lies on this LPF's own stack.
     pub(crate) fn owns_stack_pointer(&self, sp: usize) -> bool {
         sp > self.stack_low && sp <= self.stack_high
+    }
+
+    /// Whether this LPF's budget has run out at `now`. A wall-clock budget has when its
+    /// deadline has passed. A CPU budget is checked against the thread's CPU clock once its
+    /// (earliest possible) deadline has passed; if some is left, the thread was descheduled
+    /// or waited meanwhile, and the deadline moves: by what is left if the function mostly
+    /// computed since the last look, or into the hands of the thread's CPU timer if it mostly
+    /// waited (which then sends nothing while it keeps waiting). Context: signal handler or
+    /// the running chain's own code; async-signal-safe (one clock system call, at most two).
+    pub(crate) fn deadline_passed(&self, now: u64) -> bool {
+        if self.deadline.load(Relaxed) > now {
+            return false;
+        }
+        let cpu_deadline = self.cpu_deadline.load(Relaxed);
+        if cpu_deadline == NEVER || now >= self.wall_cap.get() {
+            return true;
+        }
+        let cpu = thread_cpu_ns();
+        if cpu >= cpu_deadline {
+            return true;
+        }
+        let left = cpu_deadline - cpu;
+        let (marked_wall, marked_cpu) = self.cpu_mark.get();
+        self.cpu_mark.set((now, cpu));
+        let computed = cpu.saturating_sub(marked_cpu);
+        let elapsed = now.saturating_sub(marked_wall);
+        // SAFETY: the runtime of the thread running this chain outlives the run.
+        let runtime = unsafe { self.runtime.load(Relaxed).as_ref() };
+        COUNTERS.cpu_budget_rechecks.fetch_add(1, Relaxed);
+        let cap = self.wall_cap.get();
+        match runtime {
+            Some(rt) if computed.saturating_mul(2) < elapsed && rt.has_cpu_timer() => {
+                // Mostly waiting: the CPU timer takes over (the wall cap, if any, stays).
+                COUNTERS.cpu_timer_handoffs.fetch_add(1, Relaxed);
+                self.cpu_waiting.set(true);
+                self.deadline.store(cap, Relaxed);
+                rt.arm_cpu(cpu_deadline);
+            }
+            _ => {
+                self.cpu_waiting.set(false);
+                self.deadline
+                    .store(now.saturating_add(left).min(cap), Relaxed);
+            }
+        }
+        false
+    }
+
+    /// Whether this LPF's CPU budget is watched by the thread's CPU timer (it was waiting).
+    pub(crate) fn waits_on_cpu_timer(&self) -> bool {
+        self.cpu_waiting.get() && self.cpu_deadline.load(Relaxed) != NEVER
+    }
+
+    /// A CPU budget left to the thread's CPU timer (the function was waiting) is looked at
+    /// again: its deadline counts as passed, so that the next check reads the CPU clock.
+    /// Context: signal handler, for an expiry of the CPU timer.
+    pub(crate) fn recheck_cpu_budget(&self, now: u64) {
+        if self.waits_on_cpu_timer() {
+            self.cpu_waiting.set(false);
+            self.deadline.store(now, Relaxed);
+        }
+    }
+
+    /// Before the chain this LPF is nested in is paused, keeps what its CPU budget has left,
+    /// for the resume of the chain to restore (see [`cpu_left`](Self::cpu_left)). Context:
+    /// function stack or signal handler; `cpu` is the thread's CPU time now.
+    pub(crate) fn keep_cpu_budget(&self, cpu: u64) {
+        let cpu_deadline = self.cpu_deadline.load(Relaxed);
+        if cpu_deadline != NEVER {
+            self.cpu_left.set(cpu_deadline.saturating_sub(cpu));
+        }
+    }
+
+    /// Restores the CPU budget kept by [`keep_cpu_budget`](Self::keep_cpu_budget) on the
+    /// resuming thread's clocks. Context: caller, resuming the chain.
+    pub(crate) fn restore_cpu_budget(&self, now: u64, cpu: u64) {
+        if self.cpu_deadline.load(Relaxed) != NEVER {
+            let left = self.cpu_left.get();
+            self.cpu_deadline.store(cpu.saturating_add(left), Relaxed);
+            self.deadline
+                .store(now.saturating_add(left).min(self.wall_cap.get()), Relaxed);
+            self.cpu_mark.set((now, cpu));
+            self.cpu_waiting.set(false);
+        }
     }
 
     /// Raises the `nopreempt` counter. Only code on the thread running this LPF (its signal
@@ -262,6 +376,12 @@ pub(crate) struct Runtime {
     pub(crate) armed: AtomicU64,
     /// The thread's preemption timer; `None` when preemption is off.
     pub(crate) timer: Option<ThreadTimer>,
+    /// The thread's CPU-clock timer, created at the first CPU budget (see
+    /// [`Lpf::deadline_passed`]); readable once `cpu_timer_ready` is set.
+    pub(super) cpu_timer: UnsafeCell<Option<ThreadTimer>>,
+    pub(super) cpu_timer_ready: AtomicBool,
+    /// The thread CPU time the CPU timer is armed for, or [`NEVER`].
+    pub(crate) cpu_armed: AtomicU64,
     /// First retry interval (ns) after a deferred preemption.
     pub(crate) retry_ns: u64,
     /// glibc's TLS internals when functions get private TLS blocks.
@@ -287,6 +407,9 @@ pub(crate) struct Runtime {
     /// stack pointer of their live frames.
     pub(super) retired: RefCell<Vec<(Stack, usize)>>,
     pub(super) _altstack: Option<AltStack>,
+    /// The thread's place in the table of timers (declared last: dropped after the timers
+    /// are deleted, so no delivery can find this runtime once it is gone).
+    pub(super) slot: Slot,
 }
 
 impl Drop for Runtime {
@@ -380,6 +503,59 @@ impl Runtime {
         }
     }
 
+    /// Whether the thread's CPU-clock timer exists. Async-signal-safe.
+    pub(crate) fn has_cpu_timer(&self) -> bool {
+        self.cpu_timer_ready.load(Acquire)
+    }
+
+    /// The CPU-clock timer, if created. Async-signal-safe.
+    fn cpu_timer(&self) -> Option<&ThreadTimer> {
+        if !self.has_cpu_timer() {
+            return None;
+        }
+        // SAFETY: written once, before `cpu_timer_ready` was set, and never again until the
+        // runtime drops.
+        unsafe { (*self.cpu_timer.get()).as_ref() }
+    }
+
+    /// Creates the thread's CPU-clock timer if it does not exist yet. Context: caller, on the
+    /// owning thread (a CPU budget is about to start).
+    pub(crate) fn ensure_cpu_timer(&self) -> Result<(), Error> {
+        if self.has_cpu_timer() || self.timer.is_none() {
+            return Ok(());
+        }
+        let settings = crate::config::settings()?;
+        let timer = ThreadTimer::new(Clock::ThreadCpu, settings.signal, self.slot.index())?;
+        self.slot.set_timer(Kind::Cpu, timer.kernel_id());
+        // SAFETY: only this thread's caller context writes the cell, once; the handler reads
+        // it only after the flag below is set.
+        unsafe { *self.cpu_timer.get() = Some(timer) };
+        self.cpu_timer_ready.store(true, Release);
+        Ok(())
+    }
+
+    /// Arms the CPU-clock timer for thread CPU time `cpu_deadline` unless it already fires at
+    /// or before it. Context: any on the owning thread; async-signal-safe.
+    pub(crate) fn arm_cpu(&self, cpu_deadline: u64) {
+        if let Some(timer) = self.cpu_timer()
+            && cpu_deadline < self.cpu_armed.load(Relaxed)
+        {
+            self.cpu_armed.store(cpu_deadline, Relaxed);
+            timer.arm_at(cpu_deadline);
+        }
+    }
+
+    /// Disarms the CPU-clock timer if it is armed, so that it cannot interrupt code that no
+    /// longer has a CPU budget. Context: any on the owning thread; async-signal-safe.
+    pub(crate) fn disarm_cpu(&self) {
+        if self.cpu_armed.load(Relaxed) != NEVER
+            && let Some(timer) = self.cpu_timer()
+        {
+            self.cpu_armed.store(NEVER, Relaxed);
+            timer.disarm();
+        }
+    }
+
     /// Arms the timer `delay_ns` from `now`, even if it was armed later.
     /// Context: any on the owning thread; async-signal-safe.
     pub(crate) fn arm_retry(&self, now: u64, delay_ns: u64) {
@@ -462,9 +638,7 @@ pub(crate) fn decide(leaf: &Lpf, now: u64) -> Decision<'_> {
         let held = node.nopreempt.load(Relaxed);
         let in_section = if depth == 0 { held > 0 } else { held > 1 };
         if in_section {
-            let covered = node
-                .chain()
-                .any(|above| above.deadline.load(Relaxed) <= now);
+            let covered = node.chain().any(|above| above.deadline_passed(now));
             if covered {
                 node.pending.store(true, Relaxed);
             }
@@ -474,7 +648,7 @@ pub(crate) fn decide(leaf: &Lpf, now: u64) -> Decision<'_> {
                 (None, false) => Decision::NotExpired,
             };
         }
-        if node.deadline.load(Relaxed) <= now {
+        if node.deadline_passed(now) {
             target = Some(node);
         }
     }

@@ -92,10 +92,10 @@ fn preempt_if_due(lpf: &Lpf, how: PausedBy, registers: arch::Registers) {
     // The whole-stack rule applies here too: the section that just ended may sit inside a
     // critical section further down the stack. Walk from this very frame.
     if let Err(blocked) = check_running_stack(rt, lpf, expired, registers) {
-        defer(rt, lpf, now, blocked);
+        defer(rt, lpf, now, blocked, false);
         return;
     }
-    count_preemption(expired, now, how);
+    count_preemption(lpf, expired, now, how);
     lpf.retries.set(0);
     lpf.hold_nopreempt();
     // SAFETY: on our own stack, holding a unit of the counter.

@@ -5,6 +5,7 @@
 //!
 //! | module | what | context |
 //! | --- | --- | --- |
+//! | `timers` | the table that tells the handler which runtime a timer signal is for | **signal handler**; caller |
 //! | `control` | control block [`Lpf`], states, chains, per-thread `Runtime`, the running-function accessor | any |
 //! | `transfer` | `leave`: switch from a function back to its resumer | function stack, **also the signal handler** |
 //! | `preempt` | the timer handler, expiry decision, deferral, redirects (design essay) | **signal handler**; function stack |
@@ -15,7 +16,7 @@
 //! | `startup` | each thread's runtime, created on first use | caller |
 //! | `call` | `resume`, migration, a function's entry and finish | caller; function stack |
 //!
-//! Each module uses only those above it in this list (`control` uses none of them).
+//! Each module uses only those above it in this list (`timers` uses none of them).
 //! Code the signal handler may reach (`transfer`, `preempt`, the `control` accessors, and
 //! everything they call in `sys`, `arch` and `safepoint`) is async-signal-safe: no
 //! allocation, no locks, no thread-local access but the constant `CURRENT` slot.
@@ -71,6 +72,7 @@ mod process;
 mod sections;
 mod stacks;
 mod startup;
+mod timers;
 mod transfer;
 
 pub(crate) use call::{Outcome, detach_nested, prepare, request_cancel, resume};

@@ -10,8 +10,10 @@
 //! # How a running function is paused
 //!
 //! Each thread that launches functions owns one POSIX timer (`CLOCK_MONOTONIC`,
-//! `SIGEV_THREAD_ID`) that sends one real-time signal to that thread alone, carrying a pointer
-//! to the thread's runtime in `si_value`. The handler runs on the interrupted function's own
+//! `SIGEV_THREAD_ID`) that sends one real-time signal to that thread alone, carrying in
+//! `si_value` the thread's index in the table of timers (`timers`), which the handler checks
+//! against the kernel's id of the timer that fired before it trusts the delivery (a timer of
+//! someone else's on the same signal is ignored). The handler runs on the interrupted function's own
 //! stack (no `SA_ONSTACK`), above the kernel's signal frame, which holds every register the
 //! function had, including flags and the whole XSAVE area. To pause, the handler simply
 //! switches from inside itself back to the resumer, leaving that frame suspended on the
@@ -23,6 +25,27 @@
 //! before the new deadline, and nothing disarms it. An expiry that finds nothing to do either
 //! re-arms for the deadline now in force or returns. In steady state launch and resume make
 //! no system call.
+//!
+//! # CPU budgets
+//!
+//! A CPU budget is watched by the same wall-clock timer: its deadline is the earliest time the
+//! budget could run out (CPU time cannot pass faster than wall time). When it passes, the
+//! check reads the thread's CPU clock (`Lpf::deadline_passed`): if budget is left, the thread
+//! was descheduled or waited, and the deadline moves by what is left if the function mostly
+//! computed since the last look, or the rest of the budget goes to a second timer, on the
+//! thread's CPU clock, if it mostly waited. That timer fires only once the thread has
+//! computed for long enough, so a waiting function costs no signal; the kernel checks such
+//! timers at its scheduler tick only, which is why it is not used for everything. Nested
+//! functions paused with their chain keep what their budget has left and get it back, on the
+//! resuming thread's clock, when the chain is resumed (`transfer`, `call`).
+//!
+//! # Interrupted system calls
+//!
+//! Any handled signal makes some blocking calls fail with `EINTR` (`pause`, `poll`,
+//! `nanosleep`, ...). When the handler does not pause the function (or when a function paused
+//! in such a call is resumed), it makes the interrupted context run the call again where that
+//! keeps its meaning (`sys::restart`), so the preemption signal stays invisible; not for a
+//! function being cancelled, which had better reach its next cancellation point.
 //!
 //! # The signal and its flags
 //!
@@ -91,13 +114,17 @@ use core::sync::atomic::{
     compiler_fence,
 };
 
-use super::control::{Decision, Lpf, NEVER, Runtime, decide, effective_deadline, state};
+use super::control::{
+    Decision, Lpf, NEVER, Runtime, cancel, current_lpf, decide, effective_deadline, state,
+};
+use super::timers::{self, Kind};
 use super::transfer::leave;
 use crate::arch;
 use crate::error::Error;
 use crate::safepoint::{self, Allowed, Blocked, Reason, SectionEnd};
 use crate::stats::COUNTERS;
 use crate::sys::clock::now_ns;
+use crate::sys::restart;
 use crate::sys::signal;
 
 /// Retries back off by doubling, at most this many times (50 us grows to 200 us by default):
@@ -122,24 +149,80 @@ pub(super) unsafe extern "C" fn on_timer(
     if unsafe { signal::si_code(info) } != libc::SI_TIMER {
         return; // sent by kill/sigqueue, not our timer: ignore
     }
-    // SAFETY: for SI_TIMER the value is the runtime pointer we gave timer_create; the
-    // runtime outlives its timer. Null only if someone else's timer uses our signal.
-    let Some(rt) = (unsafe { signal::timer_value(info).cast::<Runtime>().as_ref() }) else {
+    // SAFETY: for SI_TIMER the siginfo holds a timer's fields.
+    let (value, timer_id) = unsafe { signal::timer_fields(info) };
+    let Some((address, kind)) = timers::lookup(value, timer_id) else {
+        // Someone else's timer on our signal: its value means nothing to us.
+        COUNTERS.foreign_timer_signals.fetch_add(1, Relaxed);
         return;
     };
+    // SAFETY: the table names only live runtimes (see `timers::lookup`), and the timer that
+    // fired is this thread's.
+    let rt = unsafe { &*(address as *const Runtime) };
     COUNTERS.timer_signals.fetch_add(1, Relaxed);
     let saved_errno = signal::errno();
-    rt.armed.store(NEVER, Relaxed);
+    match kind {
+        Kind::Wall => rt.armed.store(NEVER, Relaxed),
+        Kind::Cpu => rt.cpu_armed.store(NEVER, Relaxed),
+    }
     // SAFETY: `ucontext` is the kernel's, valid while the handler runs.
-    unsafe { on_expiry(rt, ucontext) };
+    unsafe { on_expiry(rt, kind, ucontext) };
+    // Not paused, or paused and now resumed (perhaps on another thread): a system call our
+    // signal made fail with EINTR runs again, where that keeps its meaning. Not for a
+    // function being cancelled, which should rather reach its next cancellation point.
+    // SAFETY: the constant-initialised CURRENT slot names the live LPF running here, if any.
+    let cancelling = unsafe { current_lpf().as_ref() }
+        .is_some_and(|lpf| lpf.cancel.load(Relaxed) != cancel::NONE);
+    if !cancelling {
+        // SAFETY: `ucontext` is the kernel's, valid while the handler runs.
+        unsafe { restart_interrupted_call(ucontext) };
+    }
     signal::set_errno(saved_errno);
+}
+
+/// If the context our signal interrupted is a system call that failed with `EINTR` because
+/// of it, makes it run again when that keeps its meaning (see `sys::restart`). Context:
+/// signal handler.
+///
+/// # Safety
+/// `ucontext` is the running handler's.
+unsafe fn restart_interrupted_call(ucontext: *mut c_void) {
+    // SAFETY: per the contract.
+    let arch::SystemCall::Interrupted { number } =
+        (unsafe { arch::interrupted_system_call(ucontext) })
+    else {
+        return;
+    };
+    // Only glibc's wrappers, where the number loaded just before the instruction is the one
+    // the call used (no `syscall` instruction of glibc 2.36 is a jump target; other code
+    // could jump there with another number).
+    // SAFETY: per the contract.
+    let ip = unsafe { arch::interrupted_registers(ucontext) }.ip;
+    let in_library = safepoint::tables::current()
+        .is_some_and(|tables| tables.classify(ip - 2) == safepoint::tables::Class::Library);
+    if !in_library {
+        COUNTERS.interrupted_calls.fetch_add(1, Relaxed);
+        return;
+    }
+    // SAFETY: per the contract.
+    let arguments = unsafe { arch::system_call_arguments(ucontext) };
+    match number.and_then(|number| Some((number, restart::restart_arguments(number, arguments)?))) {
+        Some((number, arguments)) => {
+            // SAFETY: per the contract; the context is an interrupted system call (checked).
+            unsafe { arch::restart_system_call(ucontext, number, arguments) };
+            COUNTERS.restarted_calls.fetch_add(1, Relaxed);
+        }
+        None => {
+            COUNTERS.interrupted_calls.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 /// The decision: nothing to do, re-arm, defer, or pause. Context: signal handler.
 ///
 /// # Safety
 /// Called from the signal handler on the thread owning `rt`, with the kernel's `ucontext`.
-unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
+unsafe fn on_expiry(rt: &Runtime, kind: Kind, ucontext: *mut c_void) {
     // SAFETY: a non-null `current` is the live running LPF of this thread.
     let Some(leaf) = (unsafe { rt.current.load(Relaxed).as_ref() }) else {
         return;
@@ -155,6 +238,12 @@ unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
     }
     let now = now_ns();
     leaf.in_handler.store(true, Relaxed);
+    if kind == Kind::Cpu {
+        // A CPU budget that waited has been used up, or nearly: look at the clock again.
+        for node in leaf.chain() {
+            node.recheck_cpu_budget(now);
+        }
+    }
     match decide(leaf, now) {
         Decision::NotExpired => {
             let deadline = effective_deadline(leaf);
@@ -180,7 +269,14 @@ unsafe fn on_expiry(rt: &Runtime, ucontext: *mut c_void) {
                 Err(Blocked::unwalkable())
             };
             match verdict {
-                Err(blocked) => defer(rt, leaf, now, blocked),
+                Err(blocked) => {
+                    // SAFETY: `ucontext` is the running handler's (our contract).
+                    let waiting = !matches!(
+                        unsafe { arch::interrupted_system_call(ucontext) },
+                        arch::SystemCall::None
+                    );
+                    defer(rt, leaf, now, blocked, waiting)
+                }
                 Ok(allowed) => {
                     let how = match allowed {
                         Allowed::Anywhere if leaf.retries.get() > 0 => PausedBy::Retry,
@@ -233,7 +329,7 @@ unsafe fn pause_from_handler(
     how: PausedBy,
     ucontext: *mut c_void,
 ) {
-    count_preemption(expired, now, how);
+    count_preemption(leaf, expired, now, how);
     leaf.retries.set(0);
     leaf.hold_nopreempt();
     // SAFETY: on the leaf's stack, holding a unit of its counter (rule 1).
@@ -269,10 +365,20 @@ pub(super) enum PausedBy {
     Redirect,
 }
 
-/// Counts a preemption of `expired`, whose deadline passed, taking effect at `now`.
-pub(super) fn count_preemption(expired: &Lpf, now: u64, how: PausedBy) {
+/// Counts a preemption of the chain from `leaf` up to `expired`, whose deadline passed,
+/// taking effect at `now`. Its delay counts as waiting if the leaf was blocked in a system
+/// call at every deferral (or is paused in a blocking call), else as a deferral.
+pub(super) fn count_preemption(leaf: &Lpf, expired: &Lpf, now: u64, how: PausedBy) {
     let overshoot = now.saturating_sub(expired.deadline.load(Relaxed));
-    COUNTERS.longest_deferral_ns.fetch_max(overshoot, Relaxed);
+    let waited = !leaf.deferred_working.replace(false)
+        && (leaf.deferred_waiting.replace(false) || how == PausedBy::BlockingCall);
+    leaf.deferred_waiting.set(false);
+    let longest = if waited {
+        &COUNTERS.longest_wait_ns
+    } else {
+        &COUNTERS.longest_deferral_ns
+    };
+    longest.fetch_max(overshoot, Relaxed);
     COUNTERS.preemptions.fetch_add(1, Relaxed);
     let counter = match how {
         PausedBy::Timer => return,
@@ -292,11 +398,17 @@ const REDIRECT_FALLBACK_NS: u64 = 1_000_000;
 
 /// Counts a deferral, and arranges for the preemption to take effect later: at the end of
 /// the critical section (a redirect of its return) where that can be done, else with a
-/// retry a little later, backing off while it repeats. Context: signal handler or function
-/// stack; async-signal-safe.
-pub(super) fn defer(rt: &Runtime, lpf: &Lpf, now: u64, blocked: Blocked) {
+/// retry a little later, backing off while it repeats. `waiting`: the function was found
+/// blocked in a system call. Context: signal handler or function stack; async-signal-safe.
+pub(super) fn defer(rt: &Runtime, lpf: &Lpf, now: u64, blocked: Blocked, waiting: bool) {
     let retries = lpf.retries.get();
     lpf.retries.set(retries.saturating_add(1));
+    if waiting {
+        lpf.deferred_waiting.set(true);
+        COUNTERS.deferred_waiting.fetch_add(1, Relaxed);
+    } else {
+        lpf.deferred_working.set(true);
+    }
     let counter = match blocked.reason {
         Reason::Library => &COUNTERS.deferred_library,
         Reason::StdSection => &COUNTERS.deferred_std,

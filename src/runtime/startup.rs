@@ -2,11 +2,11 @@
 //! launch, owned by a thread-local and freed at thread exit.
 //!
 //! Context: caller (or function stack, for a nested launch on a thread whose runtime exists);
-//! never the signal handler, which reaches the runtime through the timer's `si_value`
-//! instead (a thread-local read there could land in a function's private TLS block).
+//! never the signal handler, which reaches the runtime through the table of timers
+//! (`timers`) instead (a thread-local read there could land in a function's private TLS
+//! block).
 
 use core::cell::{Cell, RefCell, UnsafeCell};
-use core::ffi::c_void;
 use core::ptr;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::Relaxed};
@@ -23,7 +23,9 @@ use crate::stats::{self, ThreadCounters};
 use crate::sys::clock;
 use crate::sys::process::thread_id;
 use crate::sys::signal::AltStack;
-use crate::sys::timer::ThreadTimer;
+use crate::sys::timer::{Clock, ThreadTimer};
+
+use super::timers::{Kind, Slot};
 use crate::sys::tls;
 
 /// glibc's TLS internals, for private TLS per function: `None` under `INGER_SHARED_TLS` or
@@ -47,10 +49,21 @@ fn start_runtime() -> Result<&'static Runtime, Error> {
     let settings = settings()?;
     process::install_process_handlers()?;
     clock::calibrate();
+    let slot = Slot::take();
+    let timer = if settings.preemption {
+        let timer = ThreadTimer::new(Clock::Monotonic, settings.signal, slot.index())?;
+        slot.set_timer(Kind::Wall, timer.kernel_id());
+        Some(timer)
+    } else {
+        None
+    };
     let boxed = Box::into_raw(Box::new(Runtime {
         current: AtomicPtr::new(null_mut()),
         armed: AtomicU64::new(NEVER),
-        timer: None,
+        timer,
+        cpu_timer: UnsafeCell::new(None),
+        cpu_timer_ready: AtomicBool::new(false),
+        cpu_armed: AtomicU64::new(NEVER),
         retry_ns: settings.retry_ns,
         glibc: private_tls(),
         fast_fs: arch::fsgsbase_available(),
@@ -62,18 +75,11 @@ fn start_runtime() -> Result<&'static Runtime, Error> {
         counters: ThreadCounters::default(),
         unwind_cache: UnsafeCell::new(Box::new(UnwindCache::new())),
         _altstack: AltStack::ensure(),
+        slot,
     }));
-    if settings.preemption {
-        match ThreadTimer::new(settings.signal, boxed.cast::<c_void>()) {
-            // SAFETY: `boxed` is live and not yet shared with anyone.
-            Ok(timer) => unsafe { (*boxed).timer = Some(timer) },
-            Err(error) => {
-                // SAFETY: not shared yet; freeing what we just allocated.
-                drop(unsafe { Box::from_raw(boxed) });
-                return Err(error);
-            }
-        }
-    }
+    // From here on the timers' deliveries find the runtime (none is armed yet).
+    // SAFETY: `boxed` is live.
+    unsafe { (*boxed).slot.publish(boxed as usize) };
     // SAFETY: `boxed` is live; its counters stay at this address until the runtime drops,
     // which unregisters them first.
     stats::register(unsafe { &(*boxed).counters });

@@ -7,8 +7,9 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::control::{Lpf, Runtime, set_current};
+use super::control::{Lpf, NEVER, Runtime, set_current, state};
 use crate::arch;
+use crate::sys::clock::thread_cpu_ns;
 use crate::sys::tls::Glibc;
 
 /// Suspends the running `leaf` and returns control to the resumer of `outer` (the leaf
@@ -25,6 +26,9 @@ pub(crate) unsafe fn leave(rt: &Runtime, leaf: &Lpf, outer: &Lpf, new_state: u8,
     debug_assert!(!rt.busy.load(Relaxed));
     // Bookkeeping until the resumer lands in `resume` (which ends it).
     rt.busy.store(true, Relaxed);
+    if new_state == state::PAUSED && !core::ptr::eq(leaf, outer) {
+        keep_nested_cpu_budgets(leaf, outer);
+    }
     let leaf_ptr = leaf as *const Lpf as *mut Lpf;
     outer.leaf.set(leaf_ptr);
     outer.yielded.set(yielded);
@@ -46,5 +50,19 @@ pub(crate) unsafe fn leave(rt: &Runtime, leaf: &Lpf, outer: &Lpf, new_state: u8,
     // SAFETY: the runtime of the thread that resumed us is live while we run on it.
     if let Some(rt) = unsafe { leaf.runtime.load(Relaxed).as_ref() } {
         rt.end_busy();
+    }
+}
+
+/// The chain from `leaf` to `outer` is being paused: the functions nested in `outer` keep
+/// what their CPU budgets have left, for the chain's resume (perhaps on another thread) to
+/// restore. Reads the CPU clock only if one of them has a CPU budget. Async-signal-safe.
+fn keep_nested_cpu_budgets(leaf: &Lpf, outer: &Lpf) {
+    let nested = || leaf.chain().take_while(|node| !core::ptr::eq(*node, outer));
+    if nested().all(|node| node.cpu_deadline.load(Relaxed) == NEVER) {
+        return;
+    }
+    let cpu = thread_cpu_ns();
+    for node in nested() {
+        node.keep_cpu_budget(cpu);
     }
 }

@@ -9,6 +9,7 @@ pub(crate) mod memory;
 pub(crate) mod modules;
 pub(crate) mod process;
 pub(crate) mod relocations;
+pub(crate) mod restart;
 pub(crate) mod signal;
 pub(crate) mod signal_frame;
 pub(crate) mod timer;

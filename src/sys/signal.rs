@@ -154,14 +154,30 @@ pub(crate) unsafe fn si_code(info: *const libc::siginfo_t) -> i32 {
     unsafe { (*info).si_code }
 }
 
-/// `si_value.sival_ptr` of a timer signal (`si_code == SI_TIMER`). Async-signal-safe.
+/// `si_value` and `si_timerid` of a timer signal (`si_code == SI_TIMER`): the value the
+/// timer was created with, and the kernel's id of the timer. Async-signal-safe.
 ///
 /// # Safety
 /// `info` must be the `siginfo_t` of a running handler for a POSIX timer expiry.
-pub(crate) unsafe fn timer_value(info: *const libc::siginfo_t) -> *mut c_void {
+pub(crate) unsafe fn timer_fields(info: *const libc::siginfo_t) -> (usize, i32) {
+    /// The kernel's layout of a timer's `siginfo_t` on x86-64 (`_sifields._timer`): the
+    /// union starts at offset 16, and the `libc` crate has no accessor for the timer id.
+    #[repr(C)]
+    struct TimerInfo {
+        signo: i32,
+        errno: i32,
+        code: i32,
+        _padding: i32,
+        timer_id: i32,
+        overrun: i32,
+        value: usize,
+    }
+    const _: () =
+        assert!(core::mem::size_of::<TimerInfo>() <= core::mem::size_of::<libc::siginfo_t>());
     // SAFETY: per the contract, `info` is readable and its union holds a timer's fields,
-    // whose `si_value` sits where the `_rt` accessor reads it.
-    unsafe { (*info).si_value().sival_ptr }
+    // laid out as above.
+    let fields = unsafe { &*info.cast::<TimerInfo>() };
+    (fields.value, fields.timer_id)
 }
 
 /// `si_addr` of a fault signal. Async-signal-safe.

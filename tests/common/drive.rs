@@ -19,7 +19,7 @@ const STORM_MAX_RESUMES: u64 = 10_000_000;
 fn resume_until_done<T>(
     mut linger: inger::Linger<'_, T>,
     max_resumes: u64,
-    budget: impl Fn(u64) -> Duration,
+    budget: impl Fn(u64) -> inger::Budget,
     mut between: impl FnMut(u64),
 ) -> (T, u64) {
     let mut stops = 0;
@@ -37,7 +37,12 @@ fn resume_until_done<T>(
 
 /// Resumes `linger` with `budget` until it completes; returns the value and how many resumes
 /// it took. Panics after `max_resumes` (a runaway function is a test failure, not a hang).
-pub fn finish<T>(linger: inger::Linger<'_, T>, budget: Duration, max_resumes: u64) -> (T, u64) {
+pub fn finish<T>(
+    linger: inger::Linger<'_, T>,
+    budget: impl Into<inger::Budget>,
+    max_resumes: u64,
+) -> (T, u64) {
+    let budget = budget.into();
     resume_until_done(linger, max_resumes, |_| budget, |_| {})
 }
 
@@ -46,9 +51,10 @@ pub fn finish<T>(linger: inger::Linger<'_, T>, budget: Duration, max_resumes: u6
 /// were. Panics on a resume error.
 pub fn drive<T>(
     linger: inger::Linger<'_, T>,
-    budget: Duration,
+    budget: impl Into<inger::Budget>,
     between: impl FnMut(u64),
 ) -> (T, u64) {
+    let budget = budget.into();
     resume_until_done(linger, u64::MAX, |_| budget, between)
 }
 
@@ -65,7 +71,12 @@ pub fn storm_slice(stop: u64) -> Duration {
 pub fn storm<'a, T>(f: impl FnOnce() -> T + Send + 'a, between: impl FnMut(u64)) -> (T, u64) {
     inger::scope(|s| {
         let linger = s.launch(f, storm_slice(0)).expect("launch");
-        resume_until_done(linger, STORM_MAX_RESUMES, storm_slice, between)
+        resume_until_done(
+            linger,
+            STORM_MAX_RESUMES,
+            |stop| storm_slice(stop).into(),
+            between,
+        )
     })
 }
 

@@ -33,6 +33,9 @@ pub const INGER_EWRONGTHREAD: c_int = 9;
 /// The function was cancelled cooperatively and unwound ([`Error::Cancelled`]; the C API has
 /// no cooperative cancellation yet, so only Rust callers sharing a handle see it).
 pub const INGER_ECANCELLED: c_int = 10;
+/// The preemption signal's handler was reset or replaced (`signal`/`sigaction` on it), so
+/// arming the timer would kill the process; nothing was run ([`Error::HandlerReplaced`]).
+pub const INGER_EHANDLER: c_int = 11;
 /// A required pointer argument was NULL.
 pub const INGER_ENULL: c_int = 64;
 /// The handle was not made by `inger_launch`, or was already cancelled (best effort).
@@ -60,6 +63,7 @@ fn describe(code: c_int) -> &'static [u8] {
         INGER_EINHANDLER => b"preemptible functions cannot be launched, resumed or cancelled from a signal handler\0",
         INGER_EWRONGTHREAD => b"this function can only be resumed on the thread that launched it: private thread-local storage is unavailable (see inger_capabilities)\0",
         INGER_ECANCELLED => b"the preemptible function was cancelled cooperatively and unwound\0",
+        INGER_EHANDLER => b"the handler of inger's preemption signal was reset or replaced, so arming its timer would kill the process (leave that signal alone or choose another with INGER_SIGNAL)\0",
         INGER_ENULL => b"a required pointer argument was NULL\0",
         INGER_EBADHANDLE => b"not a live handle from inger_launch (already cancelled?)\0",
         INGER_EINTERNAL => b"internal error in inger (a bug: please report it with the message printed on stderr)\0",
@@ -96,6 +100,7 @@ mod tests {
             (Error::InSignalHandler, INGER_EINHANDLER),
             (Error::WrongThread, INGER_EWRONGTHREAD),
             (Error::Cancelled, INGER_ECANCELLED),
+            (Error::HandlerReplaced { signal: 60 }, INGER_EHANDLER),
         ];
         for (error, constant) in pairs {
             assert_eq!(code_of(&error), constant, "{error:?}");
@@ -117,6 +122,7 @@ mod tests {
             INGER_EINHANDLER,
             INGER_EWRONGTHREAD,
             INGER_ECANCELLED,
+            INGER_EHANDLER,
             INGER_ENULL,
             INGER_EBADHANDLE,
             INGER_EINTERNAL,

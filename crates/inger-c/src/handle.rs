@@ -28,7 +28,7 @@ use core::sync::atomic::{
 };
 use std::time::Duration;
 
-use inger_core::{Linger, NoPreempt};
+use inger_core::{Budget, Clock, Linger, NoPreempt};
 
 use crate::boundary::{guarded, guarded_or};
 use crate::errors::{
@@ -75,13 +75,14 @@ impl CCall {
     }
 }
 
-/// A budget in microseconds as the core's `Duration`: 0 prepares only, `UINT64_MAX` means
-/// no limit, anything else is that many microseconds.
-fn budget(timeout_us: u64) -> Duration {
-    match timeout_us {
+/// A budget in microseconds on `clock` as the core's `Budget`: 0 prepares only,
+/// `UINT64_MAX` means no limit, anything else is that many microseconds.
+fn budget(timeout_us: u64, clock: Clock) -> Budget {
+    let duration = match timeout_us {
         u64::MAX => Duration::MAX,
         micros => Duration::from_micros(micros),
-    }
+    };
+    Budget::wall(duration).on(clock)
 }
 
 /// Launches `function(argument)` as a preemptible function with a budget of `timeout_us`
@@ -97,6 +98,35 @@ pub unsafe extern "C" fn inger_launch(
     timeout_us: u64,
     argument: *mut c_void,
 ) -> c_int {
+    // SAFETY: the caller's contract is this function's.
+    unsafe { launch_on(out, function, budget(timeout_us, Clock::Wall), argument) }
+}
+
+/// [`inger_launch`] with a budget of `cpu_us` microseconds of the thread's CPU time.
+///
+/// # Safety
+/// As for [`inger_launch`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn inger_launch_cpu(
+    out: *mut *mut inger_linger,
+    function: Option<CFunction>,
+    cpu_us: u64,
+    argument: *mut c_void,
+) -> c_int {
+    // SAFETY: the caller's contract is this function's.
+    unsafe { launch_on(out, function, budget(cpu_us, Clock::Cpu), argument) }
+}
+
+/// The launch behind [`inger_launch`] and [`inger_launch_cpu`].
+///
+/// # Safety
+/// As for [`inger_launch`].
+unsafe fn launch_on(
+    out: *mut *mut inger_linger,
+    function: Option<CFunction>,
+    budget: Budget,
+    argument: *mut c_void,
+) -> c_int {
     guarded(|| {
         let Some(function) = function else {
             return INGER_ENULL;
@@ -108,7 +138,7 @@ pub unsafe extern "C" fn inger_launch(
             return INGER_EINHANDLER;
         }
         let call = CCall { function, argument };
-        let linger = match inger_core::launch(move || call.invoke(), budget(timeout_us)) {
+        let linger = match inger_core::launch(move || call.invoke(), budget) {
             Ok(linger) => linger,
             Err(error) => return code_of(&error),
         };
@@ -180,6 +210,25 @@ impl Drop for Busy<'_> {
 /// `handle` must be NULL or a handle from `inger_launch` not yet freed by `inger_cancel`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn inger_resume(handle: *mut inger_linger, timeout_us: u64) -> c_int {
+    // SAFETY: the caller's contract is this function's.
+    unsafe { resume_on(handle, budget(timeout_us, Clock::Wall)) }
+}
+
+/// [`inger_resume`] with a budget of `cpu_us` microseconds of the thread's CPU time.
+///
+/// # Safety
+/// As for [`inger_resume`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn inger_resume_cpu(handle: *mut inger_linger, cpu_us: u64) -> c_int {
+    // SAFETY: the caller's contract is this function's.
+    unsafe { resume_on(handle, budget(cpu_us, Clock::Cpu)) }
+}
+
+/// The resume behind [`inger_resume`] and [`inger_resume_cpu`].
+///
+/// # Safety
+/// As for [`inger_resume`].
+unsafe fn resume_on(handle: *mut inger_linger, budget: Budget) -> c_int {
     guarded(|| {
         // SAFETY: the caller's contract.
         let handle = match unsafe { live(handle) } {
@@ -198,7 +247,7 @@ pub unsafe extern "C" fn inger_resume(handle: *mut inger_linger, timeout_us: u64
         }
         // SAFETY: `busy` gives this call exclusive use of `linger`.
         let linger = unsafe { &mut *handle.linger.get() };
-        let result = inger_core::resume(linger, budget(timeout_us));
+        let result = inger_core::resume(linger, budget);
         busy.publish(linger);
         match result {
             Ok(()) => INGER_OK,

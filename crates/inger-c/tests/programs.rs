@@ -23,6 +23,11 @@ fn resume_in_slices_matches_a_direct_call() {
 }
 
 #[test]
+fn cpu_time_budgets() {
+    compile_and_run_both("cpu_budget.c", &[], "cpu budget ok");
+}
+
+#[test]
 fn cancel_in_every_state() {
     compile_and_run_both("cancel.c", &[], "cancel ok");
 }
