@@ -131,13 +131,6 @@ fn slot_offset() -> isize {
     unsafe { inger_libset_routes_offset() }
 }
 
-/// The route table of the running context. Context: any; async-signal-safe.
-pub(crate) fn current_routes() -> *const RouteTable {
-    let slot = super::thread_pointer().wrapping_add_signed(slot_offset()) as *const usize;
-    // SAFETY: the slot lies in the static TLS of the installed block.
-    (unsafe { slot.read() }) as *const RouteTable
-}
-
 /// Points the running context's routes at `table`. Context: any; async-signal-safe.
 pub(crate) fn set_current_routes(table: *const RouteTable) {
     let slot = super::thread_pointer().wrapping_add_signed(slot_offset()) as *mut usize;

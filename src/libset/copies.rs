@@ -94,7 +94,11 @@ impl LoadedCopy {
 
     /// Bytes the snapshot holds (the cost of renewing, in copied bytes).
     pub(crate) fn snapshot_bytes(&self) -> usize {
-        self.snapshot.saved.iter().map(|(_, bytes)| bytes.len()).sum()
+        self.snapshot
+            .saved
+            .iter()
+            .map(|(_, bytes)| bytes.len())
+            .sum()
     }
 }
 
@@ -128,9 +132,8 @@ impl Snapshot {
                     // Whole pages of anonymous memory, to the end of the last one.
                     let page_range = at..at + page;
                     // SAFETY: a page of the segment's anonymous part, mapped and readable.
-                    let bytes = unsafe {
-                        core::slice::from_raw_parts(page_range.start as *const u8, page)
-                    };
+                    let bytes =
+                        unsafe { core::slice::from_raw_parts(page_range.start as *const u8, page) };
                     if bytes.iter().all(|&byte| byte == 0) {
                         match snapshot.zero.last_mut() {
                             Some(last) if last.end == page_range.start => {

@@ -173,7 +173,10 @@ mod tests {
     #[test]
     fn headers_of_a_shared_object_are_found_and_others_refused() {
         assert_eq!(program_headers(&header(ET_DYN, EM_X86_64, 3)), Ok((64, 3)));
-        assert!(program_headers(&header(2, EM_X86_64, 3)).is_err(), "ET_EXEC");
+        assert!(
+            program_headers(&header(2, EM_X86_64, 3)).is_err(),
+            "ET_EXEC"
+        );
         assert!(program_headers(&header(ET_DYN, 183, 3)).is_err(), "aarch64");
         assert!(program_headers(b"#!/bin/sh\n").is_err());
     }

@@ -383,20 +383,20 @@ impl Libset {
     /// This libset's counters.
     pub fn stats(&self) -> LibsetStats {
         let counters = &self.shared.counters;
+        let (routed_functions, renew_bytes) = {
+            let state = self.shared.lock();
+            let renew_bytes = state.copies.first().map_or(0, |copy| copy.snapshot_bytes());
+            (state.stubs.len() as u64, renew_bytes as u64)
+        };
         LibsetStats {
             copies_loaded: counters.loaded.load(Relaxed),
             copies_in_use: counters.in_use.load(Relaxed),
             copies_renewed: counters.renewed.load(Relaxed),
             copies_taken: counters.taken.load(Relaxed),
             copy_waits: counters.waits.load(Relaxed),
-            routed_functions: self.shared.lock().stubs.len() as u64,
+            routed_functions,
             routed_references: counters.references.load(Relaxed),
-            renew_bytes: self
-                .shared
-                .lock()
-                .copies
-                .first()
-                .map_or(0, |copy| copy.snapshot_bytes() as u64),
+            renew_bytes,
         }
     }
 }
@@ -451,7 +451,12 @@ impl Shared {
         }
         let whole = source.read_at(0, source.size as usize).map_err(refuse)?;
         let exports = image::exports(&whole).map_err(refuse)?;
-        let start = module.loads.iter().map(|load| load.start).min().unwrap_or(0);
+        let start = module
+            .loads
+            .iter()
+            .map(|load| load.start)
+            .min()
+            .unwrap_or(0);
         let end = module.loads.iter().map(|load| load.end).max().unwrap_or(0);
         Ok(Shared {
             name: library.to_owned(),

@@ -158,8 +158,8 @@ fn plan(
     if routes::is_stub(value) {
         return Ok(None); // routed already
     }
-    let unbound = slot.kind == Kind::JumpSlot
-        && module.loads.iter().any(|range| range.contains(&value));
+    let unbound =
+        slot.kind == Kind::JumpSlot && module.loads.iter().any(|range| range.contains(&value));
     if unbound {
         // A lazily bound PLT entry that was never called: it would bind to the library if
         // that is where its symbol resolves.

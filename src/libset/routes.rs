@@ -48,7 +48,8 @@ use crate::sys::signal::{abort_with, write_stderr};
 /// library's address of its function (unassigned entries are slow entries, never reached).
 static ORIGINAL: RouteTable = RouteTable::new();
 /// The libset each stub belongs to (null: unassigned).
-static OWNER: [AtomicPtr<Shared>; MAX_ROUTES] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_ROUTES];
+static OWNER: [AtomicPtr<Shared>; MAX_ROUTES] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_ROUTES];
 /// The offset of each stub's function from its library's load bias.
 static OFFSET: [AtomicUsize; MAX_ROUTES] = [const { AtomicUsize::new(0) }; MAX_ROUTES];
 /// How many stubs were handed out; the lock serialises assignments.
@@ -169,7 +170,10 @@ impl Context {
             drop(state);
             held.libset.give_back(held.copy, renew);
         }
-        CONTEXTS.lock().unwrap_or_else(|p| p.into_inner()).push(self);
+        CONTEXTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(self);
     }
 }
 
@@ -237,36 +241,38 @@ unsafe extern "C" fn resolve(index: usize) -> usize {
     let Some(libset) = (unsafe { OWNER[index].load(Relaxed).as_ref() }) else {
         abort_with(b"inger: a libset stub that was never assigned was called\n")
     };
-    let routed = with_running(|lpf| loop {
-        let section = RuntimeSection::enter();
-        let context = context_of(lpf);
-        cache(lpf, context);
-        if let Some(held) = context.held(libset) {
-            // A function routed after the copy was taken: fill its entry now.
-            let target = held.bias + OFFSET[index].load(Relaxed);
-            context.routes.0[index].store(target, Relaxed);
-            return target;
-        }
-        match libset.take() {
-            Ok(held) => {
-                context.install(held);
-                return held.bias + OFFSET[index].load(Relaxed);
+    let routed = with_running(|lpf| {
+        loop {
+            let section = RuntimeSection::enter();
+            let context = context_of(lpf);
+            cache(lpf, context);
+            if let Some(held) = context.held(libset) {
+                // A function routed after the copy was taken: fill its entry now.
+                let target = held.bias + OFFSET[index].load(Relaxed);
+                context.routes.0[index].store(target, Relaxed);
+                return target;
             }
-            Err(Error::CopyLimit { .. }) => {
-                libset.counters.waits.fetch_add(1, Relaxed);
-                drop(section);
-                yield_without_unwinding();
-            }
-            Err(error) => {
-                let message = error.to_string();
-                write_stderr(&[
-                    b"inger: a routed call into ",
-                    libset.name.as_bytes(),
-                    b" could not get a copy of the library for its preemptible function: ",
-                    message.as_bytes(),
-                    b"\n",
-                ]);
-                abort_with(b"inger: aborting (a routed call cannot return an error)\n");
+            match libset.take() {
+                Ok(held) => {
+                    context.install(held);
+                    return held.bias + OFFSET[index].load(Relaxed);
+                }
+                Err(Error::CopyLimit { .. }) => {
+                    libset.counters.waits.fetch_add(1, Relaxed);
+                    drop(section);
+                    yield_without_unwinding();
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    write_stderr(&[
+                        b"inger: a routed call into ",
+                        libset.name.as_bytes(),
+                        b" could not get a copy of the library for its preemptible function: ",
+                        message.as_bytes(),
+                        b"\n",
+                    ]);
+                    abort_with(b"inger: aborting (a routed call cannot return an error)\n");
+                }
             }
         }
     });

@@ -195,14 +195,7 @@ pub(crate) unsafe fn write(module: &LoadedModule, address: usize, value: usize) 
     let start = address & !(page - 1);
     // SAFETY: the page holds part of the module's RELRO range, which the loader made
     // read-only; nothing but relocated data lives there.
-    if unsafe {
-        libc::mprotect(
-            start as *mut _,
-            page,
-            libc::PROT_READ | libc::PROT_WRITE,
-        )
-    } != 0
-    {
+    if unsafe { libc::mprotect(start as *mut _, page, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
         return Err(last_errno());
     }
     // SAFETY: per the contract, a relocated, aligned word, writable now.
