@@ -236,7 +236,10 @@ fn ten_thousand_cancellations_inside_a_copy_renew_it_and_keep_memory_flat() {
         .expect("launch");
         let paused = linger.continuation().expect("paused");
         let unwound = paused.cancel_cooperatively(Duration::from_millis(100));
-        assert!(unwound.expect("cancel").is_none(), "unwound at its next checkpoint");
+        assert!(
+            unwound.expect("cancel").is_none(),
+            "unwound at its next checkpoint"
+        );
     };
     for _ in 0..500 {
         cancel_once(); // warm-up: pools and allocator reach their steady state

@@ -9,10 +9,11 @@
 
 #![allow(
     non_camel_case_types,
-    reason = "C names (inger_linger, inger_stats) mirror the header"
+    reason = "C names (inger_linger, inger_stats, inger_libset) mirror the header"
 )]
 
 pub mod boundary;
 pub mod errors;
 pub mod extras;
 pub mod handle;
+pub mod libset;
