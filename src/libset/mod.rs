@@ -222,6 +222,10 @@ pub(crate) struct Shared {
 /// What the lock of a libset protects.
 pub(crate) struct State {
     /// Every copy loaded (never unloaded; indices are stable).
+    #[allow(
+        clippy::vec_box,
+        reason = "a copy keeps one address for its life while the list grows"
+    )]
     pub(crate) copies: Vec<Box<LoadedCopy>>,
     /// Indices of the copies no function holds.
     free: Vec<usize>,

@@ -177,15 +177,15 @@ impl Context {
     }
 }
 
-/// The context of `lpf`, taking one if it has none.
-fn context_of(lpf: &Lpf) -> &mut Context {
+/// The context of `lpf`, taking one if it has none. Only `lpf`'s own code may use it
+/// (rule 2).
+fn context_of(lpf: &Lpf) -> *mut Context {
     let mut raw = lpf.libset.get().cast::<Context>();
     if raw.is_null() {
         raw = Box::into_raw(Context::take());
         lpf.libset.set(raw.cast::<c_void>());
     }
-    // SAFETY: the context is owned by `lpf` (rule 2), whose code is what runs this.
-    unsafe { &mut *raw }
+    raw
 }
 
 /// Points the running context's TLS word at its table, where that is allowed.
@@ -204,7 +204,9 @@ fn cache(lpf: &Lpf, context: &Context) {
 pub(crate) fn acquire(libset: &'static Shared) -> Result<Option<Held>, Error> {
     let Some(result) = with_running(|lpf| {
         let _section = RuntimeSection::enter();
-        let context = context_of(lpf);
+        // SAFETY: the context is owned by `lpf` (rule 2), whose code is what runs this, and
+        // no other reference to it is live.
+        let context = unsafe { &mut *context_of(lpf) };
         cache(lpf, context);
         if let Some(held) = context.held(libset) {
             return Ok(held);
@@ -244,7 +246,9 @@ unsafe extern "C" fn resolve(index: usize) -> usize {
     let routed = with_running(|lpf| {
         loop {
             let section = RuntimeSection::enter();
-            let context = context_of(lpf);
+            // SAFETY: the context is owned by `lpf` (rule 2), whose code is what runs this, and
+        // no other reference to it is live.
+        let context = unsafe { &mut *context_of(lpf) };
             cache(lpf, context);
             if let Some(held) = context.held(libset) {
                 // A function routed after the copy was taken: fill its entry now.
