@@ -201,7 +201,7 @@ mod tests {
         .expect("parsed");
         assert_eq!(
             image.ranges,
-            vec![(0, 0x1000), (0, 64 + 3 * 56), (0x3000, 0x3500)]
+            vec![(0, 64 + 3 * 56), (0, 0x1000), (0x3000, 0x3500)]
         );
         assert!(!image.static_tls, "the flag after DT_NULL does not count");
         let image = parse(64, &phdrs, 3, |_, _| Ok(dynamic(0x8 | DF_STATIC_TLS))).expect("parsed");

@@ -247,8 +247,8 @@ unsafe extern "C" fn resolve(index: usize) -> usize {
         loop {
             let section = RuntimeSection::enter();
             // SAFETY: the context is owned by `lpf` (rule 2), whose code is what runs this, and
-        // no other reference to it is live.
-        let context = unsafe { &mut *context_of(lpf) };
+            // no other reference to it is live.
+            let context = unsafe { &mut *context_of(lpf) };
             cache(lpf, context);
             if let Some(held) = context.held(libset) {
                 // A function routed after the copy was taken: fill its entry now.
