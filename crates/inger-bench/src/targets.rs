@@ -22,7 +22,7 @@ pub const RATIOS: &[Ratio] = &[
     ratio("cancel_paused", "launch_complete"),
     ratio("libset_call_overhead", "libset_direct_call"),
     ratio("libset_first_use", "launch_complete"),
-    ratio("libset_renew", "cancel_paused"),
+    ratio("libset_renew", "libset_renew_baseline"),
     ratio("discard_cost", "coop_cancel_cost"),
     ratio("safepoint_check_depth50", "safepoint_check_depth10"),
 ];

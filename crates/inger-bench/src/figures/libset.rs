@@ -170,28 +170,41 @@ pub(super) fn libset_first_use(scale: Scale) -> BenchResult<Vec<Figure>> {
     )])
 }
 
+/// Launches a function that (if `hold`) takes a copy, then pauses; times dropping it.
+fn time_drop(libset: inger::Libset, hold: bool) -> BenchResult<f64> {
+    let linger = inger::launch(
+        move || {
+            if hold {
+                let _ = libset.acquire();
+            }
+            inger::pause();
+        },
+        Duration::MAX,
+    )?;
+    if !linger.yielded() || (libset.stats().copies_in_use == 1) != hold {
+        return Err(broken("the function did not pause as planned"));
+    }
+    let start = Instant::now();
+    drop(linger);
+    Ok(nanos(start.elapsed()))
+}
+
 /// `libset_renew`: dropping a function paused (by `pause()`) while it holds a copy, which
-/// discards it and renews the copy; compare `cancel_paused`, the same without a copy.
+/// discards it and renews the copy, against `libset_renew_baseline`: the same drop of a
+/// function that holds no copy, measured alternately in the same loop.
 pub(super) fn libset_renew(scale: Scale) -> BenchResult<Vec<Figure>> {
     let libset = libraries()?.libset;
+    let mut baseline = crate::stats::Samples::with_capacity(scale.pick(500, 5_000));
     let samples = collect(scale.pick(500, 5_000), 20, || -> BenchResult<f64> {
-        let linger = inger::launch(
-            move || {
-                let _ = libset.acquire();
-                inger::pause();
-            },
-            Duration::MAX,
-        )?;
-        if !linger.yielded() || libset.stats().copies_in_use == 0 {
-            return Err(broken("the function did not pause holding a copy"));
-        }
-        let start = Instant::now();
-        drop(linger);
-        Ok(nanos(start.elapsed()))
+        baseline.push(time_drop(libset, false)?);
+        time_drop(libset, true)
     })?;
+    let baseline: crate::stats::Samples = baseline.values().iter().skip(20).copied().collect();
     Ok(vec![
+        Figure::new("libset_renew_baseline", baseline, Unit::Nanoseconds)
+            .with_note("dropping a paused function that holds no copy"),
         Figure::new("libset_renew", samples, Unit::Nanoseconds).with_more_note(format!(
-            "{} bytes restored per renewal",
+            "dropping one that holds a copy: {} bytes restored per renewal",
             libset.stats().renew_bytes
         )),
     ])
