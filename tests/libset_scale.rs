@@ -235,7 +235,7 @@ fn ten_thousand_cancellations_inside_a_copy_renew_it_and_keep_memory_flat() {
         )
         .expect("launch");
         let paused = linger.continuation().expect("paused");
-        let unwound = paused.cancel_cooperatively(Duration::from_millis(100));
+        let unwound = paused.cancel_cooperatively(Duration::from_secs(1));
         assert!(
             unwound.expect("cancel").is_none(),
             "unwound at its next checkpoint"
