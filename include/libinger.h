@@ -116,13 +116,14 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /** @name Error codes
- *  Codes 1 to 9 come from the Rust core (`inger::Error::code`); 64 and up are the C API's.
+ *  Codes 1 to 18 come from the Rust core (`inger::Error::code`); 64 and up are the C API's.
  *  @{ */
 /** Success. */
 #define INGER_OK 0
@@ -152,6 +153,21 @@ extern "C" {
  *  arming the timer would kill the process: nothing was run. Leave that signal alone or
  *  choose another with `INGER_SIGNAL`. */
 #define INGER_EHANDLER 11
+/** The library given to inger_libset_open() could not be found or loaded. */
+#define INGER_ELIBNOTFOUND 12
+/** The libset's library defines no symbol of that name (inger_libset_symbol()). */
+#define INGER_ESYMBOL 13
+/** Every copy of the libset's library is held by another preemptible function. */
+#define INGER_ECOPYLIMIT 14
+/** The library uses initial-exec thread-local storage (`DF_STATIC_TLS`): no copies. */
+#define INGER_ESTATICTLS 15
+/** A copy of the library could not be made, or it cannot be copied (libc, the loader). */
+#define INGER_ECOPY 16
+/** Routing would silently fail: another module uses the library's writable data or
+ *  thread-local variables directly (nothing was changed). */
+#define INGER_EUNROUTABLE 17
+/** Every routing stub is taken: too many distinct library functions routed. */
+#define INGER_EROUTES 18
 /** A required pointer argument was NULL. */
 #define INGER_ENULL 64
 /** Not a live handle from inger_launch() (already cancelled?). Best effort. */
@@ -291,6 +307,70 @@ typedef struct inger_stats {
  * @retval INGER_ENULL  `out` is NULL.
  */
 int inger_stats(struct inger_stats *out);
+
+/**
+ * @name Libsets
+ * Per-function copies of a named non-reentrant library (see `inger::Libset` in the Rust
+ * documentation for the full story). Each preemptible function that uses the library gets
+ * its own copy (an in-memory file copy loaded with `RTLD_DEEPBIND`), held from its first use
+ * until it completes or is cancelled; cancelling renews the copy (its writable data is
+ * restored; heap memory the library allocated leaks). The caller, outside any function,
+ * uses the original, which becomes non-preemptible; the copies are preemptible.
+ *
+ * Routing (inger_libset_route()) redirects the PLT/GOT references of the program and its
+ * loaded libraries. Not routed: function pointers obtained before routing (`dlsym`, copied
+ * out of a GOT), modules loaded after it (route again), and the library's data used directly
+ * by another module, which is refused with ::INGER_EUNROUTABLE. Handles live for the process.
+ * @{ */
+
+/** @brief A libset (opaque). */
+typedef struct inger_libset inger_libset;
+
+/** @brief Counters of one libset (see inger_libset_stats()). */
+typedef struct inger_libset_stats {
+    uint64_t copies_loaded;     /**< Copies loaded so far (they stay loaded). */
+    uint64_t copies_in_use;     /**< Copies held by functions right now. */
+    uint64_t copies_renewed;    /**< Copies renewed after a cancellation (or a panic). */
+    uint64_t copies_taken;      /**< Times a function took a copy. */
+    uint64_t copy_waits;        /**< Routed calls that waited because every copy was held. */
+    uint64_t routed_functions;  /**< Distinct functions of the library routed. */
+    uint64_t routed_references; /**< GOT entries and data pointers rewritten by routing. */
+} inger_libset_stats_t;
+
+/**
+ * @brief Opens the libset of `library` (a soname or path; loaded if it is not) with at most
+ * `max_copies` copies, loading the first copy now. Opening it again returns a handle to the
+ * same libset, whose maximum becomes the larger.
+ * @retval INGER_OK            `*out` is the handle.
+ * @retval INGER_ENULL         `library` or `out` is NULL.
+ * @retval INGER_ECONFIG       `max_copies` is 0.
+ * @retval INGER_ELIBNOTFOUND, INGER_ESTATICTLS, INGER_ECOPY, INGER_EINHANDLER
+ */
+int inger_libset_open(const char *library, size_t max_copies, inger_libset **out);
+
+/**
+ * @brief Routes calls into the library made through the PLT/GOT of the program and its
+ * other loaded libraries to the running function's copy (the original outside any
+ * function). Call again after loading more modules.
+ * @retval INGER_OK, INGER_ENULL, INGER_EUNROUTABLE, INGER_EROUTES, INGER_ECOPY
+ */
+int inger_libset_route(inger_libset *libset);
+
+/**
+ * @brief Stores in `*out` the address of `symbol` in the running function's copy (taking a
+ * copy if it holds none), or in the original outside any function. The address is valid in
+ * that function until it finishes.
+ * @retval INGER_OK, INGER_ENULL, INGER_ESYMBOL, INGER_ECOPYLIMIT, INGER_ECOPY
+ */
+int inger_libset_symbol(inger_libset *libset, const char *symbol, void **out);
+
+/**
+ * @brief Copies the libset's counters into `*out`.
+ * @retval INGER_OK, INGER_ENULL
+ */
+int inger_libset_stats(const inger_libset *libset, struct inger_libset_stats *out);
+
+/** @} */
 
 /** @brief What this process's inger can do (see inger_capabilities()). */
 typedef struct inger_capabilities {

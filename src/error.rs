@@ -45,6 +45,63 @@ pub enum Error {
     /// The function was cancelled cooperatively and has unwound (see
     /// [`Continuation::cancel_cooperatively`](crate::Continuation::cancel_cooperatively)).
     Cancelled,
+    /// The library named to [`Libset::open`](crate::Libset::open) is not loaded and the
+    /// dynamic loader could not load it.
+    LibraryNotFound {
+        /// The name or path given.
+        library: String,
+        /// The loader's message.
+        reason: String,
+    },
+    /// The libset's library defines no symbol of that name.
+    SymbolNotFound {
+        /// The library.
+        library: String,
+        /// The symbol asked for.
+        symbol: String,
+    },
+    /// Every copy of the libset's library is held by another preemptible function, and the
+    /// libset already has its maximum number of copies.
+    CopyLimit {
+        /// The library.
+        library: String,
+        /// The libset's maximum number of copies.
+        max_copies: usize,
+    },
+    /// The library uses the initial-exec TLS model (`DF_STATIC_TLS`): every instance needs
+    /// its own part of the static TLS area, which glibc sizes at start-up, so it cannot be
+    /// given copies.
+    InitialExecTls {
+        /// The library.
+        library: String,
+    },
+    /// A copy of the library could not be made (the in-memory file, the loader's refusal),
+    /// or the library is one that cannot be copied (libc, the loader, the executable).
+    CopyFailed {
+        /// The library.
+        library: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Routing a libset's library would silently fail: another module uses the library's
+    /// writable data or thread-local variables directly, which a function's copy cannot
+    /// replace (its reads and writes would reach the original's, not the copy's).
+    Unroutable {
+        /// The library.
+        library: String,
+        /// The module that refers to it (`"the executable"` for the program).
+        module: String,
+        /// The symbol it refers to.
+        symbol: String,
+        /// What kind of reference it is.
+        reason: &'static str,
+    },
+    /// Routing needs more stubs than exist: at most this many distinct functions of named
+    /// libraries can be routed in one process.
+    TooManyRoutes {
+        /// The number of stubs.
+        limit: usize,
+    },
     /// The preemption signal's handler is no longer inger's: the program (or a library) reset
     /// it to its default action or installed another, so a timer expiry would kill the
     /// process or reach the wrong handler. No timer was armed; preemption stays off until
@@ -71,6 +128,13 @@ impl Error {
             Error::WrongThread => 9,
             Error::Cancelled => 10,
             Error::HandlerReplaced { .. } => 11,
+            Error::LibraryNotFound { .. } => 12,
+            Error::SymbolNotFound { .. } => 13,
+            Error::CopyLimit { .. } => 14,
+            Error::InitialExecTls { .. } => 15,
+            Error::CopyFailed { .. } => 16,
+            Error::Unroutable { .. } => 17,
+            Error::TooManyRoutes { .. } => 18,
         }
     }
 }
@@ -126,6 +190,45 @@ impl fmt::Display for Error {
                 f,
                 "this continuation can only be resumed on the thread that launched it: private \
                  thread-local storage is unavailable (see inger::capabilities)"
+            ),
+            Error::LibraryNotFound { library, reason } => {
+                write!(f, "library {library} could not be loaded: {reason}")
+            }
+            Error::SymbolNotFound { library, symbol } => {
+                write!(f, "library {library} defines no symbol {symbol}")
+            }
+            Error::CopyLimit {
+                library,
+                max_copies,
+            } => write!(
+                f,
+                "all {max_copies} copies of {library} are held by other preemptible functions \
+                 (raise the libset's maximum, or let some of them finish)"
+            ),
+            Error::InitialExecTls { library } => write!(
+                f,
+                "{library} uses initial-exec thread-local storage (DF_STATIC_TLS): its copies \
+                 would each need static TLS space, which glibc reserves at start-up, so it \
+                 cannot be given to a libset"
+            ),
+            Error::CopyFailed { library, reason } => {
+                write!(f, "could not make a copy of {library}: {reason}")
+            }
+            Error::Unroutable {
+                library,
+                module,
+                symbol,
+                reason,
+            } => write!(
+                f,
+                "calls into {library} cannot be routed: {module} uses {symbol}, {reason}, \
+                 directly, and a preemptible function's copy of the library would not see it \
+                 (give the library an accessor function, or use Libset::symbol)"
+            ),
+            Error::TooManyRoutes { limit } => write!(
+                f,
+                "routing needs more than {limit} stubs: at most {limit} distinct functions of \
+                 named libraries can be routed in one process"
             ),
         }
     }

@@ -1,5 +1,6 @@
-//! Processor-specific code: the context switch, the layout of a fresh stack, and all access
-//! to the registers saved in a signal's `ucontext`. Nothing outside this module touches them.
+//! Processor-specific code: the context switch, the layout of a fresh stack, all access to
+//! the registers saved in a signal's `ucontext`, the return-redirect stubs and the libset
+//! routing stubs. Nothing outside this module touches them.
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
 mod x86_64;
@@ -12,6 +13,13 @@ pub(crate) mod redirect {
 }
 #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
 mod x86_64_redirect;
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+pub(crate) mod libset {
+    //! Libset routing stubs and the per-context route slot (see the file for the layout).
+    pub(crate) use super::x86_64_libset::*;
+}
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+mod x86_64_libset;
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
 compile_error!("inger supports x86-64 Linux with glibc only");

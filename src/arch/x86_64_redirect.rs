@@ -48,19 +48,26 @@ static INGER_REDIRECT_SAVE_SIZE: AtomicU32 = AtomicU32::new(0);
 /// Non-zero when `xsave` is used (else `fxsave`).
 static INGER_REDIRECT_USE_XSAVE: AtomicU32 = AtomicU32::new(0);
 
-/// Sizes the save area of the common part from the processor (CPUID leaf 0xD: the size of
-/// the state components the operating system enabled). Call once, before any redirect.
+/// Sizes the save area of the common part from the processor (see [`vector_save_area`]).
+/// Call once, before any redirect.
 pub(crate) fn init_save_area() {
+    let (size, xsave) = vector_save_area();
+    INGER_REDIRECT_SAVE_SIZE.store(size, Relaxed);
+    INGER_REDIRECT_USE_XSAVE.store(u32::from(xsave), Relaxed);
+}
+
+/// The bytes an `xsave` of every state component the operating system enabled needs (CPUID
+/// leaf 0xD), rounded up to 64, and `true`; or 512 and `false` where only `fxsave` is
+/// available (no OSXSAVE).
+pub(crate) fn vector_save_area() -> (u32, bool) {
     let features = core::arch::x86_64::__cpuid(1);
     let osxsave = features.ecx & (1 << 27) != 0;
     if osxsave {
         // Leaf 0xD exists when XSAVE is enabled by the operating system.
         let xsave = core::arch::x86_64::__cpuid_count(0xd, 0);
-        INGER_REDIRECT_SAVE_SIZE.store(xsave.ebx.next_multiple_of(64), Relaxed);
-        INGER_REDIRECT_USE_XSAVE.store(1, Relaxed);
+        (xsave.ebx.next_multiple_of(64), true)
     } else {
-        INGER_REDIRECT_SAVE_SIZE.store(512, Relaxed);
-        INGER_REDIRECT_USE_XSAVE.store(0, Relaxed);
+        (512, false)
     }
 }
 

@@ -64,6 +64,9 @@ impl<T> Continuation<'_, T> {
         }
         // SAFETY: the control block of a paused function is live while we hold its stack.
         let this = unsafe { self.lpf.as_ref() };
+        // The library copies it held are renewed and go back to their pools (the functions
+        // it was resuming keep theirs).
+        crate::libset::function_abandoned(this);
         runtime::detach_nested(this);
         let live_low = this.live_stack_pointer();
         match runtime::runtime_if_started() {

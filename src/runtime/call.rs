@@ -315,6 +315,11 @@ pub(super) unsafe extern "C" fn lpf_entry(arg: *mut c_void) -> ! {
             glibc.run_tls_destructors();
         }
     }
+    if !this.libset.get().is_null() {
+        // The library copies it held go back to their pools (renewed after a panic or a
+        // cooperative cancellation, which may have stopped half-way through one).
+        crate::libset::function_finished(this, panicked);
+    }
     finish(this, panicked)
 }
 

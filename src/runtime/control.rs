@@ -139,6 +139,10 @@ pub(crate) struct Lpf {
     pub(crate) runtime: AtomicPtr<Runtime>,
     /// With shared TLS: the function's errno while it is suspended.
     pub(super) errno: Cell<i32>,
+    /// The libset copies this function holds and its route table (`crate::libset`'s
+    /// per-function state, owned by it), or null: set at the function's first routed call or
+    /// libset lookup, released when it finishes or is discarded.
+    pub(crate) libset: Cell<*mut core::ffi::c_void>,
 }
 
 impl Lpf {
@@ -176,6 +180,7 @@ impl Lpf {
             tls: stack.tls,
             runtime: AtomicPtr::new(runtime as *const Runtime as *mut Runtime),
             errno: Cell::new(0),
+            libset: Cell::new(null_mut()),
         }
     }
 

@@ -83,6 +83,6 @@ pub(crate) use call::{Outcome, detach_nested, prepare, request_cancel, resume};
 pub(crate) use control::{Lpf, state, with_running};
 pub(crate) use preempt::{check_running_stack, handler_intact, redirects_enabled};
 pub(crate) use process::{in_signal_handler, refuse_in_signal_handler};
-pub(crate) use sections::will_check_cancellation;
 pub use sections::{NoPreempt, checkpoint, in_preemptible, nopreempt, pause};
+pub(crate) use sections::{RuntimeSection, will_check_cancellation, yield_without_unwinding};
 pub(crate) use startup::{private_tls, runtime, runtime_if_started};

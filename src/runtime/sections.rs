@@ -76,6 +76,13 @@ pub(crate) fn will_check_cancellation() {
     with_running(|this| this.checks_cancellation.set(true));
 }
 
+/// Pauses the running function as [`pause`] does, but is no cancellation point: it never
+/// unwinds. For runtime code that cannot unwind (a routed library call waiting for a copy of
+/// its library). Outside a function, does nothing.
+pub(crate) fn yield_without_unwinding() {
+    with_running(yield_now);
+}
+
 /// Whether the caller runs inside a preemptible function (on this thread's innermost one).
 pub fn in_preemptible() -> bool {
     !current_lpf().is_null()

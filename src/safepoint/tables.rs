@@ -306,6 +306,9 @@ const NEVER_REDIRECTED: &[&CStr] = &[
 static TABLES: AtomicPtr<Tables> = AtomicPtr::new(core::ptr::null_mut());
 static INIT: Once = Once::new();
 static EXTRA_NON_PREEMPTIBLE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Load biases of modules that must never be paused inside whatever their name: the
+/// originals of libsets' libraries (their copies, under other names, stay preemptible).
+static NON_PREEMPTIBLE_MODULES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 /// Path prefixes of code in the executable that must never be paused (user-named).
 static EXTRA_SYMBOL_PREFIXES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static REFRESHER: Refresher = Refresher::new();
@@ -354,6 +357,21 @@ pub(crate) fn mark_non_preemptible(name: &str) {
     refresh(true);
 }
 
+/// Declares the loaded module whose load bias is `bias` non-preemptible (a libset's
+/// original library), and rebuilds the tables.
+pub(crate) fn mark_module_non_preemptible(bias: usize) {
+    {
+        let mut modules = NON_PREEMPTIBLE_MODULES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if modules.contains(&bias) {
+            return;
+        }
+        modules.push(bias);
+    }
+    refresh(true);
+}
+
 /// Declares code in the executable that must never be paused, by demangled path prefix
 /// (`"tokio::runtime"`, `"parking_lot"`), and rebuilds the tables. Also read, comma-separated,
 /// from `INGER_NONPREEMPTIBLE_SYMBOLS` at start-up.
@@ -398,6 +416,10 @@ fn build(generation: u64) -> Tables {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let marked_modules = NON_PREEMPTIBLE_MODULES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let modules = modules::loaded();
     let mut code = Vec::new();
     let mut unwinder = StackUnwinder::new();
@@ -405,6 +427,7 @@ fn build(generation: u64) -> Tables {
     for module in &modules {
         let file = module.file_name();
         let preemptible = !(NON_PREEMPTIBLE.iter().any(|stem| file.starts_with(stem))
+            || marked_modules.contains(&module.bias)
             || extra
                 .iter()
                 .any(|name| !file.is_empty() && (file == name || file.starts_with(name.as_str()))));

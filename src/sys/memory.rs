@@ -92,6 +92,13 @@ pub(crate) fn guard(addr: *mut u8, len: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// Returns the pages of `[addr, addr + len)` to the kernel; they read as zero afterwards.
+pub(crate) fn discard(addr: *mut u8, len: usize) {
+    // SAFETY: the range belongs to a mapping of ours whose contents are no longer needed.
+    // Failure only leaves the memory committed, so it is ignored.
+    unsafe { libc::madvise(addr.cast::<c_void>(), len, libc::MADV_DONTNEED) };
+}
+
 /// A descriptor for this process (`pidfd_open`), for `process_madvise`, and the pid it was
 /// opened for (a forked child must open its own).
 static SELF_PIDFD: std::sync::Mutex<Option<(i32, i32)>> = std::sync::Mutex::new(None);

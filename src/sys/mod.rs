@@ -1,12 +1,15 @@
 //! Operating-system and glibc specifics: clocks, timers, signals, memory, processes, the
-//! module table, and glibc's TLS internals. Nothing outside this module (and `arch`, for
-//! register state) calls these interfaces directly.
+//! module table, the loader's `dlopen` family and modules' relocations, and glibc's TLS
+//! internals. Nothing outside this module (and `arch`, for register state) calls these
+//! interfaces directly.
 
 pub(crate) mod clock;
 pub(crate) mod debug_tools;
+pub(crate) mod dynlib;
 pub(crate) mod memory;
 pub(crate) mod modules;
 pub(crate) mod process;
+pub(crate) mod relocations;
 pub(crate) mod restart;
 pub(crate) mod signal;
 pub(crate) mod signal_frame;

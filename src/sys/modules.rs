@@ -1,5 +1,6 @@
-//! The dynamic loader's table of loaded modules, symbol lookups in them, and the thread that
-//! refreshes inger's view of them.
+//! The dynamic loader's table of loaded modules (their segments, as libsets and the
+//! safe-point tables need them), symbol lookups in them, and the thread that refreshes
+//! inger's view of them.
 //!
 //! Context: caller (start-up, refresher thread), except [`Refresher::request`], which the
 //! signal handler calls.
@@ -20,6 +21,24 @@ pub(crate) struct LoadedModule {
     pub(crate) eh_frame_hdr: Option<Range<usize>>,
     /// Run-time address ranges of all its `PT_LOAD` segments.
     pub(crate) loads: Vec<Range<usize>>,
+    /// Its writable `PT_LOAD` segments.
+    pub(crate) writable: Vec<WritableSegment>,
+    /// Its `PT_GNU_RELRO` range: read-only once the loader has relocated it.
+    pub(crate) relro: Option<Range<usize>>,
+    /// Run-time address of its `PT_DYNAMIC` array, if any.
+    pub(crate) dynamic: Option<usize>,
+    /// Its TLS module id (0: no thread-local storage).
+    pub(crate) tls_modid: usize,
+}
+
+/// A writable `PT_LOAD` segment of a loaded module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WritableSegment {
+    /// Its run-time address range (`p_memsz` bytes).
+    pub(crate) range: Range<usize>,
+    /// Where its bytes from the file end (`p_filesz`): beyond, the loader zero-filled it, and
+    /// whole pages beyond are anonymous memory.
+    pub(crate) file_end: usize,
 }
 
 impl LoadedModule {
@@ -95,6 +114,10 @@ pub(crate) fn loaded() -> Vec<LoadedModule> {
             executable: Vec::new(),
             eh_frame_hdr: None,
             loads: Vec::new(),
+            writable: Vec::new(),
+            relro: None,
+            dynamic: None,
+            tls_modid: info.dlpi_tls_modid,
         };
         for index in 0..info.dlpi_phnum as usize {
             // SAFETY: dlpi_phdr points to dlpi_phnum headers.
@@ -106,9 +129,17 @@ pub(crate) fn loaded() -> Vec<LoadedModule> {
                     if header.p_flags & libc::PF_X != 0 {
                         module.executable.push(range.clone());
                     }
+                    if header.p_flags & libc::PF_W != 0 {
+                        module.writable.push(WritableSegment {
+                            range: range.clone(),
+                            file_end: start + header.p_filesz as usize,
+                        });
+                    }
                     module.loads.push(range);
                 }
                 libc::PT_GNU_EH_FRAME => module.eh_frame_hdr = Some(range),
+                libc::PT_GNU_RELRO => module.relro = Some(range),
+                libc::PT_DYNAMIC => module.dynamic = Some(start),
                 _ => {}
             }
         }
@@ -119,6 +150,11 @@ pub(crate) fn loaded() -> Vec<LoadedModule> {
     // SAFETY: callback and data match dl_iterate_phdr's contract.
     unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut modules).cast()) };
     modules
+}
+
+/// The loaded module whose load bias is `bias`, if any.
+pub(crate) fn loaded_at(bias: usize) -> Option<LoadedModule> {
+    loaded().into_iter().find(|module| module.bias == bias)
 }
 
 /// The executable's load bias (its `dlpi_addr`).

@@ -57,6 +57,32 @@ pub fn compile_c(source: &str, output_stem: &str, flags: &[&str]) -> PathBuf {
     output
 }
 
+/// Compiles `tests/c/<source>` (or the absolute path `source`) like [`compile_c`] into a
+/// library that links the shared library `against` (a `DT_NEEDED` entry, found at run time
+/// through an rpath to its directory), as a program's library that uses it would.
+pub fn compile_c_linked(source: &str, output_stem: &str, against: &Path) -> PathBuf {
+    let directory = against
+        .parent()
+        .expect("a directory")
+        .to_str()
+        .expect("UTF-8");
+    let file = against
+        .file_name()
+        .expect("a file")
+        .to_str()
+        .expect("UTF-8");
+    compile_c(
+        source,
+        output_stem,
+        &[
+            "-Wl,--no-as-needed",
+            &format!("-L{directory}"),
+            &format!("-l:{file}"),
+            &format!("-Wl,-rpath,{directory}"),
+        ],
+    )
+}
+
 /// A shared library opened with `dlopen`, never closed (functions launched by the tests may
 /// still point into it).
 pub struct Library {

@@ -20,6 +20,9 @@ pub const RATIOS: &[Ratio] = &[
     ratio("pause_resume", "pause_resume_shared_tls"),
     ratio("fork_wait", "launch_complete"),
     ratio("cancel_paused", "launch_complete"),
+    ratio("libset_call_overhead", "libset_direct_call"),
+    ratio("libset_first_use", "launch_complete"),
+    ratio("libset_renew", "libset_renew_baseline"),
     ratio("discard_cost", "coop_cancel_cost"),
     ratio("safepoint_check_depth50", "safepoint_check_depth10"),
 ];

@@ -1,6 +1,6 @@
 //! Error codes of the C API and their descriptions (`inger_strerror`).
 //!
-//! Codes 1 to 10 are [`inger_core::Error::code`] values, passed through unchanged; codes from
+//! Codes 1 to 18 are [`inger_core::Error::code`] values, passed through unchanged; codes from
 //! 64 up belong to the C API alone. `include/libinger.h` repeats every constant as a
 //! `#define`; a test fails if the two drift apart.
 
@@ -36,6 +36,21 @@ pub const INGER_ECANCELLED: c_int = 10;
 /// The preemption signal's handler was reset or replaced (`signal`/`sigaction` on it), so
 /// arming the timer would kill the process; nothing was run ([`Error::HandlerReplaced`]).
 pub const INGER_EHANDLER: c_int = 11;
+/// The library named to `inger_libset_open` could not be loaded ([`Error::LibraryNotFound`]).
+pub const INGER_ELIBNOTFOUND: c_int = 12;
+/// The libset's library defines no such symbol ([`Error::SymbolNotFound`]).
+pub const INGER_ESYMBOL: c_int = 13;
+/// Every copy of the library is held by another function ([`Error::CopyLimit`]).
+pub const INGER_ECOPYLIMIT: c_int = 14;
+/// The library uses initial-exec TLS and cannot be copied ([`Error::InitialExecTls`]).
+pub const INGER_ESTATICTLS: c_int = 15;
+/// A copy of the library could not be made ([`Error::CopyFailed`]).
+pub const INGER_ECOPY: c_int = 16;
+/// Routing would silently fail: another module uses the library's data directly
+/// ([`Error::Unroutable`]).
+pub const INGER_EUNROUTABLE: c_int = 17;
+/// Every routing stub is taken ([`Error::TooManyRoutes`]).
+pub const INGER_EROUTES: c_int = 18;
 /// A required pointer argument was NULL.
 pub const INGER_ENULL: c_int = 64;
 /// The handle was not made by `inger_launch`, or was already cancelled (best effort).
@@ -64,6 +79,13 @@ fn describe(code: c_int) -> &'static [u8] {
         INGER_EWRONGTHREAD => b"this function can only be resumed on the thread that launched it: private thread-local storage is unavailable (see inger_capabilities)\0",
         INGER_ECANCELLED => b"the preemptible function was cancelled cooperatively and unwound\0",
         INGER_EHANDLER => b"the handler of inger's preemption signal was reset or replaced, so arming its timer would kill the process (leave that signal alone or choose another with INGER_SIGNAL)\0",
+        INGER_ELIBNOTFOUND => b"the library given to inger_libset_open could not be found or loaded\0",
+        INGER_ESYMBOL => b"the libset's library defines no symbol of that name\0",
+        INGER_ECOPYLIMIT => b"every copy of the libset's library is held by another preemptible function (raise its maximum)\0",
+        INGER_ESTATICTLS => b"the library uses initial-exec thread-local storage (DF_STATIC_TLS), so it cannot be given copies\0",
+        INGER_ECOPY => b"a copy of the library could not be made, or it is one that cannot be copied (libc, the loader)\0",
+        INGER_EUNROUTABLE => b"calls into the library cannot be routed: another module uses its data or thread-local variables directly\0",
+        INGER_EROUTES => b"every libset routing stub is taken: too many distinct library functions routed\0",
         INGER_ENULL => b"a required pointer argument was NULL\0",
         INGER_EBADHANDLE => b"not a live handle from inger_launch (already cancelled?)\0",
         INGER_EINTERNAL => b"internal error in inger (a bug: please report it with the message printed on stderr)\0",
@@ -101,6 +123,50 @@ mod tests {
             (Error::WrongThread, INGER_EWRONGTHREAD),
             (Error::Cancelled, INGER_ECANCELLED),
             (Error::HandlerReplaced { signal: 60 }, INGER_EHANDLER),
+            (
+                Error::LibraryNotFound {
+                    library: String::from("x"),
+                    reason: String::from("y"),
+                },
+                INGER_ELIBNOTFOUND,
+            ),
+            (
+                Error::SymbolNotFound {
+                    library: String::from("x"),
+                    symbol: String::from("y"),
+                },
+                INGER_ESYMBOL,
+            ),
+            (
+                Error::CopyLimit {
+                    library: String::from("x"),
+                    max_copies: 1,
+                },
+                INGER_ECOPYLIMIT,
+            ),
+            (
+                Error::InitialExecTls {
+                    library: String::from("x"),
+                },
+                INGER_ESTATICTLS,
+            ),
+            (
+                Error::CopyFailed {
+                    library: String::from("x"),
+                    reason: String::from("y"),
+                },
+                INGER_ECOPY,
+            ),
+            (
+                Error::Unroutable {
+                    library: String::from("x"),
+                    module: String::from("y"),
+                    symbol: String::from("z"),
+                    reason: "r",
+                },
+                INGER_EUNROUTABLE,
+            ),
+            (Error::TooManyRoutes { limit: 1 }, INGER_EROUTES),
         ];
         for (error, constant) in pairs {
             assert_eq!(code_of(&error), constant, "{error:?}");
@@ -123,6 +189,13 @@ mod tests {
             INGER_EWRONGTHREAD,
             INGER_ECANCELLED,
             INGER_EHANDLER,
+            INGER_ELIBNOTFOUND,
+            INGER_ESYMBOL,
+            INGER_ECOPYLIMIT,
+            INGER_ESTATICTLS,
+            INGER_ECOPY,
+            INGER_EUNROUTABLE,
+            INGER_EROUTES,
             INGER_ENULL,
             INGER_EBADHANDLE,
             INGER_EINTERNAL,

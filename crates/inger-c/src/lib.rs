@@ -9,7 +9,7 @@
 
 #![allow(
     non_camel_case_types,
-    reason = "C names (inger_linger, inger_stats) mirror the header"
+    reason = "C names (inger_linger, inger_stats, inger_libset) mirror the header"
 )]
 
 pub mod boundary;
@@ -17,3 +17,4 @@ pub mod errors;
 pub mod extras;
 mod gdb;
 pub mod handle;
+pub mod libset;

@@ -238,6 +238,9 @@ fn c_type(rust: &str) -> String {
         "c_void" => "void",
         "c_char" => "char",
         "inger_linger" => "inger_linger",
+        "usize" => "size_t",
+        "inger_libset" => "inger_libset",
+        "inger_libset_stats" => "struct inger_libset_stats",
         "inger_stats" => "struct inger_stats",
         "inger_capabilities" => "struct inger_capabilities",
         "Option < CFunction >" | "Option < unsafe extern \" C \" fn ( * mut c_void ) >" => {

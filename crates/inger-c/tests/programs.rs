@@ -33,6 +33,11 @@ fn cancel_in_every_state() {
 }
 
 #[test]
+fn libsets_give_a_function_its_own_copy() {
+    compile_and_run_both("libset.c", &[], "libset ok");
+}
+
+#[test]
 fn pause_and_yielded() {
     compile_and_run_both("pause.c", &[], "pause ok");
 }

@@ -7,6 +7,7 @@
 mod baseline;
 mod cancel;
 mod floors;
+mod libset;
 mod lifecycle;
 mod memory;
 pub mod overshoot;
@@ -120,6 +121,9 @@ pub const ALL: &[Entry] = &[
         overshoot::measure(&overshoot::SERDE_JSON, scale)
     }),
     entry("cancel_paused", lifecycle::cancel_paused),
+    entry("libset_call_overhead", libset::libset_call_overhead),
+    entry("libset_first_use", libset::libset_first_use),
+    entry("libset_renew", libset::libset_renew),
     entry("rss_per_paused", memory::rss_per_paused),
     entry("discard_cost", cancel::discard_cost),
     entry("fork_wait_at_end", baseline::fork_wait_at_end),
