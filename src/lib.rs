@@ -64,6 +64,7 @@
 //! | `linger` | the public state machine: [`launch`], [`Linger`], [`Continuation`], [`resume`] | caller | `runtime`, `stack` |
 //! | `runtime` | per-thread state, switching, the preemption handler, sections, start-up | caller, function stack, **signal handler** | everything below |
 //! | `safepoint` | the whole-stack rule and the tables it reads (a leaf: it walks the stacks it is given) | **signal handler**; tables built by the caller | `arch`, `sys`, `config` |
+//! | `libset` | [`Libset`]: per-function copies of a named library, routing of its calls, renewal on cancellation | caller; routed calls on the function stack | `runtime`, `sys`, `arch` |
 //! | `stack` | mapped, guarded, pooled stacks | caller, function stack | `sys`, `config` |
 //! | `stats` | counters and [`stats`] (a leaf) | any; bumped by the signal handler | nothing |
 //! | `config` | [`Config`] and every `INGER_*` variable | caller | `sys` |

@@ -258,6 +258,8 @@ mod tests {
             "work_direct",
             "work_in_launch",
             "work_padding_spread",
+            "libset_direct_call",
+            "libset_renew_baseline",
         ];
         ALL.iter().any(|entry| entry.name == name)
             || extra.contains(&name)
