@@ -55,6 +55,7 @@ pub struct Config {
     pub(crate) preemption: bool,
     pub(crate) retry: Duration,
     pub(crate) cancel_grace: Duration,
+    pub(crate) shared_tls: bool,
 }
 
 impl Default for Config {
@@ -65,6 +66,7 @@ impl Default for Config {
             preemption: true,
             retry: DEFAULT_RETRY,
             cancel_grace: DEFAULT_CANCEL_GRACE,
+            shared_tls: false,
         }
     }
 }
@@ -80,6 +82,7 @@ impl Config {
     pub fn from_env() -> Result<Self, Error> {
         let mut config = Self::default();
         let environment = environment();
+        config.shared_tls = environment.shared_tls;
         if let Some(value) = &environment.stack_size {
             config.stack_size = parse_size(value)
                 .ok_or_else(|| Error::InvalidConfig(format!("INGER_STACK_SIZE={value:?}")))?;
@@ -133,6 +136,19 @@ impl Config {
     /// (it doubles on each further retry, twice at most).
     pub fn retry_interval(mut self, interval: Duration) -> Self {
         self.retry = interval;
+        self
+    }
+
+    /// Whether each function gets its own thread-local storage (the default, where glibc's
+    /// TLS internals are found) or shares its caller's, except errno (`false`, as
+    /// `INGER_SHARED_TLS=1`: continuations then resume only on their launching thread).
+    ///
+    /// ```
+    /// let config = inger::Config::new().private_tls(false);
+    /// assert_ne!(config, inger::Config::new());
+    /// ```
+    pub fn private_tls(mut self, private: bool) -> Self {
+        self.shared_tls = !private;
         self
     }
 
@@ -200,6 +216,7 @@ impl Config {
             retry_ns: self.retry.as_nanos().min(u64::MAX as u128) as u64,
             cancel_grace: self.cancel_grace,
             redirect: !environment().redirect_off,
+            shared_tls: self.shared_tls,
         })
     }
 }
@@ -212,6 +229,8 @@ pub(crate) struct Settings {
     pub(crate) preemption: bool,
     pub(crate) retry_ns: u64,
     pub(crate) cancel_grace: Duration,
+    /// Functions share their caller's thread-locals (`INGER_SHARED_TLS`, [`Config::private_tls`]).
+    pub(crate) shared_tls: bool,
     /// Deadlines that pass in a critical section take effect at its end (`INGER_REDIRECT`).
     pub(crate) redirect: bool,
 }

@@ -190,3 +190,19 @@ fn paused_functions_each_keep_their_own_errno() {
         }
     });
 }
+
+/// The same fallback chosen in code, with `Config::private_tls(false)` (no environment
+/// variable): each test runs in its own process, whose settings this installs first.
+#[test]
+fn config_private_tls_false_shares_the_callers_thread_locals() {
+    inger::Config::new()
+        .private_tls(false)
+        .install()
+        .expect("install");
+    assert!(!inger::capabilities().private_tls);
+    COUNTER.with(|counter| counter.set(41));
+    let linger =
+        inger::launch(|| COUNTER.with(|counter| counter.get() + 1), Duration::MAX).expect("launch");
+    // With a private block the function would have seen the initial value, 7.
+    assert_eq!(linger.completion(), Some(42));
+}

@@ -29,9 +29,14 @@ use super::timers::{Kind, Slot};
 use crate::sys::tls;
 
 /// glibc's TLS internals, for private TLS per function: `None` under `INGER_SHARED_TLS` or
-/// when they were not found (the shared-TLS fallback). Context: caller.
+/// [`Config::private_tls`](crate::Config::private_tls)`(false)`, or when they were not found
+/// (the shared-TLS fallback). Settled with the settings, on first use. Context: caller.
 pub(crate) fn private_tls() -> Option<&'static tls::Glibc> {
-    tls::glibc(!crate::config::environment().shared_tls)
+    let shared = crate::config::settings().map_or_else(
+        |_| crate::config::environment().shared_tls,
+        |s| s.shared_tls,
+    );
+    tls::glibc(!shared)
 }
 
 /// The thread's runtime, starting it (and the process-wide handlers) on first use.

@@ -122,19 +122,18 @@ pub(crate) unsafe fn remove_own_variables() {
 /// Settles inger's process-wide configuration before the first launch: the `INGER_*`
 /// variables as usual, except that the stack defaults to the main thread's stack limit, so
 /// `main` has the room it would have had, and that `main` shares the main thread's
-/// thread-local storage unless `private_tls`.
+/// thread-local storage unless `private_tls` (whatever `INGER_SHARED_TLS` says).
 ///
 /// Why shared by default: `main` *is* the main thread's code, and the only other code on that
 /// thread (the loop that resumes it) touches no thread-local state of the program, so sharing
 /// is exact, whereas a private block makes `pthread_self()` and other per-thread identities
-/// differ between `main` and the program's exit handlers. inger picks the mode once, from
-/// `INGER_SHARED_TLS`, the first time it needs it; the variable is set for that moment only
-/// and then given back its previous value.
+/// differ between `main` and the program's exit handlers. inger settles the mode with its
+/// settings, installed here ([`inger::Config::private_tls`]).
 ///
 /// # Safety
 /// No other thread may read or write the environment meanwhile.
 pub(crate) unsafe fn configure_inger(private_tls: bool) -> Result<(), inger::Error> {
-    let mut config = inger::Config::from_env()?;
+    let mut config = inger::Config::from_env()?.private_tls(private_tls);
     if std::env::var_os("INGER_STACK_SIZE").is_none() {
         config = config.stack_size(main_stack_size());
     }
@@ -144,23 +143,10 @@ pub(crate) unsafe fn configure_inger(private_tls: bool) -> Result<(), inger::Err
         Ok(()) | Err(inger::Error::AlreadyInitialized) => {}
         Err(error) => return Err(error),
     }
-    let user_value = std::env::var_os(SHARED_TLS);
-    // SAFETY: per the contract, nothing else touches the environment now.
-    unsafe { std::env::set_var(SHARED_TLS, if private_tls { "0" } else { "1" }) };
     // Fixes the TLS mode for the rest of the process.
     let _ = inger::capabilities();
-    // SAFETY: as above.
-    unsafe {
-        match user_value {
-            Some(value) => std::env::set_var(SHARED_TLS, value),
-            None => std::env::remove_var(SHARED_TLS),
-        }
-    }
     Ok(())
 }
-
-/// inger's switch between private and shared thread-local storage.
-const SHARED_TLS: &str = "INGER_SHARED_TLS";
 
 /// Smallest and largest stack derived from the limit, and the one used when it is unlimited.
 const MIN_STACK: u64 = 2 << 20;
