@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+/// The least wall-clock time the CPU-time part of a cancellation's grace may take.
+const GRACE_WALL_CAP_MIN: Duration = Duration::from_millis(50);
+
 /// The clock a [`Budget`] is measured on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Clock {
@@ -119,6 +122,13 @@ impl Budget {
             wall_cap: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
             ..self
         }
+    }
+
+    /// The CPU-time part of a cancellation's grace (see `Continuation::cancel` and the future
+    /// wrapper's drop): `grace` of CPU time, given up after 100 times as much wall-clock time
+    /// (at least [`GRACE_WALL_CAP_MIN`]) for a function that blocks instead and would use none.
+    pub(crate) fn cpu_grace(grace: Duration) -> Budget {
+        Budget::cpu(grace).with_wall_cap((grace * 100).max(GRACE_WALL_CAP_MIN))
     }
 
     /// The wall-clock cap of a CPU budget, in nanoseconds, if any.

@@ -222,9 +222,6 @@ pub const DEFAULT_SLICE: Duration = Duration::from_millis(1);
 /// Shorter slices are raised to this (10 µs): a poll needs a few microseconds just to start.
 pub const MIN_SLICE: Duration = Duration::from_micros(10);
 
-/// The least wall-clock time the CPU-time part of a dropped wrapper's grace may take.
-const GRACE_WALL_CAP: Duration = Duration::from_millis(50);
-
 /// Wraps `future` so that each of its polls runs preemptibly with `slice` of time (raised to
 /// [`MIN_SLICE`] if shorter; `Duration::MAX` never preempts). The slice is wall-clock time
 /// for a [`Duration`], or CPU time with [`Budget::cpu`](crate::Budget::cpu): a poll that
@@ -574,9 +571,9 @@ impl<F: Future> Drop for Preemptible<F> {
                 // wall time, as for a cancellation's (see `Continuation::cancel`).
                 let resumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     match continuation.resume(grace)? {
-                        Linger::Continuation(still) if !still.yielded() => still.resume(
-                            Budget::cpu(grace).with_wall_cap((grace * 100).max(GRACE_WALL_CAP)),
-                        ),
+                        Linger::Continuation(still) if !still.yielded() => {
+                            still.resume(Budget::cpu_grace(grace))
+                        }
                         other => Ok(other),
                     }
                 }));

@@ -13,10 +13,6 @@ use crate::runtime::{self, state};
 use crate::stack;
 use crate::sys::signal::abort_with;
 
-/// The least wall-clock time a cancellation's grace (its second, CPU-time part) may take before the function
-/// is discarded anyway (one that blocks would use none of its grace).
-const GRACE_WALL_CAP_MIN: Duration = Duration::from_millis(50);
-
 impl<T> Continuation<'_, T> {
     /// The cooperative part of a drop: asks the paused function to unwind and gives it the
     /// grace budget to get there. Whether it is gone.
@@ -41,8 +37,7 @@ impl<T> Continuation<'_, T> {
             Ok(None) => {}
             Err(_) => return false,
         }
-        let budget = Budget::cpu(grace).with_wall_cap((grace * 100).max(GRACE_WALL_CAP_MIN));
-        matches!(self.run_unchecked(budget), Ok(Some(_)))
+        matches!(self.run_unchecked(Budget::cpu_grace(grace)), Ok(Some(_)))
     }
 
     /// Gives the function up without running anything more of it: a `'static` one's stack
