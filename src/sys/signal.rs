@@ -155,14 +155,7 @@ fn set_action_masking(
     unsafe {
         if hold_program_signals {
             libc::sigfillset(&mut new.sa_mask);
-            for never in [
-                signal,
-                libc::SIGSEGV,
-                libc::SIGBUS,
-                libc::SIGILL,
-                libc::SIGFPE,
-                libc::SIGTRAP,
-            ] {
+            for never in NEVER_HELD.into_iter().chain([signal]) {
                 libc::sigdelset(&mut new.sa_mask, never);
             }
         } else {
@@ -248,6 +241,16 @@ pub(crate) fn block_on_this_thread(signal: i32) {
     }
 }
 
+/// Signals the preemption handler never holds back: faults (the kernel kills a thread that
+/// blocks one and raises it).
+const NEVER_HELD: [i32; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGTRAP,
+];
+
 /// The kernel's signal-set bit of `signal` (signal n at bit n - 1).
 const fn kernel_bit(signal: i32) -> u64 {
     1 << (signal - 1)
@@ -259,13 +262,10 @@ const fn kernel_bit(signal: i32) -> u64 {
 /// the interrupted context's mask from its frame) or calls [`release_held_signals`]. Whether
 /// the mask could be set. Async-signal-safe.
 pub(crate) fn hold_program_signals(own: i32) -> bool {
-    // Faults cannot be held back (the kernel kills a thread that blocks one and raises it).
-    let never_blocked = kernel_bit(libc::SIGSEGV)
-        | kernel_bit(libc::SIGBUS)
-        | kernel_bit(libc::SIGILL)
-        | kernel_bit(libc::SIGFPE)
-        | kernel_bit(libc::SIGTRAP)
-        | kernel_bit(own);
+    let never_blocked = NEVER_HELD
+        .into_iter()
+        .chain([own])
+        .fold(0, |set, signal| set | kernel_bit(signal));
     let block: u64 = !never_blocked;
     // SAFETY: the kernel's 8-byte set, valid for the call; blocking only changes this
     // thread's mask.
