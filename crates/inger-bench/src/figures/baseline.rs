@@ -26,21 +26,9 @@ const SWITCHES_PER_SAMPLE: u64 = 20_000;
 /// `context_switch`: one round trip (switch into a side stack and back) of inger's bare
 /// context switch, through its benchmark hook.
 pub(super) fn context_switch(scale: Scale) -> BenchResult<Vec<Figure>> {
-    let plan = Plan::new(scale.pick(100, 1_000), 1);
-    let samples = time_batches(plan, || -> BenchResult<()> {
-        inger::bench_hooks::context_switch_round_trips(SWITCHES_PER_SAMPLE)?;
-        Ok(())
-    })?;
-    let per_trip = samples
-        .values()
-        .iter()
-        .map(|ns| ns / SWITCHES_PER_SAMPLE as f64)
-        .collect();
-    Ok(vec![Figure::new(
-        "context_switch",
-        per_trip,
-        Unit::Nanoseconds,
-    )])
+    switch_round_trips(scale, "context_switch", |trips| {
+        Ok(Some(inger::bench_hooks::context_switch_round_trips(trips)?))
+    })
 }
 
 /// `context_switch_tls`: `context_switch` with a thread-pointer write (`wrfsbase`) before
@@ -49,13 +37,25 @@ pub(super) fn context_switch(scale: Scale) -> BenchResult<Vec<Figure>> {
 /// whole switch on others, so `launch_complete` and `pause_resume` are also stated against
 /// this. Not measured where `wrfsbase` is not allowed.
 pub(super) fn context_switch_tls(scale: Scale) -> BenchResult<Vec<Figure>> {
-    if inger::bench_hooks::tls_context_switch_round_trips(1)?.is_none() {
+    switch_round_trips(scale, "context_switch_tls", |trips| {
+        Ok(inger::bench_hooks::tls_context_switch_round_trips(trips)?)
+    })
+}
+
+/// The figure `name`: per round trip of `hook(trips)`, which performs `trips` round trips, or
+/// answers `None` where they cannot be made (then no figure).
+fn switch_round_trips(
+    scale: Scale,
+    name: &'static str,
+    hook: fn(u64) -> BenchResult<Option<u64>>,
+) -> BenchResult<Vec<Figure>> {
+    if hook(1)?.is_none() {
         return Ok(Vec::new());
     }
     let plan = Plan::new(scale.pick(100, 1_000), 1);
     let samples = time_batches(plan, || -> BenchResult<()> {
-        inger::bench_hooks::tls_context_switch_round_trips(SWITCHES_PER_SAMPLE)?
-            .ok_or_else(|| broken("wrfsbase stopped being allowed"))?;
+        hook(SWITCHES_PER_SAMPLE)?
+            .ok_or_else(|| broken(format!("{name} stopped being possible")))?;
         Ok(())
     })?;
     let per_trip = samples
@@ -63,11 +63,7 @@ pub(super) fn context_switch_tls(scale: Scale) -> BenchResult<Vec<Figure>> {
         .iter()
         .map(|ns| ns / SWITCHES_PER_SAMPLE as f64)
         .collect();
-    Ok(vec![Figure::new(
-        "context_switch_tls",
-        per_trip,
-        Unit::Nanoseconds,
-    )])
+    Ok(vec![Figure::new(name, per_trip, Unit::Nanoseconds)])
 }
 
 /// `thread_spawn_join`: `std::thread::spawn` of an empty closure, then `join`.
