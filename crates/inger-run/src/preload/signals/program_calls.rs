@@ -265,27 +265,8 @@ pub unsafe extern "C" fn sigprocmask(
     set: *const libc::sigset_t,
     oldset: *mut libc::sigset_t,
 ) -> c_int {
-    // SAFETY: per the contract, `set` is null or valid; read before the call, which may
-    // overwrite it when it is also `oldset`.
-    let requested = unsafe { set.as_ref() }.map_or(0, table::emulated_in);
-    if requested == 0 {
-        // SAFETY: forwarding the caller's own arguments.
-        return unsafe { real::sigprocmask()(how, set, oldset) };
-    }
-    // SAFETY: an all-zero sigset_t is a valid out-parameter.
-    let mut own_old: libc::sigset_t = unsafe { core::mem::zeroed() };
-    let old_out = if oldset.is_null() {
-        &raw mut own_old
-    } else {
-        oldset
-    };
-    // SAFETY: forwarding the caller's arguments, with an old-set buffer that is valid.
-    let result = unsafe { real::sigprocmask()(how, set, old_out) };
-    if result == 0 {
-        // SAFETY: the call succeeded, so it filled `old_out`.
-        note_mask_change(how, requested, unsafe { &*old_out });
-    }
-    result
+    // SAFETY: per the contract.
+    unsafe { counted_mask_change(real::sigprocmask(), how, set, oldset) }
 }
 
 /// `pthread_sigmask`: the real one, counted (see the module docs).
@@ -298,11 +279,27 @@ pub unsafe extern "C" fn pthread_sigmask(
     set: *const libc::sigset_t,
     oldset: *mut libc::sigset_t,
 ) -> c_int {
-    // SAFETY: as in `sigprocmask`.
+    // SAFETY: per the contract.
+    unsafe { counted_mask_change(real::pthread_sigmask(), how, set, oldset) }
+}
+
+/// A mask change through `real` (glibc's `sigprocmask` or `pthread_sigmask`, both 0 on
+/// success), counted when it names an emulated signal.
+///
+/// # Safety
+/// As the real function's: `set` null or valid, `oldset` null or valid for a write.
+unsafe fn counted_mask_change(
+    real: unsafe extern "C" fn(c_int, *const libc::sigset_t, *mut libc::sigset_t) -> c_int,
+    how: c_int,
+    set: *const libc::sigset_t,
+    oldset: *mut libc::sigset_t,
+) -> c_int {
+    // SAFETY: per the contract, `set` is null or valid; read before the call, which may
+    // overwrite it when it is also `oldset`.
     let requested = unsafe { set.as_ref() }.map_or(0, table::emulated_in);
     if requested == 0 {
         // SAFETY: forwarding the caller's own arguments.
-        return unsafe { real::pthread_sigmask()(how, set, oldset) };
+        return unsafe { real(how, set, oldset) };
     }
     // SAFETY: an all-zero sigset_t is a valid out-parameter.
     let mut own_old: libc::sigset_t = unsafe { core::mem::zeroed() };
@@ -312,7 +309,7 @@ pub unsafe extern "C" fn pthread_sigmask(
         oldset
     };
     // SAFETY: forwarding the caller's arguments, with an old-set buffer that is valid.
-    let result = unsafe { real::pthread_sigmask()(how, set, old_out) };
+    let result = unsafe { real(how, set, old_out) };
     if result == 0 {
         // SAFETY: the call succeeded, so it filled `old_out`.
         note_mask_change(how, requested, unsafe { &*old_out });
