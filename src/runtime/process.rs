@@ -39,6 +39,8 @@ pub(super) fn install_process_handlers() -> Result<(), Error> {
                 );
                 preempt::install_handler(settings.signal)?;
             }
+            // glibc's `sigaction` left the trampoline's address in the dead stack below us.
+            signal::scrub_dead_stack();
             Ok(())
         })
         .clone()

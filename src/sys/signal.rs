@@ -32,20 +32,9 @@ pub(crate) type Handler = unsafe extern "C" fn(i32, *mut libc::siginfo_t, *mut c
 /// [`Error::SignalInUse`] when some other handler (not the default action, not ignored)
 /// already owns the signal.
 pub(crate) fn install_preemption_handler(signal: i32, handler: Handler) -> Result<(), Error> {
-    // SAFETY: a zeroed sigaction is a valid out-parameter.
-    let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
-    // SAFETY: querying with a null new action changes nothing.
-    if unsafe { libc::sigaction(signal, core::ptr::null(), &mut old) } != 0 {
-        return Err(Error::System {
-            call: "sigaction",
-            errno: last_errno(),
-        });
-    }
+    let old = current_action(signal)?;
     let ours = handler as usize;
-    if old.sa_sigaction != libc::SIG_DFL
-        && old.sa_sigaction != libc::SIG_IGN
-        && old.sa_sigaction != ours
-    {
+    if old.handler != libc::SIG_DFL && old.handler != libc::SIG_IGN && old.handler != ours {
         return Err(Error::SignalInUse { signal });
     }
     set_action_masking(
@@ -57,12 +46,79 @@ pub(crate) fn install_preemption_handler(signal: i32, handler: Handler) -> Resul
 }
 
 /// Whether the preemption signal still runs `handler` (someone may have replaced it).
+/// Context: caller (made before each arming of the timer, so it must leave no trace, see
+/// [`current_action`]).
 pub(crate) fn handler_is_installed(signal: i32, handler: Handler) -> bool {
-    // SAFETY: a zeroed sigaction is a valid out-parameter.
-    let mut current: libc::sigaction = unsafe { core::mem::zeroed() };
-    // SAFETY: querying with a null new action changes nothing.
-    let queried = unsafe { libc::sigaction(signal, core::ptr::null(), &mut current) } == 0;
-    queried && current.sa_sigaction == handler as usize
+    current_action(signal).is_ok_and(|action| action.handler == handler as usize)
+}
+
+/// The handler and flags the kernel holds for a signal.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Action {
+    /// `SIG_DFL`, `SIG_IGN` or the handler's address.
+    pub(crate) handler: usize,
+    /// `SA_*` flags.
+    pub(crate) flags: u64,
+}
+
+/// The kernel's `struct sigaction` on x86-64: handler, flags, restorer, mask (8 bytes).
+pub(crate) type KernelAction = [u64; 4];
+
+/// Queries the action of `signal` with the raw `rt_sigaction` system call and hands the
+/// kernel's record to `inspect`, then wipes it. glibc's `sigaction` would copy the record,
+/// restorer included, into its own frame and the caller's, and a stale copy of the signal
+/// trampoline's address on the stack makes the signal-handler detection (`signal_frame`)
+/// take its slow path (an unwinder walk) on every later check that finds it.
+pub(crate) fn with_kernel_action<R>(
+    signal: i32,
+    inspect: impl FnOnce(&KernelAction) -> R,
+) -> Result<R, Error> {
+    let mut action: KernelAction = [0; 4];
+    // SAFETY: querying (null new action) with a 32-byte buffer for the old one and the
+    // kernel's 8-byte signal set; the system call writes only into `action`.
+    let queried = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            core::ptr::null::<c_void>(),
+            action.as_mut_ptr(),
+            8usize,
+        )
+    };
+    let result = (queried == 0).then(|| inspect(&action));
+    for word in &mut action {
+        // SAFETY: a plain write to our own local; volatile so it is not optimised away.
+        unsafe { core::ptr::write_volatile(word, 0) };
+    }
+    result.ok_or_else(|| Error::System {
+        call: "rt_sigaction",
+        errno: last_errno(),
+    })
+}
+
+/// The handler and flags of `signal` (see [`with_kernel_action`]).
+///
+/// # Errors
+/// [`Error::System`] if the query failed (an invalid signal number).
+pub(crate) fn current_action(signal: i32) -> Result<Action, Error> {
+    with_kernel_action(signal, |action| Action {
+        handler: action[0] as usize,
+        flags: action[1],
+    })
+}
+
+/// Overwrites the `bytes` of dead stack below the caller's frame with zeros: what the
+/// functions it called left there (glibc's `sigaction` keeps the signal trampoline's address
+/// in its frame, see [`with_kernel_action`]). Context: caller, after such calls.
+#[inline(never)]
+pub(crate) fn scrub_dead_stack() {
+    const BYTES: usize = 16 * 1024;
+    let mut area = core::mem::MaybeUninit::<[u64; BYTES / 8]>::uninit();
+    let words = area.as_mut_ptr().cast::<u64>();
+    for index in 0..BYTES / 8 {
+        // SAFETY: `index` is inside our own local array; volatile so the writes are kept.
+        unsafe { core::ptr::write_volatile(words.add(index), 0) };
+    }
 }
 
 /// The handlers for SIGSEGV and SIGBUS that were in place before ours, for chaining.
@@ -80,20 +136,12 @@ fn fault_index(signal: i32) -> usize {
 /// exhausted; `SA_NODEFER` so that chaining to the default action by re-raising works.
 pub(crate) fn install_fault_handler(handler: Handler) -> Result<(), Error> {
     for signal in [libc::SIGSEGV, libc::SIGBUS] {
-        // SAFETY: a zeroed sigaction is a valid out-parameter.
-        let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
-        // SAFETY: querying changes nothing.
-        if unsafe { libc::sigaction(signal, core::ptr::null(), &mut old) } != 0 {
-            return Err(Error::System {
-                call: "sigaction",
-                errno: last_errno(),
-            });
-        }
-        if old.sa_sigaction == handler as usize {
+        let old = current_action(signal)?;
+        if old.handler == handler as usize {
             continue;
         }
-        PREVIOUS_SEGV[fault_index(signal)].store(old.sa_sigaction, Ordering::Relaxed);
-        PREVIOUS_SEGV_FLAGS[fault_index(signal)].store(old.sa_flags as usize, Ordering::Relaxed);
+        PREVIOUS_SEGV[fault_index(signal)].store(old.handler, Ordering::Relaxed);
+        PREVIOUS_SEGV_FLAGS[fault_index(signal)].store(old.flags as usize, Ordering::Relaxed);
         set_action(
             signal,
             handler as usize,

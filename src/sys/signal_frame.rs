@@ -48,8 +48,15 @@
 //! while they do hold stale copies of the trampoline address from signal set-up done before
 //! `main`. The boundary comes from an earlier walk from this stack (frames identified with
 //! `dladdr`, outside any handler); if no C-library frame was seen, the walk's outermost
-//! frame is used. The trampoline address itself is read with the raw `rt_sigaction` system
-//! call into a buffer that is wiped afterwards, so reading it leaves no copy on the stack.
+//! frame is used, and worked out once per thread (it takes a `dladdr` per outermost frame,
+//! which scans symbol tables: up to milliseconds each in a large program). The trampoline
+//! address itself is read with the raw `rt_sigaction` system call into a buffer that is wiped
+//! afterwards, and so is the handler check made before each arming of the timer
+//! (`sys::signal::with_kernel_action`), so neither leaves a copy on the stack; after
+//! installing its handlers with glibc's `sigaction`, which does leave copies in its frame,
+//! inger overwrites the dead stack below. Copies the program leaves (its own `sigaction`
+//! calls, signals delivered on this stack) only cost a walk, of a few microseconds, while
+//! they sit in live frames.
 //!
 //! # Limits (also stated in `libinger.h`)
 //!
@@ -139,6 +146,10 @@ struct ThreadStack {
     high: usize,
     /// Where scans stop: the outermost frame a walk reached, at most `high`.
     scan_end: usize,
+    /// The outermost frame address of the walk that set `scan_end`: a later walk that ends
+    /// no further out would find the same end, so it is not worked out again (that takes a
+    /// `dladdr` per outermost frame, up to milliseconds each in a large program).
+    walked_to: usize,
 }
 
 thread_local! {
@@ -244,11 +255,19 @@ extern "C" fn visit(context: *mut UnwindContext, argument: *mut c_void) -> c_int
 /// Records (or widens) the scannable part of this thread's stack, if `here` is on it.
 /// Not async-signal-safe: call only once a walk showed no signal frame.
 fn learn_thread_stack(here: usize, walk: &Walk) {
+    let Some(outermost) = walk.outermost_first().next() else {
+        return;
+    };
+    let known = THREAD_STACK.try_with(Cell::get).ok().flatten();
+    if known.is_some_and(|stack| {
+        stack.low <= here && here < stack.scan_end && outermost.cfa <= stack.walked_to
+    }) {
+        return; // this walk ended where an earlier one did: nothing new to learn
+    }
     let Some(end) = scan_end(walk) else { return };
     if end <= here {
         return;
     }
-    let known = THREAD_STACK.try_with(Cell::get).ok().flatten();
     let Some(mut stack) = known.or_else(query_thread_stack) else {
         return;
     };
@@ -256,6 +275,7 @@ fn learn_thread_stack(here: usize, walk: &Walk) {
         return; // on some other stack (an alternate signal stack, a user coroutine)
     }
     stack.scan_end = stack.scan_end.max(end.min(stack.high));
+    stack.walked_to = stack.walked_to.max(outermost.cfa);
     let _ = THREAD_STACK.try_with(|cell| cell.set(Some(stack)));
 }
 
@@ -314,6 +334,7 @@ fn query_thread_stack() -> Option<ThreadStack> {
         low,
         high: low.saturating_add(size),
         scan_end: low,
+        walked_to: low,
     })
 }
 
@@ -323,26 +344,13 @@ pub(crate) fn learn_trampoline() {
     if TRAMPOLINE.load(Relaxed) != 0 {
         return;
     }
-    // The kernel's `struct sigaction` on x86-64: handler, flags, restorer, mask (8 bytes).
-    let mut action = [0u64; 4];
-    // SAFETY: querying (null new action) with a 32-byte buffer for the old one and the
-    // kernel's 8-byte signal set; the system call writes only into `action`.
-    let queried = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            libc::SIGSEGV,
-            core::ptr::null::<c_void>(),
-            action.as_mut_ptr(),
-            8usize,
-        )
+    // The query wipes the kernel's record, so the stack keeps no stale trampoline address.
+    let Ok((flags, restorer)) =
+        super::signal::with_kernel_action(libc::SIGSEGV, |action| (action[1], action[2] as usize))
+    else {
+        return;
     };
-    let (flags, restorer) = (action[1], action[2] as usize);
-    // Wipe the copy, so the stack keeps no stale trampoline address from us.
-    for word in &mut action {
-        // SAFETY: a plain write to our own local; volatile so it is not optimised away.
-        unsafe { core::ptr::write_volatile(word, 0) };
-    }
-    if queried != 0 || flags & SA_RESTORER == 0 || restorer == 0 {
+    if flags & SA_RESTORER == 0 || restorer == 0 {
         return;
     }
     // SAFETY: `sa_restorer` of an installed handler is the address of code the kernel
@@ -350,5 +358,75 @@ pub(crate) fn learn_trampoline() {
     let code = unsafe { core::ptr::read_unaligned(restorer as *const [u8; 9]) };
     if code == SIGRETURN_CODE {
         TRAMPOLINE.store(restorer, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::signal;
+
+    unsafe extern "C" fn ignore_fault(_: i32, _: *mut libc::siginfo_t, _: *mut c_void) {}
+
+    /// Mixed into the address the scans look for, so that no frame of theirs (an
+    /// unoptimised build spills arguments) holds the address itself.
+    const KEY: usize = 0x5a5a_5a5a_5a5a_5a5a;
+
+    /// Whether the 8 KiB of dead stack just below the caller's frame hold the address
+    /// `masked ^ KEY`.
+    #[inline(never)]
+    fn dead_stack_holds(masked: usize) -> bool {
+        let here = crate::arch::stack_pointer();
+        let mut at = here - 8192;
+        while at < here {
+            // SAFETY: the 8 KiB below the stack pointer lie in this thread's stack mapping
+            // (a test thread's stack is megabytes deep and this test is shallow); they are
+            // dead, and only compared.
+            if unsafe { core::ptr::read_volatile(at as *const usize) } ^ KEY == masked {
+                return true;
+            }
+            at += 8;
+        }
+        false
+    }
+
+    #[inline(never)]
+    fn query_with_glibc() {
+        // SAFETY: a zeroed sigaction is a valid out-parameter; querying changes nothing.
+        let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::sigaction(libc::SIGSEGV, core::ptr::null(), &mut old) };
+        core::hint::black_box(&old);
+    }
+
+    #[inline(never)]
+    fn query_with_inger() {
+        core::hint::black_box(signal::handler_is_installed(libc::SIGSEGV, ignore_fault));
+    }
+
+    /// The handler check made before each arming of the timer must leave no copy of the
+    /// trampoline's address behind: a later signal-handler check that finds one on the
+    /// stack takes the slow path (an unwinder walk). glibc's own query does leave one, which
+    /// shows that the scan sees such copies.
+    #[test]
+    fn handler_queries_leave_no_trampoline_on_the_stack() {
+        signal::install_fault_handler(ignore_fault).expect("install the fault handler");
+        learn_trampoline();
+        assert_ne!(
+            TRAMPOLINE.load(Relaxed),
+            0,
+            "glibc's trampoline was not recognised"
+        );
+        let masked = TRAMPOLINE.load(Relaxed) ^ KEY;
+        signal::scrub_dead_stack();
+        assert!(!dead_stack_holds(masked), "the scrub left a copy");
+        query_with_glibc();
+        assert!(
+            dead_stack_holds(masked),
+            "glibc's query left no copy to find"
+        );
+        signal::scrub_dead_stack();
+        query_with_inger();
+        assert!(!dead_stack_holds(masked), "inger's query left a copy");
     }
 }
