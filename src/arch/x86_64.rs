@@ -387,6 +387,44 @@ pub(crate) unsafe fn restart_system_call(ucontext: *mut c_void, number: u32, arg
     }
 }
 
+// inger's own signal-return trampoline: the same instructions as glibc's `__restore_rt`
+// (`mov $15, %rax; syscall`, emitted as bytes so that no assembler shortens them), which
+// unwinders recognise by those bytes (libgcc when no unwind entry covers the byte before
+// it, hence the `int3` pad; gdb also by a name containing "sigaction"). inger's timer
+// handler makes its signal frame return here instead of to glibc's (see
+// `sys::signal_frame::retarget_sigreturn`), so the copies of the return address that
+// frames leave in dead stack are not the address that the signal-handler detection looks
+// for.
+global_asm!(
+    ".pushsection .text.inger_sigaction_restorer,\"ax\",@progbits",
+    ".p2align 4",
+    "int3",
+    ".globl inger_sigaction_restorer",
+    ".hidden inger_sigaction_restorer",
+    ".type inger_sigaction_restorer, @function",
+    "inger_sigaction_restorer:",
+    ".byte 0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05",
+    "ud2",
+    ".size inger_sigaction_restorer, . - inger_sigaction_restorer",
+    ".popsection",
+);
+
+unsafe extern "C" {
+    /// See the assembly above: never called, only returned into by a signal frame.
+    fn inger_sigaction_restorer();
+}
+
+/// The address of inger's signal-return trampoline (the assembly above).
+pub(crate) fn sigaction_restorer() -> usize {
+    inger_sigaction_restorer as *const () as usize
+}
+
+/// Where a signal frame keeps its return address (the trampoline's), from the `ucontext`
+/// the kernel passed: the word just below it (`struct rt_sigframe`: `pretcode`, then `uc`).
+pub(crate) fn sigreturn_slot(ucontext: *mut c_void) -> *mut usize {
+    ucontext.cast::<usize>().wrapping_sub(1)
+}
+
 /// The interrupted context's stack pointer, from a signal handler's `ucontext`.
 ///
 /// # Safety

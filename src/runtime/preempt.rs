@@ -146,6 +146,8 @@ pub(super) unsafe extern "C" fn on_timer(
     info: *mut libc::siginfo_t,
     ucontext: *mut c_void,
 ) {
+    // SAFETY: `ucontext` is the one the kernel passed to this handler.
+    unsafe { crate::sys::signal_frame::retarget_sigreturn(ucontext) };
     // SAFETY: `info` is the kernel's siginfo for this delivery.
     if unsafe { signal::si_code(info) } != libc::SI_TIMER {
         return; // sent by kill/sigqueue, not our timer: ignore

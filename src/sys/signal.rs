@@ -61,61 +61,78 @@ pub(crate) struct Action {
     pub(crate) flags: u64,
 }
 
-/// The kernel's `struct sigaction` on x86-64: handler, flags, restorer, mask (8 bytes).
-pub(crate) type KernelAction = [u64; 4];
-
-/// Queries the action of `signal` with the raw `rt_sigaction` system call and hands the
-/// kernel's record to `inspect`, then wipes it. glibc's `sigaction` would copy the record,
-/// restorer included, into its own frame and the caller's, and a stale copy of the signal
-/// trampoline's address on the stack makes the signal-handler detection (`signal_frame`)
-/// take its slow path (an unwinder walk) on every later check that finds it.
-pub(crate) fn with_kernel_action<R>(
+/// Queries the disposition of `signal` and hands it to `inspect`, then wipes every copy:
+/// `sigaction` returns the signal trampoline's address (`sa_restorer`) and glibc keeps a copy
+/// of the kernel's record in its own frame, and a stale copy of that address on the stack
+/// makes the signal-handler detection (`signal_frame`) take its slow path (an unwinder walk)
+/// on every later check that finds it. The query goes through `sigaction`, not the raw
+/// system call, because inger-run wraps the core's `sigaction` calls to emulate its signal.
+///
+/// # Errors
+/// [`Error::System`] if the query failed (an invalid signal number).
+pub(crate) fn with_action<R>(
     signal: i32,
-    inspect: impl FnOnce(&KernelAction) -> R,
+    inspect: impl FnOnce(&libc::sigaction) -> R,
 ) -> Result<R, Error> {
-    let mut action: KernelAction = [0; 4];
-    // SAFETY: querying (null new action) with a 32-byte buffer for the old one and the
-    // kernel's 8-byte signal set; the system call writes only into `action`.
-    let queried = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            signal,
-            core::ptr::null::<c_void>(),
-            action.as_mut_ptr(),
-            8usize,
-        )
-    };
-    let result = (queried == 0).then(|| inspect(&action));
-    for word in &mut action {
-        // SAFETY: a plain write to our own local; volatile so it is not optimised away.
-        unsafe { core::ptr::write_volatile(word, 0) };
-    }
-    result.ok_or_else(|| Error::System {
-        call: "rt_sigaction",
-        errno: last_errno(),
-    })
+    let result = query_then_wipe(signal, inspect);
+    // glibc's frame, and any wrapper's, lay below this one.
+    scrub_below::<QUERY_SCRUB_WORDS>();
+    result
 }
 
-/// The handler and flags of `signal` (see [`with_kernel_action`]).
+/// Words of dead stack (4 KiB) overwritten after each query: glibc's `sigaction` frame
+/// takes a few hundred bytes, inger-run's wrapper of it about a kilobyte.
+const QUERY_SCRUB_WORDS: usize = 512;
+
+#[inline(never)]
+fn query_then_wipe<R>(
+    signal: i32,
+    inspect: impl FnOnce(&libc::sigaction) -> R,
+) -> Result<R, Error> {
+    // SAFETY: a zeroed sigaction is a valid out-parameter.
+    let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
+    // SAFETY: querying with a null new action changes nothing.
+    let queried = unsafe { libc::sigaction(signal, core::ptr::null(), &mut action) } == 0;
+    let result = if queried {
+        Ok(inspect(&action))
+    } else {
+        Err(Error::System {
+            call: "sigaction",
+            errno: last_errno(),
+        })
+    };
+    let bytes = (&raw mut action).cast::<u8>();
+    for index in 0..core::mem::size_of::<libc::sigaction>() {
+        // SAFETY: `index` is inside our own local; volatile so the writes are kept.
+        unsafe { core::ptr::write_volatile(bytes.add(index), 0) };
+    }
+    result
+}
+
+/// The handler and flags of `signal` (see [`with_action`]).
 ///
 /// # Errors
 /// [`Error::System`] if the query failed (an invalid signal number).
 pub(crate) fn current_action(signal: i32) -> Result<Action, Error> {
-    with_kernel_action(signal, |action| Action {
-        handler: action[0] as usize,
-        flags: action[1],
+    with_action(signal, |action| Action {
+        handler: action.sa_sigaction,
+        flags: action.sa_flags as u64,
     })
 }
 
-/// Overwrites the `bytes` of dead stack below the caller's frame with zeros: what the
-/// functions it called left there (glibc's `sigaction` keeps the signal trampoline's address
-/// in its frame, see [`with_kernel_action`]). Context: caller, after such calls.
-#[inline(never)]
+/// Overwrites 16 KiB of dead stack below the caller's frame with zeros: what the functions
+/// it called left there (glibc's `sigaction` keeps the signal trampoline's address in its
+/// frame, see [`with_action`]). Context: caller, after such calls.
 pub(crate) fn scrub_dead_stack() {
-    const BYTES: usize = 16 * 1024;
-    let mut area = core::mem::MaybeUninit::<[u64; BYTES / 8]>::uninit();
+    scrub_below::<2048>();
+}
+
+/// Overwrites `WORDS` 8-byte words of dead stack below the caller's frame with zeros.
+#[inline(never)]
+fn scrub_below<const WORDS: usize>() {
+    let mut area = core::mem::MaybeUninit::<[u64; WORDS]>::uninit();
     let words = area.as_mut_ptr().cast::<u64>();
-    for index in 0..BYTES / 8 {
+    for index in 0..WORDS {
         // SAFETY: `index` is inside our own local array; volatile so the writes are kept.
         unsafe { core::ptr::write_volatile(words.add(index), 0) };
     }

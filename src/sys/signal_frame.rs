@@ -50,13 +50,12 @@
 //! `dladdr`, outside any handler); if no C-library frame was seen, the walk's outermost
 //! frame is used, and worked out once per thread (it takes a `dladdr` per outermost frame,
 //! which scans symbol tables: up to milliseconds each in a large program). The trampoline
-//! address itself is read with the raw `rt_sigaction` system call into a buffer that is wiped
-//! afterwards, and so is the handler check made before each arming of the timer
-//! (`sys::signal::with_kernel_action`), so neither leaves a copy on the stack; after
-//! installing its handlers with glibc's `sigaction`, which does leave copies in its frame,
-//! inger overwrites the dead stack below. Copies the program leaves (its own `sigaction`
-//! calls, signals delivered on this stack) only cost a walk, of a few microseconds, while
-//! they sit in live frames.
+//! address itself is read, and the handler check made before each arming of the timer
+//! queries, with `sigaction` through `sys::signal::with_action`, which wipes the copies the
+//! query leaves (glibc keeps one in its frame, the out-parameter is another), so neither
+//! leaves a copy on the stack; after installing its handlers, inger overwrites the dead stack
+//! below as well. Copies the program leaves (its own `sigaction` calls, signals delivered on
+//! this stack) only cost a walk, of a few microseconds, while they sit in live frames.
 //!
 //! # Limits (also stated in `libinger.h`)
 //!
@@ -127,6 +126,11 @@ struct Walk {
     frames: usize,
     /// The last [`OUTERMOST`] frames visited, as a ring indexed by `frames % OUTERMOST`.
     ring: [Frame; OUTERMOST],
+    /// Stop once the frames visited cover this address (0: walk to the end): the highest
+    /// word the fast filter found holding the trampoline's address.
+    resolve: usize,
+    /// The walk stopped there, with every such word inside an ordinary frame.
+    resolved: bool,
 }
 
 impl Walk {
@@ -157,66 +161,98 @@ thread_local! {
     static THREAD_STACK: Cell<Option<ThreadStack>> = const { Cell::new(None) };
 }
 
-/// Address of the C library's signal-return trampoline, or 0 while unknown.
+/// Address of the C library's signal-return trampoline XOR [`MASK`], or 0 while unknown.
+///
+/// Masked so that the filter never holds the address itself: a copy of it that the filter's
+/// code left in a register save slot or a spill would lie in dead stack, where a later check
+/// from a deeper frame finds it (and then walks, every time).
 static TRAMPOLINE: AtomicUsize = AtomicUsize::new(0);
+
+/// Mixed into [`TRAMPOLINE`] and into every word the filter compares with it.
+const MASK: usize = 0xa5a5_5a5a_a5a5_5a5a;
 
 /// Whether the caller runs inside a signal handler (see the module docs for how and the
 /// limits). `inside_function`: the caller runs on a preemptible function's stack, whose
 /// bounds this module does not know. Async-signal-safe.
 pub(crate) fn in_signal_handler(inside_function: bool) -> bool {
     let here = crate::arch::stack_pointer();
-    if !inside_function && filter_says_clear(here) {
-        return false;
-    }
-    let walk = walk();
-    if !walk.signal_frame && !inside_function {
+    let resolve = if inside_function {
+        0
+    } else {
+        match filter(here) {
+            Filter::Clear => return false,
+            Filter::Holds(highest) => highest,
+            Filter::Unknown => 0,
+        }
+    };
+    let walk = walk(resolve);
+    if !walk.signal_frame && !inside_function && !walk.resolved {
         // Not in a handler, so querying the thread's stack (which may allocate) is allowed.
         learn_thread_stack(here, &walk);
     }
     walk.signal_frame
 }
 
-/// Whether the fast filter proves that no signal frame lies on the current stack.
-fn filter_says_clear(here: usize) -> bool {
+/// What the fast filter says.
+enum Filter {
+    /// No signal frame lies on the current stack.
+    Clear,
+    /// Words up to this address hold the trampoline's address: stale copies, or the return
+    /// address of a live signal frame; a walk up to there decides.
+    Holds(usize),
+    /// The filter cannot be used (see the module docs): a whole walk decides.
+    Unknown,
+}
+
+/// The fast filter (see the module docs).
+fn filter(here: usize) -> Filter {
     if super::debug_tools::on_valgrind() {
         // The scan reads dead stack words, which memcheck reports as uninitialised: under
         // valgrind the walk alone decides.
-        return false;
+        return Filter::Unknown;
     }
-    let trampoline = TRAMPOLINE.load(Relaxed);
+    let masked = TRAMPOLINE.load(Relaxed);
     let stack = THREAD_STACK.try_with(Cell::get).ok().flatten();
     match stack {
-        Some(stack) if trampoline != 0 && stack.low <= here && here < stack.scan_end => {
+        Some(stack) if masked != 0 && stack.low <= here && here < stack.scan_end => {
             // SAFETY: `[here, scan_end)` lies inside this thread's stack mapping (checked just
             // above against bounds from `pthread_getattr_np`), above the stack pointer, so it
             // is mapped and readable.
-            !unsafe { holds_word(here, stack.scan_end, trampoline) }
+            match unsafe { highest_masked(here, stack.scan_end, masked) } {
+                Some(highest) => Filter::Holds(highest),
+                None => Filter::Clear,
+            }
         }
-        _ => false,
+        _ => Filter::Unknown,
     }
 }
 
-/// Whether any aligned word in `[from, to)` equals `value`.
+/// The highest aligned word in `[from, to)` that equals `masked ^ MASK`.
 ///
 /// # Safety
 /// `[from, to)` must be readable memory. It may be changed concurrently by this thread's
 /// signal handlers (that is why the reads are volatile); its contents are only compared.
-unsafe fn holds_word(from: usize, to: usize, value: usize) -> bool {
+unsafe fn highest_masked(from: usize, to: usize, masked: usize) -> Option<usize> {
     let mut at = from.next_multiple_of(8);
+    let mut highest = None;
     while at + 8 <= to {
         // SAFETY: per the contract `at` is readable, and it is aligned.
-        if unsafe { core::ptr::read_volatile(at as *const usize) } == value {
-            return true;
+        if unsafe { core::ptr::read_volatile(at as *const usize) } ^ MASK == masked {
+            highest = Some(at);
         }
         at += 8;
     }
-    false
+    highest
 }
 
-/// Walks the current stack with libgcc's unwinder, stopping at the first signal frame.
+/// Walks the current stack with libgcc's unwinder, stopping at the first signal frame, or
+/// once the frames visited cover `resolve` (if not 0).
 #[inline(never)]
-fn walk() -> Walk {
-    let mut walk = Walk::default();
+fn walk(resolve: usize) -> Walk {
+    let mut walk = Walk {
+        resolve,
+        ..Walk::default()
+    };
     // SAFETY: `visit` matches the callback type and only uses `argument` as the `Walk` we
     // pass, which outlives the call.
     unsafe { _Unwind_Backtrace(visit, (&raw mut walk).cast()) };
@@ -238,6 +274,18 @@ extern "C" fn visit(context: *mut UnwindContext, argument: *mut c_void) -> c_int
     if ip_before_insn != 0 {
         walk.signal_frame = true;
         return URC_NORMAL_STOP;
+    }
+    // The previous frame began (its stack pointer is the CFA of the frame before it) above
+    // `resolve`: every word up to there lies in frames already visited, none of them a
+    // signal frame, so none is a live signal frame's return address. (A live one's sits
+    // just below the trampoline's frame, whose previous frame, the handler's outermost, began
+    // below it; the interrupted frame after the trampoline's reports the signal frame.)
+    if walk.resolve != 0 && walk.frames >= 2 {
+        let previous_sp = walk.ring[(walk.frames - 2) % OUTERMOST].cfa;
+        if previous_sp > walk.resolve {
+            walk.resolved = true;
+            return URC_NORMAL_STOP;
+        }
     }
     walk.ring[walk.frames % OUTERMOST] = Frame { ip, cfa };
     walk.frames += 1;
@@ -344,10 +392,13 @@ pub(crate) fn learn_trampoline() {
     if TRAMPOLINE.load(Relaxed) != 0 {
         return;
     }
-    // The query wipes the kernel's record, so the stack keeps no stale trampoline address.
-    let Ok((flags, restorer)) =
-        super::signal::with_kernel_action(libc::SIGSEGV, |action| (action[1], action[2] as usize))
-    else {
+    // The query wipes its copies, so the stack keeps no stale trampoline address.
+    let Ok((flags, restorer)) = super::signal::with_action(libc::SIGSEGV, |action| {
+        (
+            action.sa_flags as u64,
+            action.sa_restorer.map_or(0, |r| r as usize),
+        )
+    }) else {
         return;
     };
     if flags & SA_RESTORER == 0 || restorer == 0 {
@@ -357,7 +408,29 @@ pub(crate) fn learn_trampoline() {
     // returns to; code pages are readable on x86-64 Linux, and we read 9 bytes of it.
     let code = unsafe { core::ptr::read_unaligned(restorer as *const [u8; 9]) };
     if code == SIGRETURN_CODE {
-        TRAMPOLINE.store(restorer, Relaxed);
+        TRAMPOLINE.store(restorer ^ MASK, Relaxed);
+    }
+}
+
+/// Makes the signal frame of `ucontext` return through inger's own copy of the trampoline
+/// (`arch::sigaction_restorer`) instead of glibc's. Called by inger's timer handler first
+/// thing: its signals land on whatever stack runs, often the caller's between functions (a
+/// timer armed for a deadline that was not needed), and the frame's return address, left in
+/// dead stack, would otherwise be a copy of the very address the fast filter looks for, in
+/// some unused slot of a later live frame: every later check would walk.
+///
+/// # Safety
+/// `ucontext` must be the one the kernel passed to the running handler.
+pub(crate) unsafe fn retarget_sigreturn(ucontext: *mut c_void) {
+    let masked = TRAMPOLINE.load(Relaxed);
+    let slot = crate::arch::sigreturn_slot(ucontext);
+    // SAFETY: per the contract the word below the ucontext is the frame's return address, on
+    // the stack the handler runs on; the comparison makes sure it is glibc's trampoline (not
+    // a frame someone built by hand).
+    unsafe {
+        if masked != 0 && slot.read_volatile() ^ MASK == masked {
+            slot.write_volatile(crate::arch::sigaction_restorer());
+        }
     }
 }
 
@@ -368,12 +441,8 @@ mod tests {
 
     unsafe extern "C" fn ignore_fault(_: i32, _: *mut libc::siginfo_t, _: *mut c_void) {}
 
-    /// Mixed into the address the scans look for, so that no frame of theirs (an
-    /// unoptimised build spills arguments) holds the address itself.
-    const KEY: usize = 0x5a5a_5a5a_5a5a_5a5a;
-
     /// Whether the 8 KiB of dead stack just below the caller's frame hold the address
-    /// `masked ^ KEY`.
+    /// `masked ^ MASK` (masked, so that no frame of the scan holds the address itself).
     #[inline(never)]
     fn dead_stack_holds(masked: usize) -> bool {
         let here = crate::arch::stack_pointer();
@@ -382,7 +451,7 @@ mod tests {
             // SAFETY: the 8 KiB below the stack pointer lie in this thread's stack mapping
             // (a test thread's stack is megabytes deep and this test is shallow); they are
             // dead, and only compared.
-            if unsafe { core::ptr::read_volatile(at as *const usize) } ^ KEY == masked {
+            if unsafe { core::ptr::read_volatile(at as *const usize) } ^ MASK == masked {
                 return true;
             }
             at += 8;
@@ -404,6 +473,15 @@ mod tests {
         core::hint::black_box(signal::handler_is_installed(libc::SIGSEGV, ignore_fault));
     }
 
+    /// inger's trampoline is glibc's instructions, which unwinders recognise.
+    #[test]
+    fn inger_restorer_has_the_sigreturn_instructions() {
+        let address = crate::arch::sigaction_restorer();
+        // SAFETY: code pages are readable; the stub is at least 9 bytes long.
+        let code = unsafe { core::ptr::read_unaligned(address as *const [u8; 9]) };
+        assert_eq!(code, SIGRETURN_CODE);
+    }
+
     /// The handler check made before each arming of the timer must leave no copy of the
     /// trampoline's address behind: a later signal-handler check that finds one on the
     /// stack takes the slow path (an unwinder walk). glibc's own query does leave one, which
@@ -417,7 +495,7 @@ mod tests {
             0,
             "glibc's trampoline was not recognised"
         );
-        let masked = TRAMPOLINE.load(Relaxed) ^ KEY;
+        let masked = TRAMPOLINE.load(Relaxed);
         signal::scrub_dead_stack();
         assert!(!dead_stack_holds(masked), "the scrub left a copy");
         query_with_glibc();
