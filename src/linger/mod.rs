@@ -313,6 +313,12 @@ impl<'a, T> Continuation<'a, T> {
 
     /// Runs for `budget`; `Some(value)` if the function returned. Propagates its panic; a
     /// function that unwound because of a cooperative cancellation gives [`Error::Cancelled`].
+    ///
+    /// This and the two below are inlined into the caller, so that one frame
+    /// (`runtime::resume`) lies between the user's call and the switch: after a switch every
+    /// return mispredicts until the side that runs makes calls of its own (the processor's
+    /// return predictions are the other stack's), about 5 ns per frame here.
+    #[inline(always)]
     fn run(&mut self, budget: Budget) -> Result<Option<T>, Error> {
         match self.run_raw(budget)? {
             None => Ok(None),
@@ -325,6 +331,7 @@ impl<'a, T> Continuation<'a, T> {
     /// Runs for `budget`; `Some(outcome)` once the function finished. Inside a preemptible
     /// function that is being cancelled, returning here is a cancellation point (a nested
     /// function yields to its enclosing one when that one is cancelled).
+    #[inline(always)]
     fn run_raw(&mut self, budget: Budget) -> Result<Option<Finished<T>>, Error> {
         runtime::will_check_cancellation();
         let outcome = self.run_unchecked(budget);
@@ -333,6 +340,7 @@ impl<'a, T> Continuation<'a, T> {
     }
 
     /// Runs for `budget`; `Some(outcome)` once the function finished.
+    #[inline(always)]
     fn run_unchecked(&mut self, budget: Budget) -> Result<Option<Finished<T>>, Error> {
         if self.stack.is_none() {
             return Err(Error::Finished);

@@ -133,7 +133,9 @@ pub(super) fn checkpoint_yield(this: &Lpf) {
     }
 }
 
-/// Pauses the running `this` as `pause` does, and returns when it is resumed.
+/// Pauses the running `this` as `pause` does, and returns when it is resumed. Inlined, as
+/// [`leave`] is, so that `pause` switches from its own frame (see `Continuation::run`).
+#[inline(always)]
 pub(super) fn yield_now(this: &Lpf) {
     // SAFETY: the runtime of the thread running us outlives the run.
     let Some(rt) = (unsafe { this.runtime.load(Relaxed).as_ref() }) else {

@@ -33,6 +33,9 @@ const _: () = assert!(core::mem::offset_of!(Lpf, caller_sp) == 0);
 /// Runs on `leaf`'s stack, with `leaf` the innermost running LPF of `rt`, `outer` on its
 /// chain, and the caller already holding one unit of `leaf.nopreempt` (rule 1 of the
 /// runtime's module docs).
+// Inlined into its callers (`pause`, `finish`, the handler's pause): one frame fewer
+// between the function's code and the switch, one mispredicted return fewer per resume.
+#[inline(always)]
 pub(crate) unsafe fn leave(rt: &Runtime, leaf: &Lpf, outer: &Lpf, new_state: u8, yielded: bool) {
     debug_assert!(leaf.nopreempt.load(Relaxed) > 0);
     debug_assert!(leaf.owns_stack_pointer(arch::stack_pointer()));
