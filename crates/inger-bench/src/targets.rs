@@ -36,7 +36,8 @@ const fn floor(figure: &'static str, floor: &'static str, excess: bool) -> Floor
 }
 
 /// Each inger figure against the machine's own floor for it, measured in the same run: the
-/// bare context switch under launching, pausing and cancelling; the bare timer's lateness
+/// bare context switch under launching, pausing and cancelling, and a bare Rust panic under
+/// cancelling (which unwinds the function); the bare timer's lateness
 /// under every preemption's (with the excess over it); the bare signal's CPU cost under a
 /// preemption's. Thread spawn and fork are the other way round (see [`RATIOS`]).
 pub fn floors() -> Vec<Floor> {
@@ -48,6 +49,7 @@ pub fn floors() -> Vec<Floor> {
         floor("pause_resume", "context_switch_tls", false),
         floor("pause_resume_shared_tls", "context_switch", false),
         floor("cancel_paused", "context_switch", false),
+        floor("cancel_paused", "panic_unwind", false),
         floor("discard_cost", "context_switch", false),
         floor("coop_cancel_cost", "context_switch", false),
         floor("preempt_cpu_cost", "signal_cpu_cost", false),

@@ -1,5 +1,5 @@
 //! Baselines measured in the same run as inger's figures: a plain indirect call, a bare
-//! context switch, a thread spawn+join and a fork+wait.
+//! context switch, a Rust panic caught, a thread spawn+join and a fork+wait.
 
 use std::hint::black_box;
 
@@ -17,6 +17,41 @@ pub(super) fn direct_call(scale: Scale) -> BenchResult<Vec<Figure>> {
         Ok(())
     })?;
     Ok(vec![Figure::new("direct_call", samples, Unit::Nanoseconds)])
+}
+
+/// The payload of the `panic_unwind` baseline's panics.
+struct Thrown;
+
+/// Frames between the `panic_unwind` baseline's catch and its throw: as many as a function
+/// paused in `inger::pause` has between its entry's `catch_unwind` and the point that
+/// unwinds (the closure, `pause`).
+#[inline(never)]
+fn throw_through(frames: u32) {
+    if black_box(frames) == 0 {
+        std::panic::resume_unwind(Box::new(Thrown));
+    }
+    throw_through(frames - 1);
+    black_box(());
+}
+
+/// `panic_unwind`: a Rust panic raised with `std::panic::resume_unwind` (no panic hook, a
+/// boxed payload, as a cooperative cancellation raises it) two frames below a
+/// `catch_unwind`, caught and its payload dropped. The floor of `cancel_paused`, which
+/// unwinds a paused function this way: Rust's two-phase unwinding through libgcc costs
+/// microseconds on some machines and a fraction of one on others.
+pub(super) fn panic_unwind(scale: Scale) -> BenchResult<Vec<Figure>> {
+    let plan = Plan::new(scale.pick(200, 1_000), 20);
+    let samples = time_batches(plan, || -> BenchResult<()> {
+        match std::panic::catch_unwind(|| throw_through(2)) {
+            Err(payload) if payload.is::<Thrown>() => Ok(()),
+            _ => Err(broken("the thrown panic was not caught")),
+        }
+    })?;
+    Ok(vec![Figure::new(
+        "panic_unwind",
+        samples,
+        Unit::Nanoseconds,
+    )])
 }
 
 /// Round trips per `context_switch` sample: enough that the stack taken and retired by each

@@ -66,6 +66,7 @@ pub const ALL: &[Entry] = &[
     entry("fork_wait", baseline::fork_wait),
     entry("context_switch", baseline::context_switch),
     entry("context_switch_tls", baseline::context_switch_tls),
+    entry("panic_unwind", baseline::panic_unwind),
     entry("timer_floor", floors::timer_floor),
     entry("signal_cpu_cost", floors::signal_cpu_cost),
     entry("work_check", workcheck::work_check),
