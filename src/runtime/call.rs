@@ -10,7 +10,7 @@ use super::control::{Lpf, NEVER, Runtime, cancel, set_current, state};
 use super::deadlines::effective_deadline;
 use super::ending::release_nopreempt;
 use super::startup::runtime;
-use super::transfer::{fiber_entering, fiber_landed, fiber_returned, leave};
+use super::transfer::{FiberEntry, fiber_entering, fiber_landed, fiber_returned, leave};
 use crate::arch;
 use crate::budget::{Budget, Clock};
 use crate::error::Error;
@@ -48,10 +48,52 @@ pub(crate) unsafe fn prepare(this: *mut Lpf, top: *mut u8) {
 
 /// Runs `lpf` (fresh or paused) for `budget`, on the calling context's behalf.
 ///
+/// Inlined, so that the switch is called from the caller's own frame: the work before it
+/// ([`enter`]) and after it ([`returned`]) are ordinary calls, and no `ret` runs right after
+/// the switch comes back, where it would mispredict (the processor's return predictions
+/// belong to the other stack, see `arch`).
+///
 /// # Safety
 /// `lpf` must point to a live control block in state READY or PAUSED whose stack stays
 /// mapped until it finishes or is discarded, and whose closure may run on this thread.
+#[inline(always)]
 pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Budget) -> Result<Outcome, Error> {
+    // Filled in place and passed by reference: a copy of the struct returned by value would
+    // load what `enter` just stored in wider loads than it stored with, which stalls.
+    let mut entered = core::mem::MaybeUninit::<Entered>::uninit();
+    // SAFETY: per the contract.
+    unsafe { enter(lpf, budget, &mut entered) }?;
+    // SAFETY: `enter` returned `Ok`, so it initialised `entered`.
+    let entered = unsafe { entered.assume_init_ref() };
+    // SAFETY: `enter` made everything ready: `to` was saved by `switch` when the leaf was
+    // suspended (or prepared for a fresh LPF), and nothing has continued it since; the leaf's
+    // TLS is installed, and nothing between here and the switch touches thread-locals.
+    unsafe { arch::switch(entered.save, entered.to) };
+    // SAFETY: back from the switch into the context `enter` prepared.
+    unsafe { returned(entered) }
+}
+
+/// What [`enter`] prepared: the switch to make, and what [`returned`] needs afterwards.
+pub(crate) struct Entered {
+    lpf: *mut Lpf,
+    parent: *const Lpf,
+    save: *mut *mut u8,
+    to: *mut u8,
+    shared_errno: Option<i32>,
+    fiber: FiberEntry,
+}
+
+/// Everything [`resume`] does before its switch, which it describes in `out` when it returns
+/// `Ok`. Context: caller.
+///
+/// # Safety
+/// As for [`resume`]; the caller must make the switch described in `out` at once.
+#[inline(never)]
+unsafe fn enter(
+    lpf: *mut Lpf,
+    budget: Budget,
+    out: &mut core::mem::MaybeUninit<Entered>,
+) -> Result<(), Error> {
     let rt = runtime()?;
     // SAFETY: per the contract `lpf` is live; all access is on this thread.
     let this = unsafe { &*lpf };
@@ -125,9 +167,36 @@ pub(crate) unsafe fn resume(lpf: *mut Lpf, budget: Budget) -> Result<Outcome, Er
     rt.arm(arm_for);
     let fiber = fiber_entering(parent, leaf);
     let shared_errno = enter_tls(rt, parent, leaf);
-    // SAFETY: `leaf.saved_sp` was saved by `switch` when the leaf was suspended (or prepared
-    // for a fresh LPF), and nothing has continued it since: its state was READY or PAUSED.
-    unsafe { arch::switch(this.caller_sp.get(), *leaf.saved_sp.get()) };
+    out.write(Entered {
+        lpf,
+        parent: parent.map_or(core::ptr::null(), |p| p as *const Lpf),
+        save: this.caller_sp.get(),
+        // SAFETY: `leaf.saved_sp` was saved by `switch` when the leaf was suspended (or
+        // prepared for a fresh LPF), and nothing has continued it since: its state was READY
+        // or PAUSED.
+        to: unsafe { *leaf.saved_sp.get() },
+        shared_errno,
+        fiber,
+    });
+    Ok(())
+}
+
+/// Everything [`resume`] does after its switch came back. Context: caller.
+///
+/// # Safety
+/// Only with what [`enter`] returned, once the switch it prepared came back.
+#[inline(never)]
+unsafe fn returned(entered: &Entered) -> Result<Outcome, Error> {
+    let Entered {
+        lpf,
+        parent,
+        shared_errno,
+        ref fiber,
+        ..
+    } = *entered;
+    // SAFETY: per the contract `lpf` is live, and so is its resumer `parent` (if any): both
+    // were live when `enter` ran, and a resumer waits in this very call.
+    let (this, parent) = unsafe { (&*lpf, parent.as_ref()) };
     fiber_returned(fiber);
     // Back on our stack: the LPF set `current` to `parent` and reinstalled our TLS block.
     if let Some(ours) = shared_errno {

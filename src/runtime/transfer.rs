@@ -127,7 +127,7 @@ pub(super) fn fiber_entering(parent: Option<&Lpf>, leaf: &Lpf) -> FiberEntry {
 /// After the switch in `resume` came back: the resumer's side of the announcement.
 /// Context: caller (the resumer).
 #[inline(always)]
-pub(super) fn fiber_returned(entry: FiberEntry) {
+pub(super) fn fiber_returned(entry: &FiberEntry) {
     if entry.announced {
         debug_tools::asan_finish_switch(entry.fake_stack);
     }
