@@ -23,8 +23,9 @@
 //! block of the functions that ran on it (see `sys::tls`), which is reused with it. Stacks
 //! beyond the cap (released [`RELEASE_BATCH`] + 1 at a time, least recently used first), and
 //! all of a thread's stacks when it exits, have their pages discarded and go to a
-//! process-wide list that threads refill from before mapping a new chunk. Chunks are never unmapped: the address space of
-//! the peak number of live stacks stays reserved (not committed), as a memory allocator's.
+//! process-wide list that threads refill from before mapping a new chunk. Chunks are never
+//! unmapped: the address space of the peak number of live stacks stays reserved (not
+//! committed), as a memory allocator's.
 //!
 //! A stack whose function was discarded (cancelled while paused, without unwinding) is
 //! *retired* instead: it is never handed to another function, and the part that held the

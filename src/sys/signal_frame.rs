@@ -442,21 +442,14 @@ mod tests {
     unsafe extern "C" fn ignore_fault(_: i32, _: *mut libc::siginfo_t, _: *mut c_void) {}
 
     /// Whether the 8 KiB of dead stack just below the caller's frame hold the address
-    /// `masked ^ MASK` (masked, so that no frame of the scan holds the address itself).
+    /// `masked ^ MASK` (the filter's own scan, which never holds the address itself).
     #[inline(never)]
     fn dead_stack_holds(masked: usize) -> bool {
         let here = crate::arch::stack_pointer();
-        let mut at = here - 8192;
-        while at < here {
-            // SAFETY: the 8 KiB below the stack pointer lie in this thread's stack mapping
-            // (a test thread's stack is megabytes deep and this test is shallow); they are
-            // dead, and only compared.
-            if unsafe { core::ptr::read_volatile(at as *const usize) } ^ MASK == masked {
-                return true;
-            }
-            at += 8;
-        }
-        false
+        // SAFETY: the 8 KiB below the stack pointer lie in this thread's stack mapping (a
+        // test thread's stack is megabytes deep and this test is shallow); they are dead,
+        // and only compared.
+        unsafe { highest_masked(here - 8192, here, masked) }.is_some()
     }
 
     #[inline(never)]
