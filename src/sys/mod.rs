@@ -1,6 +1,6 @@
 //! Operating-system and glibc specifics: clocks, timers, signals, memory, processes, the
-//! module table, the loader's `dlopen` family and modules' relocations, and glibc's TLS
-//! internals. Nothing outside this module (and `arch`, for register state) calls these
+//! module table, the loader's `dlopen` family and modules' relocations, glibc's TLS
+//! internals, and the system unwinder's view of a stack. Nothing outside this module (and `arch`, for register state) calls these
 //! interfaces directly.
 
 pub(crate) mod clock;
@@ -15,3 +15,4 @@ pub(crate) mod signal;
 pub(crate) mod signal_frame;
 pub(crate) mod timer;
 pub(crate) mod tls;
+pub(crate) mod unwind;

@@ -71,6 +71,7 @@
 //!   TLS. A `libinger.so` loaded with `dlopen` may have its thread-locals allocated (with
 //!   `malloc`) on a thread's first access, which could then happen inside a handler.
 
+use super::unwind::{_Unwind_Backtrace, _Unwind_GetCFA, _Unwind_GetIPInfo, UnwindContext};
 use core::cell::Cell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -88,22 +89,6 @@ const SA_RESTORER: u64 = 0x0400_0000;
 
 /// The bytes of glibc's x86-64 `__restore_rt`: `mov $15, %rax` (`rt_sigreturn`); `syscall`.
 const SIGRETURN_CODE: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
-
-/// An unwinder context (`struct _Unwind_Context`), opaque.
-#[repr(C)]
-struct UnwindContext {
-    _private: [u8; 0],
-}
-
-type TraceFn = extern "C" fn(*mut UnwindContext, *mut c_void) -> c_int;
-
-// libgcc_s's unwinder (also used by Rust's own panics): documented in the Itanium C++ ABI's
-// unwinding chapter plus the GNU extensions `_Unwind_Backtrace` and `_Unwind_GetIPInfo`.
-unsafe extern "C" {
-    fn _Unwind_Backtrace(trace: TraceFn, argument: *mut c_void) -> c_int;
-    fn _Unwind_GetIPInfo(context: *mut UnwindContext, ip_before_insn: *mut c_int) -> usize;
-    fn _Unwind_GetCFA(context: *mut UnwindContext) -> usize;
-}
 
 /// How many of the outermost frames a walk remembers.
 const OUTERMOST: usize = 8;
@@ -229,15 +214,33 @@ fn filter(here: usize) -> Filter {
 
 /// The highest aligned word in `[from, to)` that equals `masked ^ MASK`.
 ///
+/// Every cancellation runs it over the caller's stack, so it reads four words per step and
+/// looks at them one by one only when one matches. Each loaded word is unmasked and
+/// compared; the trampoline's address itself is never formed (it would be spilled to the
+/// stack, a copy for a later scan to find).
+///
 /// # Safety
 /// `[from, to)` must be readable memory. It may be changed concurrently by this thread's
 /// signal handlers (that is why the reads are volatile); its contents are only compared.
 unsafe fn highest_masked(from: usize, to: usize, masked: usize) -> Option<usize> {
+    let hit = |at: usize| {
+        // SAFETY: per the contract `at` is readable, and every `at` here is aligned.
+        unsafe { core::ptr::read_volatile(at as *const usize) ^ MASK == masked }
+    };
     let mut at = from.next_multiple_of(8);
     let mut highest = None;
+    while at + 32 <= to {
+        if hit(at) | hit(at + 8) | hit(at + 16) | hit(at + 24) {
+            for word in (at..at + 32).step_by(8) {
+                if hit(word) {
+                    highest = Some(word);
+                }
+            }
+        }
+        at += 32;
+    }
     while at + 8 <= to {
-        // SAFETY: per the contract `at` is readable, and it is aligned.
-        if unsafe { core::ptr::read_volatile(at as *const usize) } ^ MASK == masked {
+        if hit(at) {
             highest = Some(at);
         }
         at += 8;
