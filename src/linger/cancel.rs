@@ -78,7 +78,8 @@ impl<T> Continuation<'static, T> {
     /// held, and their memory is kept exactly as it was for the life of the process (values
     /// pinned there stay valid; see the type's docs for the cost). Functions it was resuming
     /// become paused continuations of their own. Only for functions that own what they use
-    /// (`'static`, from [`launch`]); a scoped function must finish (see [`scope`](crate::scope())).
+    /// (`'static`, from [`launch`](crate::launch)); a scoped function must finish (see
+    /// [`scope`](crate::scope())).
     pub fn discard(mut self) {
         if self.stack.is_none() {
             return;

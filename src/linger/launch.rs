@@ -22,9 +22,9 @@ use crate::sys::signal::abort_with;
 ///
 /// Returns [`Linger::Completion`] if `f` returned within `budget`, else
 /// [`Linger::Continuation`] once `f` has been paused at a safe point. `Duration::ZERO` only
-/// prepares the call (nothing runs until [`resume`]); `Duration::MAX` runs it to completion.
-/// `f` runs on the calling thread, so it deadlocks if it waits for a lock the caller holds.
-/// A panic in `f` propagates out of `launch`.
+/// prepares the call (nothing runs until [`resume`](crate::resume)); `Duration::MAX` runs it
+/// to completion. `f` runs on the calling thread, so it deadlocks if it waits for a lock the
+/// caller holds. A panic in `f` propagates out of `launch`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -66,7 +66,7 @@ where
     // SAFETY: `frame` is aligned, inside `stack`, and not used by anything else.
     unsafe {
         frame.write(Frame {
-            header: Lpf::new(run::<F, T>, &stack, rt),
+            header: Lpf::new(run::<F, T>, store_cancelled::<F, T>, &stack, rt),
             slot: UnsafeCell::new(Slot::Ready(f)),
         });
         let top = (frame as usize & !15) as *mut u8;
@@ -144,13 +144,49 @@ unsafe fn run<F: FnOnce() -> T, T>(lpf: *mut Lpf) -> bool {
     let Slot::Ready(f) = core::mem::replace(slot, Slot::Running) else {
         abort_with(b"inger: a preemptible function was started twice\n")
     };
-    let outcome = catch_unwind(AssertUnwindSafe(f));
+    // SAFETY: per the contract `lpf` is this frame's live header.
+    let this = unsafe { &*lpf };
+    let outcome = if runtime::calls_closure_directly(this) {
+        // Cancelling this closure type recently had to unwind: the closure runs in the
+        // catching frame, which unwinds fastest, and is never checked.
+        catch_unwind(AssertUnwindSafe(f))
+    } else {
+        catch_unwind(AssertUnwindSafe(|| {
+            // The frames below this one are those a cancellation unwinds: the closure's,
+            // called through a frame of its own (never inlined here, where its values would
+            // share a frame with the catch, out of the check's sight; see `runtime::exit`).
+            let anchor = 0u8;
+            this.set_unwind_anchor(core::hint::black_box(&anchor) as *const u8 as usize);
+            call_closure(f)
+        }))
+    };
+    // From here on (thread-local destructors, which may pause) nothing is checked.
+    this.set_unwind_anchor(0);
     // The slot is written before the state says the function finished (see `finish`).
     *slot = match outcome {
         Ok(value) => Slot::Returned(value),
         Err(payload) => Slot::Panicked(payload),
     };
     matches!(slot, Slot::Panicked(_))
+}
+
+/// Calls the closure in a frame of its own, below the frame whose address `run` records.
+#[inline(never)]
+fn call_closure<F: FnOnce() -> T, T>(f: F) -> T {
+    f()
+}
+
+/// Stores the outcome of a cooperative cancellation that needed no unwinding: what the
+/// catch in [`run`] would have stored for a [`Cancelled`](crate::Cancelled) panic.
+///
+/// # Safety
+/// `lpf` must be the header of a `Frame<F, T>` whose closure is running (its slot holds no
+/// value), on the function's own stack.
+unsafe fn store_cancelled<F, T>(lpf: *mut Lpf) {
+    let frame = lpf.cast::<Frame<F, T>>();
+    // SAFETY: per the contract; the running function is the only one touching its slot.
+    let slot = unsafe { &mut *(*frame).slot.get() };
+    *slot = Slot::Panicked(Box::new(crate::Cancelled));
 }
 
 /// # Safety

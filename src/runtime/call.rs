@@ -3,19 +3,20 @@
 //! and the function's first and last code on its own stack.
 //!
 //! Context: [`resume`] runs in the caller's context (the thread's own, or an enclosing
-//! function's stack for a nested call) and switches into the function; [`lpf_entry`] and
-//! [`finish`] run on the function's stack. Not the signal handler.
+//! function's stack for a nested call) and switches into the function; [`lpf_entry`] runs on
+//! the function's stack (its end is in `exit`). Not the signal handler.
 
 use super::control::{Lpf, NEVER, Runtime, cancel, set_current, state};
 use super::deadlines::effective_deadline;
 use super::ending::release_nopreempt;
+use super::exit::after_run;
 use super::startup::runtime;
-use super::transfer::{FiberEntry, fiber_entering, fiber_landed, fiber_returned, leave};
+use super::transfer::{FiberEntry, fiber_entering, fiber_landed, fiber_returned};
 use crate::arch;
 use crate::budget::{Budget, Clock};
 use crate::error::Error;
 use crate::sys::clock::{deadline_after, now_ns, thread_cpu_ns};
-use crate::sys::signal::{abort_with, errno, set_errno};
+use crate::sys::signal::{errno, set_errno};
 use crate::sys::tls::{self, Glibc};
 use core::ffi::c_void;
 use core::sync::atomic::Ordering::Relaxed;
@@ -375,37 +376,5 @@ pub(super) unsafe extern "C" fn lpf_entry(arg: *mut c_void) -> ! {
     release_nopreempt(this);
     // SAFETY: `run` is the monomorphised runner matching the closure stored in the slot.
     let panicked = unsafe { (this.run)(lpf) };
-
-    if this.tls != 0 {
-        // Like a thread exit: destructors of the function's thread-locals run in its context.
-        // SAFETY: a non-null runtime pointer is live while we run on its thread.
-        if let Some(glibc) = unsafe { this.runtime.load(Relaxed).as_ref() }.and_then(|rt| rt.glibc)
-        {
-            glibc.run_tls_destructors();
-        }
-    }
-    if !this.libset.get().is_null() {
-        // The library copies it held go back to their pools (renewed after a panic or a
-        // cooperative cancellation, which may have stopped half-way through one).
-        crate::libset::function_finished(this, panicked);
-    }
-    finish(this, panicked)
-}
-
-/// Leaves a finished LPF for good; its stack may be reused once the resumer sees the state.
-/// The state says so only from here, with preemption deferred: a timer expiry on the way
-/// out must not turn the finished function back into a paused one. Context: function stack.
-fn finish(this: &Lpf, panicked: bool) -> ! {
-    this.hold_nopreempt();
-    let final_state = if panicked {
-        state::PANICKED
-    } else {
-        state::COMPLETED
-    };
-    // SAFETY: the runtime of the thread running us outlives the run.
-    let rt = unsafe { this.runtime.load(Relaxed).as_ref() }
-        .unwrap_or_else(|| abort_with(b"inger: runtime vanished under a running function\n"));
-    // SAFETY: we hold a unit of our counter; `this` is the innermost running LPF.
-    unsafe { leave(rt, this, this, final_state, false) };
-    abort_with(b"inger: a finished preemptible function was resumed\n")
+    after_run(this, panicked)
 }

@@ -35,6 +35,9 @@ use crate::sys::tls::Glibc;
 /// No deadline: the timer is not armed / the function may run forever.
 pub(crate) const NEVER: u64 = u64::MAX;
 
+/// Entries in each thread's table of cancellation hints (`Runtime::cancel_hints`).
+pub(super) const CANCEL_HINTS: usize = 64;
+
 /// Lifecycle of one LPF.
 pub(crate) mod state {
     /// Prepared, never run.
@@ -125,6 +128,12 @@ pub(crate) struct Lpf {
     pub(crate) deferred_waiting: Cell<bool>,
     /// Runs the closure and stores its outcome in the slot (monomorphised per closure).
     pub(super) run: unsafe fn(*mut Lpf) -> bool,
+    /// Stores in the slot what catching a [`Cancelled`](crate::Cancelled) panic would
+    /// (monomorphised per closure): for a cancellation that needs no unwinding (see `exit`).
+    pub(super) cancelled: unsafe fn(*mut Lpf),
+    /// An address inside the frame that calls the closure, set when it does (0 before): the
+    /// frames below it are the ones a cancellation unwinds.
+    pub(super) unwind_anchor: Cell<usize>,
 
     /// Bounds of the stack, for the handler's sanity checks and overflow reports.
     pub(crate) stack_low: usize,
@@ -147,7 +156,14 @@ pub(crate) struct Lpf {
 
 impl Lpf {
     /// A control block for a fresh function whose stack is `stack`. Context: caller.
-    pub(crate) fn new(run: unsafe fn(*mut Lpf) -> bool, stack: &Stack, runtime: &Runtime) -> Lpf {
+    /// `run` and `cancelled` are the closure's monomorphised runner and cancellation writer
+    /// (see the fields).
+    pub(crate) fn new(
+        run: unsafe fn(*mut Lpf) -> bool,
+        cancelled: unsafe fn(*mut Lpf),
+        stack: &Stack,
+        runtime: &Runtime,
+    ) -> Lpf {
         Lpf {
             caller_sp: UnsafeCell::new(null_mut()),
             saved_sp: UnsafeCell::new(null_mut()),
@@ -173,6 +189,8 @@ impl Lpf {
             deferred_working: Cell::new(false),
             deferred_waiting: Cell::new(false),
             run,
+            cancelled,
+            unwind_anchor: Cell::new(0),
             stack_low: stack.base(),
             stack_high: stack.top() as usize,
             walk_base: Cell::new(stack.top() as usize),
@@ -182,6 +200,12 @@ impl Lpf {
             errno: Cell::new(0),
             libset: Cell::new(null_mut()),
         }
+    }
+
+    /// Records `anchor`, an address inside the frame that is about to call the closure (see
+    /// `unwind_anchor`). Context: function stack.
+    pub(crate) fn set_unwind_anchor(&self, anchor: usize) {
+        self.unwind_anchor.set(anchor);
     }
 
     /// The stack pointer saved by the `switch` with which this LPF's resumer handed control
@@ -316,6 +340,9 @@ pub(crate) struct Runtime {
     pub(super) unwind_cache: UnsafeCell<Box<UnwindCache>>,
     /// Counters bumped on this thread's fast paths.
     pub(crate) counters: ThreadCounters,
+    /// Which closure types this thread launches unchecked for cancellation (see `exit`).
+    /// Touched only on the stacks of this thread's functions, never by the signal handler.
+    pub(super) cancel_hints: [Cell<usize>; CANCEL_HINTS],
     /// Runtime bookkeeping of this thread is under way (a launch, a resume, a switch, pool
     /// work), in whichever context. A launch or resume that finds it set can only come from a
     /// signal handler that interrupted that bookkeeping, and is refused: see [`Busy`].

@@ -12,6 +12,7 @@
 //! | `transfer` | `leave`: switch from a function back to its resumer | function stack, **also the signal handler** |
 //! | `preempt` | the timer handler, deferral, redirects (design essay) | **signal handler**; function stack |
 //! | `ending` | where a pending preemption takes effect: a section's end, a redirected return | function stack |
+//! | `exit` | a function's end after its closure, and a cancellation that needs no unwinding | function stack |
 //! | `sections` | `pause`, `checkpoint`, `nopreempt`, `NoPreempt`, runtime sections | function stack |
 //! | `process` | handler installation, fork hooks, the stack-overflow fault handler, signal-handler detection | caller; **signal handler** (faults) |
 //! | `stacks` | taking and returning stacks | caller or function stack |
@@ -70,6 +71,7 @@ mod call;
 mod control;
 mod deadlines;
 mod ending;
+mod exit;
 mod preempt;
 mod process;
 mod restarts;
@@ -81,6 +83,7 @@ mod transfer;
 
 pub(crate) use call::{Outcome, detach_nested, prepare, request_cancel, resume};
 pub(crate) use control::{Lpf, state, with_running};
+pub(crate) use exit::calls_closure_directly;
 pub(crate) use preempt::{check_running_stack, handler_intact, redirects_enabled};
 pub(crate) use process::{in_signal_handler, refuse_in_signal_handler};
 pub use sections::{NoPreempt, checkpoint, in_preemptible, nopreempt, pause};

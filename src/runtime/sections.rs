@@ -8,6 +8,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use super::control::{Lpf, cancel, current_lpf, with_running};
 use super::ending::{release_nopreempt, yield_now};
+use super::exit::cancel_without_unwinding;
 
 /// Returns control to whoever launched or resumed the calling preemptible function, at once.
 /// The [`Linger`](crate::Linger) they get reports [`yielded`](crate::Linger::yielded).
@@ -69,6 +70,8 @@ pub fn checkpoint() {
         }
     });
     if unwind == Some(true) && !std::thread::panicking() {
+        // Ends the function here if the unwinding would run nothing, else returns.
+        cancel_without_unwinding();
         std::panic::resume_unwind(Box::new(crate::Cancelled));
     }
 }

@@ -12,7 +12,7 @@ use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::Relaxed};
 use std::cell::OnceCell;
 
-use super::control::{NEVER, Runtime, with_running};
+use super::control::{CANCEL_HINTS, NEVER, Runtime, with_running};
 use super::process;
 use crate::arch;
 use crate::config::settings;
@@ -78,6 +78,7 @@ fn start_runtime() -> Result<&'static Runtime, Error> {
         retired: RefCell::new(Vec::with_capacity(stack::RETIRE_BATCH)),
         busy: AtomicBool::new(false),
         counters: ThreadCounters::default(),
+        cancel_hints: [const { Cell::new(0) }; CANCEL_HINTS],
         unwind_cache: UnsafeCell::new(Box::new(UnwindCache::new())),
         _altstack: AltStack::ensure(),
         slot,
