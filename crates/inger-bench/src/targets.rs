@@ -50,6 +50,7 @@ pub fn floors() -> Vec<Floor> {
         floor("pause_resume_shared_tls", "context_switch", false),
         floor("cancel_paused", "context_switch", false),
         floor("cancel_paused", "panic_unwind", false),
+        floor("cancel_paused_unwinding", "panic_unwind", false),
         floor("discard_cost", "context_switch", false),
         floor("coop_cancel_cost", "context_switch", false),
         floor("preempt_cpu_cost", "signal_cpu_cost", false),

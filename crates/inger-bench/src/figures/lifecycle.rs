@@ -70,13 +70,40 @@ pub(super) fn pause_resume(scale: Scale) -> BenchResult<Vec<Figure>> {
 const CANCELS_PER_SAMPLE: usize = 100;
 
 /// `cancel_paused`: dropping a continuation paused inside its function (by `pause()`), which
-/// discards and retires its stack. Per sample, `CANCELS_PER_SAMPLE` functions are launched
-/// and paused untimed, then dropped back to back under the clock.
+/// ends it at `pause()` and returns its stack to the pool. No frame of `inger::pause` owns
+/// anything, so it ends without raising the `Cancelled` panic.
 pub(super) fn cancel_paused(scale: Scale) -> BenchResult<Vec<Figure>> {
+    cancel_each("cancel_paused", scale, || {
+        inger::launch(inger::pause, Duration::MAX)
+    })
+}
+
+/// `cancel_paused_unwinding`: `cancel_paused` for a function whose frame owns a value when it
+/// pauses, so cancelling it unwinds with the `Cancelled` panic and drops the value.
+pub(super) fn cancel_paused_unwinding(scale: Scale) -> BenchResult<Vec<Figure>> {
+    cancel_each("cancel_paused_unwinding", scale, || {
+        inger::launch(
+            || {
+                let owned = String::from("dropped by the unwinding");
+                inger::pause();
+                black_box(owned);
+            },
+            Duration::MAX,
+        )
+    })
+}
+
+/// Per sample, `CANCELS_PER_SAMPLE` functions from `launch` are launched and paused untimed,
+/// then dropped back to back under the clock; per drop.
+fn cancel_each<T>(
+    name: &'static str,
+    scale: Scale,
+    mut launch: impl FnMut() -> Result<inger::Linger<'static, T>, inger::Error>,
+) -> BenchResult<Vec<Figure>> {
     let mut held = Vec::with_capacity(CANCELS_PER_SAMPLE);
     let samples = collect(scale.pick(200, 500), 5, || -> BenchResult<f64> {
         for _ in 0..CANCELS_PER_SAMPLE {
-            let linger = inger::launch(inger::pause, Duration::MAX)?;
+            let linger = launch()?;
             if !linger.yielded() {
                 return Err(broken("a function that calls pause() did not pause"));
             }
@@ -86,11 +113,7 @@ pub(super) fn cancel_paused(scale: Scale) -> BenchResult<Vec<Figure>> {
         held.clear();
         Ok(nanos(start.elapsed()) / CANCELS_PER_SAMPLE as f64)
     })?;
-    Ok(vec![Figure::new(
-        "cancel_paused",
-        samples,
-        Unit::Nanoseconds,
-    )])
+    Ok(vec![Figure::new(name, samples, Unit::Nanoseconds)])
 }
 
 /// `launch_complete_shared_tls`: `launch_complete` with the shared-TLS fallback

@@ -122,6 +122,10 @@ pub const ALL: &[Entry] = &[
         overshoot::measure(&overshoot::SERDE_JSON, scale)
     }),
     entry("cancel_paused", lifecycle::cancel_paused),
+    entry(
+        "cancel_paused_unwinding",
+        lifecycle::cancel_paused_unwinding,
+    ),
     entry("libset_call_overhead", libset::libset_call_overhead),
     entry("libset_first_use", libset::libset_first_use),
     entry("libset_renew", libset::libset_renew),
