@@ -204,6 +204,7 @@ impl Lpf {
 
     /// Records `anchor`, an address inside the frame that is about to call the closure (see
     /// `unwind_anchor`). Context: function stack.
+    #[inline]
     pub(crate) fn set_unwind_anchor(&self, anchor: usize) {
         self.unwind_anchor.set(anchor);
     }

@@ -150,6 +150,7 @@ const DIRECT_LAUNCHES: usize = 255;
 /// An entry holds the address of a closure type's runner (`Lpf::run`, one per type) shifted
 /// left by eight, plus the direct launches left. Direct-mapped by address: a collision only
 /// costs a check, or an unwinding that could have been skipped, never a wrong verdict.
+#[inline]
 fn hint_slot(this: &Lpf) -> Option<(&Cell<usize>, usize)> {
     let key = this.run as usize;
     // SAFETY: a non-null runtime pointer is live while its thread runs the function.
@@ -160,6 +161,7 @@ fn hint_slot(this: &Lpf) -> Option<(&Cell<usize>, usize)> {
 /// Whether the function `this`, about to call its closure, should call it from the catching
 /// frame, unchecked (see [`hint_slot`]); counts the launch. Context: function stack, before the
 /// closure starts.
+#[inline]
 pub(crate) fn calls_closure_directly(this: &Lpf) -> bool {
     let Some((slot, key)) = hint_slot(this) else {
         return false;
