@@ -147,8 +147,8 @@ unsafe fn run<F: FnOnce() -> T, T>(lpf: *mut Lpf) -> bool {
     // SAFETY: per the contract `lpf` is this frame's live header.
     let this = unsafe { &*lpf };
     let outcome = if runtime::calls_closure_directly(this) {
-        // Cancelling this closure type recently had to unwind: the closure runs in the
-        // catching frame, which unwinds fastest, and is never checked.
+        // Cancelling this closure type recently had to unwind (or it is never checked): the
+        // closure runs in the catching frame, which unwinds fastest.
         catch_unwind(AssertUnwindSafe(f))
     } else {
         catch_unwind(AssertUnwindSafe(|| {

@@ -86,15 +86,10 @@ pub(super) fn cancel_without_unwinding() {
     let Some(this) = (unsafe { current_lpf().as_ref() }) else {
         return;
     };
-    // Built with `panic = "abort"`, frames have no landing pads even where they own values
-    // (their destructors are then simply never run by a panic): a clean-looking stack proves
-    // nothing, and the panic raised instead aborts, as any panic there does.
-    if !cfg!(panic = "unwind") {
-        return;
-    }
     let anchor = this.unwind_anchor.get();
-    if anchor == 0 || debug_tools::asan_fibers() {
-        // Launched with the closure in the catching frame (see `hint_slot`): it unwinds.
+    if anchor == 0 {
+        // Launched with the closure in the catching frame, never to be checked (see
+        // `calls_closure_directly`): it unwinds.
         return;
     }
     // Preemption is deferred from the walk to the switch, as it is during an unwinding (an
@@ -161,8 +156,17 @@ fn hint_slot(this: &Lpf) -> Option<(&Cell<usize>, usize)> {
 /// Whether the function `this`, about to call its closure, should call it from the catching
 /// frame, unchecked (see [`hint_slot`]); counts the launch. Context: function stack, before the
 /// closure starts.
+///
+/// Always, in a build with `panic = "abort"` (frames have no landing pads even where they own
+/// values, so a clean-looking stack proves nothing, and the panic raised instead aborts, as
+/// any panic there does) and under AddressSanitizer (which unpoisons abandoned frames only
+/// when it sees an exception thrown): their cancellations are never checked, so they are
+/// launched without the frame the check needs.
 #[inline]
 pub(crate) fn calls_closure_directly(this: &Lpf) -> bool {
+    if !cfg!(panic = "unwind") || debug_tools::asan_fibers() {
+        return true;
+    }
     let Some((slot, key)) = hint_slot(this) else {
         return false;
     };

@@ -1,7 +1,7 @@
 //! Operating-system and glibc specifics: clocks, timers, signals, memory, processes, the
 //! module table, the loader's `dlopen` family and modules' relocations, glibc's TLS
-//! internals, and the system unwinder's view of a stack. Nothing outside this module (and `arch`, for register state) calls these
-//! interfaces directly.
+//! internals, and the system unwinder's view of a stack. Nothing outside this module (and
+//! `arch`, for register state) calls these interfaces directly.
 
 pub(crate) mod clock;
 pub(crate) mod debug_tools;
