@@ -8,6 +8,8 @@ use core::arch::asm;
 use std::hint::black_box;
 use std::time::Duration;
 
+use common::GENEROUS;
+
 /// MXCSR after reset: all exceptions masked, round to nearest.
 const MXCSR_DEFAULT: u32 = 0x1f80;
 /// MXCSR rounding-control field (bits 13-14).
@@ -215,4 +217,154 @@ fn the_callers_mode_and_the_functions_mode_stay_apart_across_pauses() {
         "the function's MXCSR changed"
     );
     assert!(stops >= 1000);
+}
+
+/// The caller's words while the test runs in a non-default mode: round-up in SSE, toward zero
+/// in x87. Restores the old words when dropped, even if an assertion fails.
+struct CallerMode {
+    old: (u32, u16),
+}
+
+impl CallerMode {
+    fn set() -> CallerMode {
+        let old = (mxcsr(), x87_control_word());
+        set_mxcsr(MXCSR_UP);
+        set_x87_control_word((old.1 & !X87_RC_MASK) | X87_TOWARD_ZERO);
+        CallerMode { old }
+    }
+
+    fn x87(&self) -> u16 {
+        (self.old.1 & !X87_RC_MASK) | X87_TOWARD_ZERO
+    }
+}
+
+impl Drop for CallerMode {
+    fn drop(&mut self) {
+        set_x87_control_word(self.old.1);
+        set_mxcsr(self.old.0);
+    }
+}
+
+/// Sets round-toward-zero in SSE and round-up in x87: the opposite of `CallerMode`.
+fn set_function_mode() {
+    set_mxcsr(MXCSR_TOWARD_ZERO);
+    set_x87_control_word((x87_control_word() & !X87_RC_MASK) | 0x0800);
+}
+
+#[test]
+fn a_function_starts_with_its_callers_words() {
+    let mode = CallerMode::set();
+    let expected = (mxcsr(), mode.x87());
+    let linger = inger::launch(|| (mxcsr(), x87_control_word()), GENEROUS).expect("launch");
+    assert_eq!(linger.completion(), Some(expected));
+    // Nested: the inner function starts with the words the outer one set.
+    let linger = inger::launch(
+        || {
+            set_function_mode();
+            let set = (mxcsr(), x87_control_word());
+            let inner = inger::launch(|| (mxcsr(), x87_control_word()), GENEROUS)
+                .expect("nested launch")
+                .completion();
+            (set, inner)
+        },
+        GENEROUS,
+    )
+    .expect("launch");
+    let (set, inner) = linger.completion().expect("completed");
+    assert_eq!(inner, Some(set), "the nested function did not inherit");
+    assert_eq!((mxcsr(), x87_control_word()), expected);
+}
+
+#[test]
+fn a_function_prepared_with_no_budget_starts_with_its_first_resumers_words() {
+    let mut linger =
+        inger::launch(|| (mxcsr(), x87_control_word()), Duration::ZERO).expect("launch");
+    assert!(linger.is_continuation());
+    let mode = CallerMode::set();
+    inger::resume(&mut linger, GENEROUS).expect("resume");
+    assert_eq!(linger.completion(), Some((MXCSR_UP, mode.x87())));
+}
+
+#[test]
+fn the_callers_words_come_back_when_a_function_ends_in_its_own_mode() {
+    let mode = CallerMode::set();
+    let expected = (mxcsr(), mode.x87());
+    // Returns without restoring what it set.
+    let linger = inger::launch(set_function_mode, GENEROUS).expect("launch");
+    assert_eq!(linger.completion(), Some(()));
+    assert_eq!((mxcsr(), x87_control_word()), expected, "after a return");
+    // Panics without restoring.
+    let panicked = std::panic::catch_unwind(|| {
+        inger::launch(
+            || {
+                set_function_mode();
+                panic!("in its own mode")
+            },
+            GENEROUS,
+        )
+    });
+    assert!(panicked.is_err());
+    assert_eq!((mxcsr(), x87_control_word()), expected, "after a panic");
+    // Paused (and resumed) in its own mode, then finishes in it.
+    let mut linger = inger::launch(
+        || {
+            set_function_mode();
+            inger::pause();
+            mxcsr()
+        },
+        GENEROUS,
+    )
+    .expect("launch");
+    assert_eq!((mxcsr(), x87_control_word()), expected, "after a pause");
+    inger::resume(&mut linger, GENEROUS).expect("resume");
+    assert_eq!(linger.completion(), Some(MXCSR_TOWARD_ZERO));
+    assert_eq!((mxcsr(), x87_control_word()), expected, "after the resume");
+}
+
+#[test]
+fn the_callers_words_come_back_when_a_function_in_its_own_mode_is_cancelled() {
+    let mode = CallerMode::set();
+    let expected = (mxcsr(), mode.x87());
+    let before = inger::stats().cancels_without_unwinding;
+    // Owns nothing at its pause: cancelled without unwinding, through a fresh context.
+    let linger = inger::launch(
+        || {
+            set_function_mode();
+            loop {
+                inger::pause();
+            }
+        },
+        GENEROUS,
+    )
+    .expect("launch");
+    assert!(linger.is_continuation());
+    drop(linger);
+    assert_eq!(
+        (mxcsr(), x87_control_word()),
+        expected,
+        "after a cancellation"
+    );
+    // Owns a value at its pause: cancelled by unwinding.
+    let linger = inger::launch(
+        || {
+            set_function_mode();
+            let owned = vec![1u8; 16];
+            loop {
+                inger::pause();
+                black_box(&owned);
+            }
+        },
+        GENEROUS,
+    )
+    .expect("launch");
+    drop(linger);
+    assert_eq!(
+        (mxcsr(), x87_control_word()),
+        expected,
+        "after an unwinding"
+    );
+    assert!(
+        inger::stats().cancels_without_unwinding > before,
+        "the first cancellation was meant to skip the unwinding"
+    );
 }

@@ -4,7 +4,7 @@
 //! switch routine left (addresses grow upward in this picture):
 //!
 //! ```text
-//!   saved sp ->  +0   MXCSR (4 bytes) | x87 control word (2 bytes) | padding
+//!   saved sp ->  +0   MXCSR (4 bytes) | x87 control word (2 bytes) | 0 | inherit marker
 //!                +8   r15
 //!                +16  r14
 //!                +24  r13
@@ -17,7 +17,11 @@
 //! These are exactly the registers the SysV ABI calls callee-saved, plus the two floating-point
 //! control words that it also makes callee-saved; every other register is dead across the
 //! `call` into [`switch`]. A fresh stack is prepared with the same picture, its return address
-//! pointing at the entry trampoline and r12/r13 holding the entry argument and function:
+//! pointing at the entry trampoline and r12/r13 holding the entry argument and function, and
+//! no control words: its inherit marker (byte 7, zero in every saved picture) tells the switch
+//! to keep the words of whoever continues it first, as an ordinary call inherits its
+//! caller's. (Reading the words to store them is the dearest part of a switch: `stmxcsr` is
+//! ~5 ns on the AMD EPYC VMs, more than the rest of the switch.)
 //!
 //! ```text
 //!   top      ->  +0   the resumer's saved sp (kept current by the runtime; read by unwinders)
@@ -27,6 +31,11 @@
 //! The trampoline's unwind information continues every stack walk from the function's frames
 //! into the frames of the context that resumed it, through the word at `top` (see the
 //! assembly of the trampoline).
+//!
+//! A context that will never be continued (a finished function, a cancellation point whose
+//! frames are abandoned) leaves with [`jump`] instead, which saves nothing: it loads the
+//! other context's control words unconditionally (~free: `ldmxcsr` and `fldcw` cost under
+//! a nanosecond there) rather than reading its own to compare.
 //!
 //! A context paused by the timer signal additionally has, higher on its stack, the kernel's
 //! signal frame: the `ucontext` with every general-purpose register, the flags and the XSAVE
@@ -54,6 +63,14 @@ unsafe extern "C" {
     /// both stacks must stay mapped for as long as their contexts may be continued.
     #[link_name = "inger_switch"]
     pub(crate) fn switch(save: *mut *mut u8, to: *mut u8);
+    /// Continues the context whose saved stack pointer is `to`, abandoning the current one:
+    /// [`switch`] without the save. (The routine is `inger_jump`, in the assembly below.)
+    ///
+    /// # Safety
+    /// As for [`switch`]'s `to`; and nothing may ever continue the current context or use a
+    /// value that lives in its frames again (its stack may be reused at once).
+    #[link_name = "inger_jump"]
+    pub(crate) fn jump(to: *mut u8) -> !;
     /// The entry trampoline (see [`prepare_stack`]): never called, only returned into.
     fn inger_entry_trampoline();
     /// The end of the entry trampoline's code.
@@ -100,19 +117,23 @@ global_asm!(
     "push r15", // callee-saved
     ".cfi_adjust_cfa_offset 8",
     ".cfi_offset r15, -56",
-    "sub rsp, 8", // one slot for the FP control words; rsp = 0 (mod 16) now
+    // One slot for the FP control words, zeroed (its last byte is the inherit marker, which
+    // a saved picture never has); rsp = 0 (mod 16) now.
+    "push 0",
     ".cfi_adjust_cfa_offset 8", // CFA = rsp + 64: the complete picture
-    "stmxcsr [rsp]", // SSE control/status (rounding, exception masks, FTZ/DAZ)
-    "fnstcw [rsp + 4]", // x87 control word (precision, rounding)
-    "mov [rdi], rsp", // publish where this context can be continued
+    "stmxcsr [rsp]",            // SSE control/status (rounding, exception masks, FTZ/DAZ)
+    "fnstcw [rsp + 4]",         // x87 control word (precision, rounding)
+    "mov [rdi], rsp",           // publish where this context can be continued
     // Each word is loaded with the width it was stored with: one 8-byte load of the two
     // would wait for both stores to retire (no store forwarding), ~15 cycles per switch.
     "mov ecx, [rsp]",                // our MXCSR
     "movzx edi, word ptr [rsp + 4]", // our x87 control word (rdi is free now)
     "mov rsp, rsi",                  // adopt the other context's stack (same picture, same rules)
-    // Reloading a control register stalls the pipeline, and the words almost never
-    // differ between contexts, so each is reloaded only when it differs. MXCSR's low six
-    // bits are sticky status flags, which the ABI makes caller-saved: bits 6..16 count.
+    "cmp byte ptr [rsp + 7], 0",     // a fresh context, inheriting our words?
+    "jne 3f",                        // yes: keep them
+    // The words almost never differ between contexts, so each is reloaded only when it
+    // differs (a reload may stall the pipeline on some processors). MXCSR's low six bits
+    // are sticky status flags, which the ABI makes caller-saved: bits 6..16 count.
     "mov eax, [rsp]",   // their MXCSR
     "xor eax, ecx",     // bits that differ from ours
     "test eax, 0xffc0", // any control bit (DAZ, exception masks, rounding, FTZ)?
@@ -123,7 +144,8 @@ global_asm!(
     "je 3f",                      // yes: keep ours
     "fldcw [rsp + 4]",            // no: theirs
     "3:",
-    "add rsp, 8", // drop the control-word slot
+    ".Linger_switch_restore:", // `inger_jump` continues here, its control words in place
+    "add rsp, 8",              // drop the control-word slot
     ".cfi_adjust_cfa_offset -8",
     "pop r15", // its callee-saved registers, in reverse order
     ".cfi_adjust_cfa_offset -8",
@@ -153,6 +175,32 @@ global_asm!(
     "jmp rcx",
     ".cfi_endproc",
     ".size inger_switch, . - inger_switch",
+    // The one-way switch, for a context that is never continued: nothing is saved. Until
+    // `mov rsp, rdi` the frame is the caller's (CFA = rsp + 8, the return address just pushed);
+    // after it, the other context's picture, described as in `inger_switch`, whose restoring
+    // tail this shares.
+    ".p2align 4",
+    ".globl inger_jump",
+    ".hidden inger_jump",
+    ".type inger_jump, @function",
+    "inger_jump:",
+    ".cfi_startproc",
+    "mov rsp, rdi", // rdi = to: adopt the other context's stack
+    ".cfi_def_cfa_offset 64",
+    ".cfi_offset rbp, -16",
+    ".cfi_offset rbx, -24",
+    ".cfi_offset r12, -32",
+    ".cfi_offset r13, -40",
+    ".cfi_offset r14, -48",
+    ".cfi_offset r15, -56",
+    "cmp byte ptr [rsp + 7], 0", // a fresh context, inheriting the current words?
+    "jne .Linger_switch_restore", // yes: keep them
+    // Ours are not known without `stmxcsr`, which costs more than loading theirs.
+    "ldmxcsr [rsp]",
+    "fldcw [rsp + 4]",
+    "jmp .Linger_switch_restore",
+    ".cfi_endproc",
+    ".size inger_jump, . - inger_jump",
     ".popsection",
 );
 
@@ -218,7 +266,8 @@ global_asm!(
 const SWITCH_FRAME: usize = 64;
 
 /// Writes, just below `top`, a context that starts by calling `entry(arg)`, and returns its
-/// saved stack pointer for [`switch`].
+/// saved stack pointer for [`switch`] or [`jump`]. It starts with the floating-point control
+/// words of the context that first continues it.
 ///
 /// Whenever the context runs, the word at `top` must hold the stack pointer its resumer's
 /// `switch` saved (the runtime keeps it there: it is the first field of the control block
@@ -237,7 +286,7 @@ pub(crate) unsafe fn prepare_stack(
     unsafe {
         let sp = top.sub(SWITCH_FRAME);
         let slots = sp.cast::<u64>();
-        slots.write(control_words());
+        slots.write(INHERIT_CONTROL_WORDS);
         slots.add(1).write(0); // r15
         slots.add(2).write(0); // r14
         slots.add(3).write(entry as *const () as usize as u64); // r13: entry function
@@ -251,23 +300,9 @@ pub(crate) unsafe fn prepare_stack(
     }
 }
 
-/// The current MXCSR (low 32 bits) and x87 control word (bits 32..48), as `switch` stores them.
-pub(crate) fn control_words() -> u64 {
-    let mut mxcsr: u32 = 0;
-    let mut x87: u16 = 0;
-    // SAFETY: stores the two control registers into locals; no other effect. They are read
-    // back separately, with the widths they were stored with (see `inger_switch`).
-    unsafe {
-        core::arch::asm!(
-            "stmxcsr [{m}]",
-            "fnstcw [{x}]",
-            m = in(reg) &mut mxcsr,
-            x = in(reg) &mut x87,
-            options(nostack, preserves_flags)
-        );
-    }
-    u64::from(mxcsr) | u64::from(x87) << 32
-}
+/// The control-word slot of a fresh context: no words, and the inherit marker (byte 7) set,
+/// so that the first switch into it keeps the words of the context it comes from.
+const INHERIT_CONTROL_WORDS: u64 = 1 << 56;
 
 /// Registers of a suspended or interrupted frame: where a stack walk starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

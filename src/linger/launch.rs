@@ -26,6 +26,12 @@ use crate::sys::signal::abort_with;
 /// to completion. `f` runs on the calling thread, so it deadlocks if it waits for a lock the
 /// caller holds. A panic in `f` propagates out of `launch`.
 ///
+/// The floating-point control words (SSE's MXCSR and the x87 control word: rounding modes,
+/// exception masks, flush-to-zero) belong to each function, as the ABI makes them
+/// callee-saved: `f` starts with those of the thread that first runs it (the caller, unless
+/// `budget` is zero), keeps the ones it sets across pauses, preemptions and migrations, and
+/// never changes its caller's.
+///
 /// ```
 /// use std::time::Duration;
 /// let linger = inger::launch(|| loop { std::hint::spin_loop() }, Duration::from_millis(5))?;

@@ -60,12 +60,18 @@ pub(crate) unsafe fn leave(rt: &Runtime, leaf: &Lpf, outer: &Lpf, new_state: u8,
         set_current(resumer);
     }
     rt.install_tls(resumer_tls);
+    let finished = matches!(new_state, state::COMPLETED | state::PANICKED);
     let mut fake_stack = null_mut();
     if debug_tools::asan_fibers() && leaf.tls == 0 {
         // SAFETY: as above, a non-null resumer is live.
         let to = unsafe { resumer.as_ref() }.map(stack_of);
-        let finished = matches!(new_state, state::COMPLETED | state::PANICKED);
         debug_tools::asan_start_switch((!finished).then_some(&mut fake_stack), to);
+    }
+    if finished {
+        // Never continued: nothing to save (a constant in `finish`, where this is inlined).
+        // SAFETY: as for the switch below; the finished function's frames own nothing
+        // (its closure returned or unwound) and its stack is free once its resumer runs.
+        unsafe { arch::jump(*outer.caller_sp.get()) };
     }
     // SAFETY: `outer.caller_sp` was saved by the `switch` in `resume`, whose context waits
     // for exactly this; `leaf.saved_sp` is ours to write.
