@@ -337,7 +337,8 @@ pub(crate) struct Runtime {
     /// Free stacks (with their TLS blocks). Touched only by this thread, with preemption
     /// deferred; never by the signal handler.
     pub(super) pool: RefCell<StackPool>,
-    /// The stack walker's rule cache; used only with the running LPF's `in_handler` flag set.
+    /// The stack walker's rule cache; used only with the running LPF's `in_handler` flag set,
+    /// or its `nopreempt` counter held (which makes the handler decide before any walk).
     pub(super) unwind_cache: UnsafeCell<Box<UnwindCache>>,
     /// Counters bumped on this thread's fast paths.
     pub(crate) counters: ThreadCounters,
@@ -397,7 +398,8 @@ impl Runtime {
     ///
     /// # Safety
     /// The caller must be the running LPF's code (or its handler) with that LPF's
-    /// `in_handler` flag set, which keeps every other user away for the borrow's duration.
+    /// `in_handler` flag set, or the running leaf's code holding a unit of its `nopreempt`
+    /// counter, either of which keeps every other user away for the borrow's duration.
     #[allow(
         clippy::mut_from_ref,
         reason = "exclusive access is guaranteed by the in_handler flag"

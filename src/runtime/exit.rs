@@ -13,7 +13,8 @@
 //! abandoned frames owned nothing (that is what a frame without a landing pad means), so
 //! nothing on the stack stays referenced and the stack is reused as after an unwinding. It
 //! costs one walk of the stack instead of a raised exception's two walks, its allocation and
-//! the panic count. The check needs the closure in a frame of its own, which makes an
+//! the panic count; and once the thread's walks have judged the frames on the way, that walk
+//! is the safe-point unwinder's, answered from what they learned (`safepoint::cancel`). The check needs the closure in a frame of its own, which makes an
 //! unwinding dearer, so the closure types whose last check found something to run are
 //! launched without it for a while ([`hint_slot`]). The panic is always raised under
 //! AddressSanitizer (which unpoisons the abandoned frames only when it sees an exception
@@ -30,6 +31,7 @@ use super::control::{CANCEL_HINTS, Lpf, current_lpf, state};
 use super::ending::release_nopreempt;
 use super::transfer::leave;
 use crate::arch;
+use crate::safepoint;
 use crate::stats::COUNTERS;
 use crate::sys::{debug_tools, signal::abort_with, unwind};
 
@@ -97,7 +99,7 @@ pub(super) fn cancel_without_unwinding() {
     // then cannot be paused half-way through its cancellation, when its thread is
     // descheduled, and risk being discarded. The walk is bounded (a few microseconds).
     this.hold_nopreempt();
-    let clean = unwind::frames_are_clean(anchor);
+    let clean = frames_are_clean(this, anchor);
     checked(this, clean);
     if !clean {
         release_nopreempt(this);
@@ -121,6 +123,42 @@ pub(super) fn cancel_without_unwinding() {
         let to = arch::prepare_stack(top, cancelled_entry, lpf.cast());
         arch::jump(to)
     }
+}
+
+/// Whether the frames from the caller (the cancellation point it is inlined into) up to the
+/// one holding `anchor` have nothing to run if unwound: from what earlier checks on this
+/// thread learned, when they know every frame (`safepoint::cancel`), else by libgcc's walk,
+/// which teaches them. Inlined, so that both walks start in the cancellation point's frame.
+/// Context: function stack, `this` running with its preemption deferred.
+#[inline(always)]
+fn frames_are_clean(this: &Lpf, anchor: usize) -> bool {
+    let registers = arch::caller_registers();
+    // SAFETY: a non-null runtime pointer is live while its thread runs the function.
+    let rt = unsafe { this.runtime.load(Relaxed).as_ref() };
+    if let Some(rt) = rt {
+        // SAFETY: the function's stack is mapped while it runs, and `registers` were captured
+        // on it just now; its deferred preemption keeps the handler off the thread's cache.
+        let known = unsafe {
+            safepoint::cancel::frames_are_clean(
+                rt.unwind_cache(),
+                registers,
+                this.stack_low,
+                this.stack_high,
+                anchor,
+            )
+        };
+        if let Some(clean) = known {
+            COUNTERS.cancel_checks_cached.fetch_add(1, Relaxed);
+            return clean;
+        }
+    }
+    let mut learned = unwind::Learned::new();
+    let clean = unwind::frames_are_clean(anchor, &mut learned);
+    if let Some(rt) = rt {
+        // SAFETY: as above, the handler stays off the cache.
+        safepoint::cancel::learn(unsafe { rt.unwind_cache() }, registers, &learned);
+    }
+    clean
 }
 
 /// Launches of a closure type made the direct way after a check of its cancellation found a

@@ -49,6 +49,7 @@
 //! allocation-free once the tables exist. This module is a leaf: it knows stacks only as the
 //! [`StackToWalk`] spans its caller hands it, not the runtime's control blocks.
 
+pub(crate) mod cancel;
 pub(crate) mod eh;
 pub(crate) mod symbols;
 pub(crate) mod tables;
@@ -61,12 +62,14 @@ use crate::arch::redirect;
 use tables::{Class, Tables};
 
 /// Per-thread caches of the walk (allocated once, never while unwinding): framehop's unwind
-/// rules, and the class of recently seen code addresses (the same return addresses recur from
-/// one check to the next).
+/// rules, the class of recently seen code addresses (the same return addresses recur from
+/// one check to the next), and what cancellations found about the frames they walked
+/// (see [`cancel`]).
 pub(crate) struct UnwindCache {
     rules: CacheX86_64<MustNotAllocateDuringUnwind>,
     classes: [(usize, Class); CLASS_SLOTS],
-    /// The tables the classes were computed from.
+    verdicts: [(usize, bool); cancel::VERDICT_SLOTS],
+    /// The tables the classes and verdicts were computed from.
     tables: *const Tables,
 }
 
@@ -78,15 +81,23 @@ impl UnwindCache {
         UnwindCache {
             rules: CacheX86_64::new_in(),
             classes: [(0, Class::Unknown); CLASS_SLOTS],
+            verdicts: [(0, false); cancel::VERDICT_SLOTS],
             tables: core::ptr::null(),
         }
     }
 
-    fn classify(&mut self, tables: &Tables, address: usize) -> Class {
+    /// Forgets what was learned from other tables than `tables` (the modules changed: an
+    /// address may hold other code now).
+    fn sync(&mut self, tables: &Tables) {
         if !core::ptr::eq(self.tables, tables) {
             self.classes = [(0, Class::Unknown); CLASS_SLOTS];
+            self.verdicts = [(0, false); cancel::VERDICT_SLOTS];
             self.tables = tables;
         }
+    }
+
+    fn classify(&mut self, tables: &Tables, address: usize) -> Class {
+        self.sync(tables);
         let slot = &mut self.classes[(address ^ (address >> 9)) % CLASS_SLOTS];
         if slot.0 != address {
             *slot = (address, tables.classify(address));

@@ -49,6 +49,39 @@ unsafe extern "C" {
     fn _Unwind_GetRegionStart(context: *mut UnwindContext) -> usize;
 }
 
+/// The per-frame verdicts of one walk, for a cache that lets later checks of the same frames
+/// skip the unwinder (see `safepoint::UnwindCache`): whether the frame whose return address
+/// (or, for the innermost frame, whose stack pointer) is given has nothing to run. A verdict
+/// is a fact about the code at the call site alone (its function's exception table), so it
+/// stays true for as long as that code is loaded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Learned {
+    /// `(return address, stack pointer, clean)` of the frames visited, innermost first; the
+    /// innermost frame's return address is the walk's own call site, not comparable with
+    /// anything else, so it is identified by its stack pointer.
+    pub(crate) frames: [(usize, usize, bool); LEARNED_FRAMES],
+    /// Frames recorded in `frames`.
+    pub(crate) count: usize,
+    /// A frame was a signal frame (or had no address): the walk went through a signal
+    /// handler, whose frames' verdicts depend on more than their call sites. Nothing learned
+    /// from such a walk may be kept.
+    pub(crate) unusual: bool,
+}
+
+/// Frames whose verdicts one walk records.
+pub(crate) const LEARNED_FRAMES: usize = 16;
+
+impl Learned {
+    /// Nothing learned yet.
+    pub(crate) fn new() -> Self {
+        Learned {
+            frames: [(0, 0, false); LEARNED_FRAMES],
+            count: 0,
+            unusual: false,
+        }
+    }
+}
+
 /// What the walk found so far.
 ///
 /// The unwinder describes each frame by its return address and the stack pointer it had at
@@ -65,6 +98,8 @@ struct Walk {
     clean: bool,
     /// The last frame visited was found clean.
     last_clean: bool,
+    /// The verdicts recorded on the way.
+    learned: *mut Learned,
 }
 
 /// Whether every frame from the caller's up to the one holding `anchor` (an address in the
@@ -75,15 +110,18 @@ struct Walk {
 /// False when in doubt, including when the walk never gets past `anchor` (a frame without
 /// unwind information ends it early).
 ///
+/// The verdict of every frame it visits is recorded in `learned`.
+///
 /// Inlined: every frame the walk covers costs it a lookup of the frame's unwind information
 /// (about 2,000 instructions), and its own frame need not be one of them.
 #[inline(always)]
-pub(crate) fn frames_are_clean(anchor: usize) -> bool {
+pub(crate) fn frames_are_clean(anchor: usize, learned: &mut Learned) -> bool {
     let mut walk = Walk {
         anchor,
         reached: false,
         clean: true,
         last_clean: true,
+        learned,
     };
     // The code returned says only how the walk ended (a callback's stop reads as a "phase 1
     // error"): the `Walk` holds what it found.
@@ -109,19 +147,29 @@ extern "C" fn visit(context: *mut UnwindContext, arg: *mut c_void) -> c_int {
     if !walk.clean {
         return URC_NORMAL_STOP;
     }
-    walk.last_clean = frame_is_clean(context);
-    URC_NO_REASON
-}
-
-/// Whether unwinding through the frame `context` describes would run nothing in it.
-fn frame_is_clean(context: *mut UnwindContext) -> bool {
     let mut before: c_int = 0;
     // SAFETY: `context` is the unwinder's, valid during the callback; `before` is a valid
     // out-parameter.
     let ip = unsafe { _Unwind_GetIPInfo(context, &mut before) };
-    // SAFETY: as above.
-    let lsda = unsafe { _Unwind_GetLanguageSpecificData(context) };
+    let clean = frame_is_clean(context, ip, before != 0);
+    walk.last_clean = clean;
+    // SAFETY: `learned` is the caller's, live for the walk, and only used here.
+    let learned = unsafe { &mut *walk.learned };
     if before != 0 || ip == 0 {
+        learned.unusual = true;
+    } else if learned.count < LEARNED_FRAMES {
+        learned.frames[learned.count] = (ip, stack_pointer, clean);
+        learned.count += 1;
+    }
+    URC_NO_REASON
+}
+
+/// Whether unwinding through the frame `context` describes, suspended at `ip` (interrupted
+/// there by a signal if `interrupted`), would run nothing in it.
+fn frame_is_clean(context: *mut UnwindContext, ip: usize, interrupted: bool) -> bool {
+    // SAFETY: `context` is the unwinder's, valid during the callback.
+    let lsda = unsafe { _Unwind_GetLanguageSpecificData(context) };
+    if interrupted || ip == 0 {
         // A signal frame (or no address): unwinding through it is not what a cancellation
         // point expects.
         return false;
@@ -340,7 +388,7 @@ mod tests {
         if core::hint::black_box(false) {
             std::panic::resume_unwind(Box::new(()));
         }
-        frames_are_clean(anchor)
+        frames_are_clean(anchor, &mut Learned::new())
     }
 
     #[inline(never)]
