@@ -214,20 +214,47 @@ fn filter(here: usize) -> Filter {
 
 /// The highest aligned word in `[from, to)` that equals `masked ^ MASK`.
 ///
-/// Every cancellation runs it over the caller's stack, so it reads four words per step and
-/// looks at them one by one only when one matches. Each loaded word is unmasked and
-/// compared; the trampoline's address itself is never formed (it would be spilled to the
-/// stack, a copy for a later scan to find).
+/// Every cancellation runs it over the caller's stack (kilobytes in a deep program), so it
+/// skips 128-byte blocks that hold no match with AVX2 where the processor has it, else reads
+/// four words per step, and looks at words one by one only near a match. Each loaded word
+/// is unmasked and compared; the trampoline's address itself is never formed (it would be
+/// spilled to the stack, a copy for a later scan to find).
 ///
 /// # Safety
 /// `[from, to)` must be readable memory. It may be changed concurrently by this thread's
-/// signal handlers (that is why the reads are volatile); its contents are only compared.
+/// signal handlers (that is why the reads are volatile, or in assembly); its contents are
+/// only compared.
 unsafe fn highest_masked(from: usize, to: usize, masked: usize) -> Option<usize> {
     let hit = |at: usize| {
         // SAFETY: per the contract `at` is readable, and every `at` here is aligned.
         unsafe { core::ptr::read_volatile(at as *const usize) ^ MASK == masked }
     };
     let mut at = from.next_multiple_of(8);
+    // std caches the answer in atomics after one `cpuid`: async-signal-safe.
+    if std::arch::is_x86_feature_detected!("avx2") {
+        let mut highest = None;
+        while at + 8 <= to {
+            if at.is_multiple_of(32) {
+                // SAFETY: AVX2 is available; `[at, to)` is readable (the contract) and `at`
+                // is 32-byte aligned.
+                at = unsafe { skip_clear_blocks(at, to, masked) };
+            }
+            // Word by word up to the next 32-byte boundary, or through the block that
+            // may hold a match.
+            let stop = if !at.is_multiple_of(32) {
+                at.next_multiple_of(32)
+            } else {
+                at + BLOCK
+            };
+            while at + 8 <= stop.min(to) {
+                if hit(at) {
+                    highest = Some(at);
+                }
+                at += 8;
+            }
+        }
+        return highest;
+    }
     let mut highest = None;
     while at + 32 <= to {
         if hit(at) | hit(at + 8) | hit(at + 16) | hit(at + 24) {
@@ -246,6 +273,67 @@ unsafe fn highest_masked(from: usize, to: usize, masked: usize) -> Option<usize>
         at += 8;
     }
     highest
+}
+
+/// Bytes [`skip_clear_blocks`] compares per step.
+const BLOCK: usize = 128;
+
+/// The start of the first [`BLOCK`]-byte block from `at` that may hold a word equal to
+/// `masked ^ MASK`, or of the first block that does not fit before `to`: AVX2 compares four
+/// words at a time, after unmasking them, with the masked address in a register (the
+/// address itself is never formed). In assembly, so that the reads are opaque (see
+/// [`highest_masked`]) and no vector register is spilled.
+///
+/// # Safety
+/// AVX2 must be available, `[at, to)` readable memory, and `at` 32-byte aligned.
+#[target_feature(enable = "avx2")]
+unsafe fn skip_clear_blocks(at: usize, to: usize, masked: usize) -> usize {
+    let mut at = at;
+    if to < at + BLOCK {
+        return at;
+    }
+    let last = to - BLOCK; // blocks start at or below this
+    // SAFETY: every block read lies in `[at, to)` (readable by the contract), 32-byte
+    // aligned; the registers named are declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "vmovq {x}, {masked}",
+            "vpbroadcastq {pattern}, {x}",
+            "vmovq {x}, {mask}",
+            "vpbroadcastq {unmask}, {x}",
+            "2:",
+            "cmp {at}, {last}",
+            "ja 3f",
+            "vpxor {a}, {unmask}, [{at}]",
+            "vpcmpeqq {a}, {a}, {pattern}",
+            "vpxor {b}, {unmask}, [{at} + 32]",
+            "vpcmpeqq {b}, {b}, {pattern}",
+            "vpor {a}, {a}, {b}",
+            "vpxor {b}, {unmask}, [{at} + 64]",
+            "vpcmpeqq {b}, {b}, {pattern}",
+            "vpor {a}, {a}, {b}",
+            "vpxor {b}, {unmask}, [{at} + 96]",
+            "vpcmpeqq {b}, {b}, {pattern}",
+            "vpor {a}, {a}, {b}",
+            "vptest {a}, {a}",
+            "jnz 3f",
+            "add {at}, 128",
+            "jmp 2b",
+            "3:",
+            "vzeroupper",
+            at = inout(reg) at,
+            last = in(reg) last,
+            masked = in(reg) masked,
+            mask = in(reg) MASK,
+            x = out(xmm_reg) _,
+            pattern = out(ymm_reg) _,
+            unmask = out(ymm_reg) _,
+            a = out(ymm_reg) _,
+            b = out(ymm_reg) _,
+            options(nostack, readonly),
+        );
+    }
+    at
 }
 
 /// Walks the current stack with libgcc's unwinder, stopping at the first signal frame, or
@@ -467,6 +555,51 @@ mod tests {
     #[inline(never)]
     fn query_with_inger() {
         core::hint::black_box(signal::handler_is_installed(libc::SIGSEGV, ignore_fault));
+    }
+
+    /// The scan finds the highest matching word of any window, whatever its alignment and
+    /// length and wherever the matches lie (in a skipped block's first or last word, or in
+    /// the unaligned head and the short tail), as a plain word-by-word search does.
+    #[test]
+    fn the_scan_finds_the_highest_match_of_every_window() {
+        let masked = 0x1234_5678_9abc_def0usize;
+        let target = masked ^ MASK;
+        let mut words: Vec<usize> = (0..160usize)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        // Near misses: the same high half, or the same low half.
+        words[3] = target ^ 1;
+        words[40] = target ^ (1 << 63);
+        for planted in [
+            [].as_slice(),
+            &[0],
+            &[15],
+            &[16, 17],
+            &[31, 47],
+            &[64, 159],
+            &[100],
+        ] {
+            let mut words = words.clone();
+            for &at in planted {
+                words[at] = target;
+            }
+            let base = words.as_ptr() as usize;
+            for first in 0..40 {
+                for last in (first..=160).step_by(7).chain([160]) {
+                    let (from, to) = (base + first * 8, base + last * 8);
+                    let expected = (first..last)
+                        .filter(|&i| words[i] == target)
+                        .max()
+                        .map(|i| base + i * 8);
+                    // SAFETY: the window lies inside `words`.
+                    let found = unsafe { highest_masked(from, to, masked) };
+                    assert_eq!(
+                        found, expected,
+                        "planted {planted:?}, words {first}..{last}"
+                    );
+                }
+            }
+        }
     }
 
     /// inger's trampoline is glibc's instructions, which unwinders recognise.
