@@ -245,7 +245,12 @@ fn the_signal_mask_and_alternate_stack_follow_the_resuming_thread() {
                 let mut samples = Vec::new();
                 while !STOPS.done() {
                     let phase = STOPS.seen();
-                    samples.push((phase, sigusr1_blocked(), altstack()));
+                    let sample = (sigusr1_blocked(), altstack());
+                    // A pause between the two reads (the phase moved on) mixes two threads'
+                    // states in one sample: it is not kept.
+                    if STOPS.seen() == phase {
+                        samples.push((phase, sample.0, sample.1));
+                    }
                     while STOPS.seen() == phase {
                         spin(phase, 2_000);
                     }
@@ -272,7 +277,7 @@ fn the_signal_mask_and_alternate_stack_follow_the_resuming_thread() {
         });
     }
     let samples = linger.completion().expect("completed");
-    // (A phase may go unsampled if a preemption lands before the sample is taken.)
+    // (A phase may go unsampled if a preemption lands before or during its sample.)
     assert!(
         samples.iter().any(|s| s.0 % 2 == 1) && samples.iter().any(|s| s.0 > 0 && s.0 % 2 == 0),
         "samples taken after migrations both ways: {samples:?}"
