@@ -14,9 +14,10 @@
 //! nothing on the stack stays referenced and the stack is reused as after an unwinding. It
 //! costs one walk of the stack instead of a raised exception's two walks, its allocation and
 //! the panic count; and once the thread's walks have judged the frames on the way, that walk
-//! is the safe-point unwinder's, answered from what they learned (`safepoint::cancel`). The check needs the closure in a frame of its own, which makes an
-//! unwinding dearer, so the closure types whose last check found something to run are
-//! launched without it for a while ([`hint_slot`]). The panic is always raised under
+//! is the safe-point unwinder's, answered from what they learned (`safepoint::cancel`). The
+//! check needs the closure in a frame of its own, which makes an unwinding dearer, so the
+//! closure types whose last check found something to run are launched without it for a
+//! while ([`hint_slot`]). The panic is always raised under
 //! AddressSanitizer (which unpoisons the abandoned frames only when it sees an exception
 //! thrown) and in a build with `panic = "abort"` (where the tables say nothing about what
 //! frames own).

@@ -30,7 +30,7 @@
 use framehop::x86_64::UnwindRegsX86_64;
 use framehop::{FrameAddress, Unwinder};
 
-use super::{UnwindCache, tables};
+use super::{UnwindCache, read_stack_word, tables};
 use crate::arch::{Registers, redirect};
 use crate::sys::unwind::Learned;
 
@@ -68,14 +68,11 @@ pub(crate) unsafe fn frames_are_clean(
 ) -> Option<bool> {
     let tables = tables::current()?;
     cache.sync(tables);
-    let mut read_stack = |address: u64| -> Result<u64, ()> {
-        let address = address as usize;
-        if address >= low && address.checked_add(8).is_some_and(|end| end <= high) {
-            // SAFETY: inside the function's own mapped stack (the contract), 8 readable bytes.
-            Ok(unsafe { (address as *const u64).read_unaligned() })
-        } else {
-            Err(())
-        }
+    let mut read_stack = |address: u64| {
+        // SAFETY: the function's stack is mapped and readable (the contract).
+        unsafe { read_stack_word(low, high, address as usize) }
+            .map(|word| word as u64)
+            .ok_or(())
     };
     let mut regs = UnwindRegsX86_64::new(
         registers.ip as u64,

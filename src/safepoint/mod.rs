@@ -273,18 +273,25 @@ struct InnermostLibraryFrames {
     outermost_end: Option<SectionEnd>,
 }
 
+/// The word at `address` if all of it lies in `[low, high)`: the only stack memory a walk
+/// reads.
+///
+/// # Safety
+/// `[low, high)` must be mapped and readable.
+unsafe fn read_stack_word(low: usize, high: usize, address: usize) -> Option<usize> {
+    if address >= low && address.checked_add(8).is_some_and(|end| end <= high) {
+        // SAFETY: inside `[low, high)`, readable by the contract, 8 bytes.
+        Some(unsafe { (address as *const u64).read_unaligned() } as usize)
+    } else {
+        None
+    }
+}
+
 /// Walks one stack from its registers to its base.
 fn walk(tables: &Tables, cache: &mut UnwindCache, stack: &StackToWalk, index: usize) -> Walked {
     let (low, high, base, registers) = (stack.low, stack.high, stack.base, stack.registers);
-    let read_word = |address: usize| -> Option<usize> {
-        if address >= low && address.checked_add(8).is_some_and(|end| end <= high) {
-            // SAFETY: inside the function's own mapped stack (the caller's contract),
-            // 8-byte readable.
-            Some(unsafe { (address as *const u64).read_unaligned() } as usize)
-        } else {
-            None
-        }
-    };
+    // SAFETY: the stack's span is mapped and readable (the caller's contract).
+    let read_word = |address: usize| unsafe { read_stack_word(low, high, address) };
     let mut read_stack = |address: u64| read_word(address as usize).map(|w| w as u64).ok_or(());
     let mut walked = Walked {
         unfinished: None,

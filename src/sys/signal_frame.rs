@@ -225,52 +225,51 @@ fn filter(here: usize) -> Filter {
 /// signal handlers (that is why the reads are volatile, or in assembly); its contents are
 /// only compared.
 unsafe fn highest_masked(from: usize, to: usize, masked: usize) -> Option<usize> {
+    // std caches the answer in atomics after one `cpuid`: async-signal-safe.
+    let avx2 = std::arch::is_x86_feature_detected!("avx2");
+    // SAFETY: per the contract; AVX2 is used only where the processor has it.
+    unsafe { highest_masked_with(from, to, masked, avx2) }
+}
+
+/// [`highest_masked`], skipping clear blocks with AVX2 if `avx2`, else four words per step.
+///
+/// # Safety
+/// As for [`highest_masked`]; `avx2` only where the processor has AVX2.
+unsafe fn highest_masked_with(from: usize, to: usize, masked: usize, avx2: bool) -> Option<usize> {
     let hit = |at: usize| {
         // SAFETY: per the contract `at` is readable, and every `at` here is aligned.
         unsafe { core::ptr::read_volatile(at as *const usize) ^ MASK == masked }
     };
+    let block = if avx2 { BLOCK } else { 32 };
     let mut at = from.next_multiple_of(8);
-    // std caches the answer in atomics after one `cpuid`: async-signal-safe.
-    if std::arch::is_x86_feature_detected!("avx2") {
-        let mut highest = None;
-        while at + 8 <= to {
-            if at.is_multiple_of(32) {
+    let mut highest = None;
+    while at + 8 <= to {
+        if at.is_multiple_of(32) {
+            at = if avx2 {
                 // SAFETY: AVX2 is available; `[at, to)` is readable (the contract) and `at`
                 // is 32-byte aligned.
-                at = unsafe { skip_clear_blocks(at, to, masked) };
-            }
-            // Word by word up to the next 32-byte boundary, or through the block that
-            // may hold a match.
-            let stop = if !at.is_multiple_of(32) {
-                at.next_multiple_of(32)
+                unsafe { skip_clear_blocks(at, to, masked) }
             } else {
-                at + BLOCK
+                let mut at = at;
+                while at + 32 <= to && !(hit(at) | hit(at + 8) | hit(at + 16) | hit(at + 24)) {
+                    at += 32;
+                }
+                at
             };
-            while at + 8 <= stop.min(to) {
-                if hit(at) {
-                    highest = Some(at);
-                }
-                at += 8;
+        }
+        // Word by word up to the next 32-byte boundary, or through the block that may hold
+        // a match, or to the end.
+        let stop = if at.is_multiple_of(32) {
+            at + block
+        } else {
+            at.next_multiple_of(32)
+        };
+        while at + 8 <= stop.min(to) {
+            if hit(at) {
+                highest = Some(at);
             }
+            at += 8;
         }
-        return highest;
-    }
-    let mut highest = None;
-    while at + 32 <= to {
-        if hit(at) | hit(at + 8) | hit(at + 16) | hit(at + 24) {
-            for word in (at..at + 32).step_by(8) {
-                if hit(word) {
-                    highest = Some(word);
-                }
-            }
-        }
-        at += 32;
-    }
-    while at + 8 <= to {
-        if hit(at) {
-            highest = Some(at);
-        }
-        at += 8;
     }
     highest
 }
@@ -559,7 +558,8 @@ mod tests {
 
     /// The scan finds the highest matching word of any window, whatever its alignment and
     /// length and wherever the matches lie (in a skipped block's first or last word, or in
-    /// the unaligned head and the short tail), as a plain word-by-word search does.
+    /// the unaligned head and the short tail), as a plain word-by-word search does: with
+    /// the four-words-a-step skip, and with the AVX2 one where the processor has it.
     #[test]
     fn the_scan_finds_the_highest_match_of_every_window() {
         let masked = 0x1234_5678_9abc_def0usize;
@@ -570,15 +570,11 @@ mod tests {
         // Near misses: the same high half, or the same low half.
         words[3] = target ^ 1;
         words[40] = target ^ (1 << 63);
-        for planted in [
-            [].as_slice(),
-            &[0],
-            &[15],
-            &[16, 17],
-            &[31, 47],
-            &[64, 159],
-            &[100],
-        ] {
+        // Single matches at every position within a 128-byte block (the positions depend on
+        // where the vector lands), and pairs across groups and blocks.
+        let singles: Vec<Vec<usize>> = (0..20).map(|at| vec![at]).collect();
+        let pairs = [vec![], vec![16, 17], vec![31, 47], vec![64, 159], vec![100]];
+        for planted in singles.iter().chain(&pairs) {
             let mut words = words.clone();
             for &at in planted {
                 words[at] = target;
@@ -591,12 +587,14 @@ mod tests {
                         .filter(|&i| words[i] == target)
                         .max()
                         .map(|i| base + i * 8);
-                    // SAFETY: the window lies inside `words`.
-                    let found = unsafe { highest_masked(from, to, masked) };
-                    assert_eq!(
-                        found, expected,
-                        "planted {planted:?}, words {first}..{last}"
-                    );
+                    for avx2 in [false, std::arch::is_x86_feature_detected!("avx2")] {
+                        // SAFETY: the window lies inside `words`; AVX2 only where present.
+                        let found = unsafe { highest_masked_with(from, to, masked, avx2) };
+                        assert_eq!(
+                            found, expected,
+                            "planted {planted:?}, words {first}..{last}, avx2 {avx2}"
+                        );
+                    }
                 }
             }
         }
