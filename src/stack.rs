@@ -39,6 +39,8 @@
 //! tables and the stack's address space (its size plus the guard) for good: bounded per
 //! discard, and the reason cancellation unwinds cooperatively first (see `linger`).
 
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use crate::config::settings;
@@ -65,14 +67,30 @@ const RELEASE_BATCH: usize = 16;
 /// Retired stacks a thread queues before guarding and discarding them in one go.
 pub(crate) const RETIRE_BATCH: usize = 16;
 
-/// One stack: `[base, base + size)`, with the guard `[base - GUARD_SIZE, base)` below it,
-/// and the thread pointer of its private TLS block (0 until one is allocated).
+/// Usable bytes of every stack (its slot less the guard): a process constant, written by the
+/// first [`map_chunk`] before any [`Stack`] exists, so a `Stack` need not carry it.
+static STACK_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// The usable size of every stack. Only meaningful once a stack exists.
+#[inline]
+fn stack_size() -> usize {
+    STACK_SIZE.load(Relaxed)
+}
+
+/// One stack: `[top - size, top)` (`size` is the process's [`stack_size`]), with the guard
+/// `[top - size - GUARD_SIZE, top - size)` below it, and the thread pointer of its private
+/// TLS block (0 until one is allocated).
+///
+/// Two words, so that an `Option<Stack>` travels in registers: the launch path takes and
+/// returns one per call, and a larger value went through memory with loads wider than the
+/// stores that wrote it, which stalls.
 #[derive(Debug)]
 pub(crate) struct Stack {
-    base: *mut u8,
-    size: usize,
+    top: NonNull<u8>,
     pub(crate) tls: usize,
 }
+
+const _: () = assert!(core::mem::size_of::<Option<Stack>>() == 16);
 
 // SAFETY: a Stack is a plain description of memory owned by whoever holds the value; moving
 // it to another thread moves that ownership.
@@ -80,13 +98,21 @@ unsafe impl Send for Stack {}
 
 impl Stack {
     /// The highest address (exclusive): stacks grow down from here.
+    #[inline]
     pub(crate) fn top(&self) -> *mut u8 {
-        self.base.wrapping_add(self.size)
+        self.top.as_ptr()
     }
 
     /// The lowest usable address.
+    #[inline]
     pub(crate) fn base(&self) -> usize {
-        self.base as usize
+        self.top.as_ptr() as usize - stack_size()
+    }
+
+    /// Usable bytes, from [`base`](Self::base) to [`top`](Self::top).
+    #[inline]
+    pub(crate) fn size(&self) -> usize {
+        stack_size()
     }
 
     /// Gives the stack up for good: its memory stays mapped and is never reused (used where
@@ -96,7 +122,7 @@ impl Stack {
     /// Whether `address` lies in this stack's guard region.
     #[cfg(test)]
     pub(crate) fn guard_contains(&self, address: usize) -> bool {
-        let base = self.base as usize;
+        let base = self.base();
         address < base && address >= base - GUARD_SIZE
     }
 }
@@ -112,16 +138,27 @@ pub(crate) struct StackPool {
 impl StackPool {
     /// Takes a stack, refilling from the process-wide list or a new chunk if empty.
     pub(crate) fn take(&mut self) -> Result<Stack, Error> {
-        let mut stack = match self.free.pop() {
-            Some(stack) => stack,
-            None => self.refill()?,
-        };
+        if let Some(stack) = self.take_pooled() {
+            return Ok(stack);
+        }
+        let mut stack = self.refill()?;
+        if let Some(block) = self.spare_tls.pop() {
+            stack.tls = block;
+        }
+        Ok(stack)
+    }
+
+    /// Takes a pooled stack, without refilling (`None` if the pool is empty): given a spare
+    /// TLS block if it has none. Never allocates or locks.
+    #[inline]
+    pub(crate) fn take_pooled(&mut self) -> Option<Stack> {
+        let mut stack = self.free.pop()?;
         if stack.tls == 0
             && let Some(block) = self.spare_tls.pop()
         {
             stack.tls = block;
         }
-        Ok(stack)
+        Some(stack)
     }
 
     /// Whether [`take`](Self::take) must refill (lock the process-wide list or map memory),
@@ -225,7 +262,7 @@ fn release_to_global(stacks: Vec<Stack>) {
         return;
     }
     // Their pages go back to the kernel, in one system call where the kernel allows it.
-    let ranges: Vec<(usize, usize)> = stacks.iter().map(|s| (s.base(), s.size)).collect();
+    let ranges: Vec<(usize, usize)> = stacks.iter().map(|s| (s.base(), s.size())).collect();
     let _ = memory::advise_all(&ranges, libc::MADV_DONTNEED);
     let mut global = GLOBAL
         .lock()
@@ -239,6 +276,9 @@ fn map_chunk() -> Result<Vec<Stack>, Error> {
     debug_tools::init(settings.signal);
     let slot = slot_size(settings.stack_size);
     let size = slot - GUARD_SIZE;
+    // The same value every time (the settings are fixed for the process's life), stored
+    // before the first `Stack` is made.
+    STACK_SIZE.store(size, Relaxed);
     // The guard below slot 0, then the slots, aligned to the slot size.
     let base = memory::map(GUARD_SIZE + slot * STACKS_PER_CHUNK, slot, GUARD_SIZE)?;
     memory::guard(base, GUARD_SIZE)?;
@@ -248,11 +288,9 @@ fn map_chunk() -> Result<Vec<Stack>, Error> {
         let stack = first_slot.wrapping_add(index * slot);
         memory::guard(stack.wrapping_add(size), GUARD_SIZE)?;
         debug_tools::register_stack(stack as usize, stack as usize + size);
-        stacks.push(Stack {
-            base: stack,
-            size,
-            tls: 0,
-        });
+        // SAFETY: inside the mapping just made, which is not null.
+        let top = unsafe { NonNull::new_unchecked(stack.wrapping_add(size)) };
+        stacks.push(Stack { top, tls: 0 });
     }
     Ok(stacks)
 }

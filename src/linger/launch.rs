@@ -102,6 +102,7 @@ where
 }
 
 /// Returns a stack to the pool of the thread running this code (or the process-wide one).
+#[inline]
 pub(crate) fn give_back(stack: Stack) {
     match runtime::runtime_if_started() {
         Some(rt) => rt.give_back(stack),

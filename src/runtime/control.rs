@@ -158,6 +158,10 @@ impl Lpf {
     /// A control block for a fresh function whose stack is `stack`. Context: caller.
     /// `run` and `cancelled` are the closure's monomorphised runner and cancellation writer
     /// (see the fields).
+    ///
+    /// Always inlined into `launch`, so that the block is written straight into its place on
+    /// the stack (returned from a call, it went through a temporary and a `memcpy`).
+    #[inline(always)]
     pub(crate) fn new(
         run: unsafe fn(*mut Lpf) -> bool,
         cancelled: unsafe fn(*mut Lpf),
@@ -501,6 +505,7 @@ pub(crate) fn with_running<R>(f: impl FnOnce(&Lpf) -> R) -> Option<R> {
 
 /// Records which LPF runs in the installed TLS block. Context: the switch, with preemption
 /// deferred.
+#[inline]
 pub(super) fn set_current(lpf: *mut Lpf) {
     let _ = CURRENT.try_with(|cell| cell.set(lpf));
 }

@@ -51,25 +51,35 @@ pub fn pause() {
 /// a preemptible function, or while already unwinding, does nothing.
 ///
 /// Call it in long loops that should be cancellable with their destructors run.
+// Inlined down to the look at the running function: outside one (every `launch` and `resume`
+// from a thread's own context passes here) it costs a thread-local load.
+#[inline]
 pub fn checkpoint() {
-    let unwind = with_running(|this| {
-        this.checks_cancellation.set(true);
-        if this.nopreempt.load(Relaxed) != 0 {
-            return false; // a section's end will check again
+    // SAFETY: a non-null current LPF is the one running this code (see `with_running`).
+    if let Some(this) = unsafe { current_lpf().as_ref() } {
+        checkpoint_in(this);
+    }
+}
+
+/// [`checkpoint`] inside the running function `this`.
+#[inline(never)]
+fn checkpoint_in(this: &Lpf) {
+    this.checks_cancellation.set(true);
+    if this.nopreempt.load(Relaxed) != 0 {
+        return; // a section's end will check again
+    }
+    let unwind = match this.cancel.load(Relaxed) {
+        cancel::UNWIND => true,
+        cancel::YIELD => {
+            // An enclosing function is being cancelled: give control back to it (its
+            // `resume` of us is its cancellation point), once.
+            this.cancel.store(cancel::NONE, Relaxed);
+            yield_now(this);
+            this.cancel.load(Relaxed) == cancel::UNWIND
         }
-        match this.cancel.load(Relaxed) {
-            cancel::UNWIND => true,
-            cancel::YIELD => {
-                // An enclosing function is being cancelled: give control back to it (its
-                // `resume` of us is its cancellation point), once.
-                this.cancel.store(cancel::NONE, Relaxed);
-                yield_now(this);
-                this.cancel.load(Relaxed) == cancel::UNWIND
-            }
-            _ => false,
-        }
-    });
-    if unwind == Some(true) && !std::thread::panicking() {
+        _ => false,
+    };
+    if unwind && !std::thread::panicking() {
         // Ends the function here if the unwinding would run nothing, else returns.
         cancel_without_unwinding();
         std::panic::resume_unwind(Box::new(crate::Cancelled));
@@ -79,6 +89,7 @@ pub fn checkpoint() {
 /// Records that the running function (if any) is about to pass a cancellation point (a nested
 /// resume, whose return is one): cancelling it is worth a grace budget. Context: function
 /// stack, or a no-op in the caller's.
+#[inline]
 pub(crate) fn will_check_cancellation() {
     with_running(|this| this.checks_cancellation.set(true));
 }

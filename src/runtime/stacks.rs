@@ -15,7 +15,45 @@ use crate::stack::{self, Stack};
 impl Runtime {
     /// Takes a stack with an initialised private TLS block (if TLS is private).
     /// Context: caller or function stack.
+    ///
+    /// Inlined, and the common case (a pooled stack whose block needs no `free`) comes back
+    /// as an `Option<Stack>`, in registers; everything else is [`take_stack_slow`]
+    /// (Self::take_stack_slow), which also reports the errors.
+    #[inline]
     pub(crate) fn take_stack(&self) -> Result<Stack, Error> {
+        match self.take_pooled_stack() {
+            Some(stack) => Ok(stack),
+            None => self.take_stack_slow(),
+        }
+    }
+
+    /// The fast path of [`take_stack`](Self::take_stack): `None` wherever it would refill
+    /// the pool, allocate or free a TLS block, or fail. Async-signal-safe.
+    #[inline(never)]
+    fn take_pooled_stack(&self) -> Option<Stack> {
+        let _section = RuntimeSection::enter();
+        let _busy = self.enter_busy().ok()?;
+        let mut pool = self.pool.borrow_mut();
+        let glibc = self.glibc;
+        if pool.take_is_slow(glibc.is_some()) {
+            return None;
+        }
+        let stack = pool.take_pooled()?;
+        if let Some(glibc) = glibc {
+            if stack.tls == 0 || glibc.reuse_frees(stack.tls) {
+                pool.give_back(stack);
+                return None;
+            }
+            glibc.reuse_block(stack.tls, self.tid);
+        }
+        Some(stack)
+    }
+
+    /// The rest of [`take_stack`](Self::take_stack): refilling the pool, a new or freeing
+    /// TLS block, and the refusals.
+    #[cold]
+    #[inline(never)]
+    fn take_stack_slow(&self) -> Result<Stack, Error> {
         let _section = RuntimeSection::enter();
         let _busy = self.enter_busy()?;
         if self.pool.borrow().take_is_slow(self.glibc.is_some()) {
