@@ -55,6 +55,8 @@ pub fn pause() {
 // from a thread's own context passes here) it costs a thread-local load.
 #[inline]
 pub fn checkpoint() {
+    // Not `with_running`: in an unoptimised build its `map` adds frames between the caller and
+    // `checkpoint_in`, which the cancellation walk from there must then judge.
     // SAFETY: a non-null current LPF is the one running this code (see `with_running`).
     if let Some(this) = unsafe { current_lpf().as_ref() } {
         checkpoint_in(this);
