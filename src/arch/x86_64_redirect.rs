@@ -32,8 +32,25 @@
 //! unwinder looks up `return address − 1`. libgcc, gdb and libunwind evaluate the
 //! expression; inger's own walker (framehop, which does not) recognises stub addresses and
 //! reads the top word itself.
+//!
+//! A stub's frame is empty, so it has the same identity in libgcc's eyes (the CFA of the
+//! frame below it, here the redirected frame's) as the frame that called the redirected one.
+//! When that caller catches the exception, which happens whenever it calls the critical
+//! section directly (`catch_unwind(|| print!(..))` once inlined, a C++ `try` around
+//! `qsort`), the cleanup phase reaches the stub first, takes it for the handler, and aborts
+//! the process because the stub has no personality routine to hand the exception to. So
+//! every stub names one (`redirect_personality`): in that case, and only in it, the routine
+//! installs the stub's landing pad (at a fixed offset in the stub), which moves the stack
+//! pointer one frame's worth lower and calls `_Unwind_Resume`. The landing pad's frame has
+//! the redirected frame's CFA as its own and the top word as its return address, so the
+//! catching frame above it is the first frame with the handler's identity again, and its own
+//! personality routine runs. Every other search or cleanup passes through the stub. This
+//! also covers a redirect installed while an exception is already being unwound (a timer
+//! expiry during a landing pad below the section), which adds the stub between the two
+//! phases of that unwinding.
 
 use core::arch::global_asm;
+use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 
 use crate::stack::{GUARD_SIZE, TOP_RESERVED};
@@ -97,6 +114,17 @@ pub(crate) fn is_stub(address: usize) -> bool {
         && (address - base).is_multiple_of(STUB_STRIDE)
 }
 
+/// Whether `address` lies inside the stubs but is not an entry: a return address there is
+/// the landing pad's call of `_Unwind_Resume`, an unwinding in progress, whose frame only a
+/// walker that evaluates DWARF expressions can step over.
+pub(crate) fn is_in_landing_pad(address: usize) -> bool {
+    let start = stubs_base() - ENTRY_OFFSET;
+    let count = (MAX_SLOT_SHIFT - MIN_SLOT_SHIFT + 1) as usize;
+    address >= start
+        && address < start + count * STUB_STRIDE
+        && (address - start) % STUB_STRIDE > LANDING_PAD_OFFSET
+}
+
 /// Bytes between consecutive stub entries (each stub is padded to this size).
 const STUB_STRIDE: usize = 64;
 
@@ -131,7 +159,9 @@ global_asm!(
     ".set inger_redirect_k, {min_shift}",
     ".rept {count}",
     ".p2align 6",
+    "1:",                                    // the stub's start (its unwind region's too)
     ".cfi_startproc",
+    ".cfi_personality 0x1b, inger_redirect_personality", // pc-relative, 4 bytes
     ".cfi_def_cfa 7, 0",                   // CFA = rsp: the `ret` popped the return address
     ".cfi_escape 0x10, 0x10, 14, 0x08, inger_redirect_k, 0x25, 0x31, 0x22, 0x08, inger_redirect_k, 0x24, 0x0c, ({g8} & 0xff), (({g8} >> 8) & 0xff), (({g8} >> 16) & 0xff), (({g8} >> 24) & 0xff), 0x1c",
     "nop",                                   // looked up as `entry - 1` by unwinders
@@ -149,15 +179,104 @@ global_asm!(
     "mov [rsp], r11",                        // now a frame like any other
     ".cfi_offset 16, -8",                  // the return address is at CFA - 8 again
     "jmp inger_redirect_common",
+    // The landing pad the personality routine installs (entered with rsp as at the entry,
+    // the exception in rax): resumes the unwinding one frame lower, so that the catching
+    // frame is identified by this frame's CFA again (see "Unwind information").
+    ".org 1b + {landing_pad}",               // fails to assemble if the stub grew past it
+    ".cfi_def_cfa 7, 0",
+    ".cfi_escape 0x10, 0x10, 14, 0x08, inger_redirect_k, 0x25, 0x31, 0x22, 0x08, inger_redirect_k, 0x24, 0x0c, ({g8} & 0xff), (({g8} >> 8) & 0xff), (({g8} >> 16) & 0xff), (({g8} >> 24) & 0xff), 0x1c",
+    "sub rsp, 16",                           // keeps the call 16-byte aligned
+    ".cfi_adjust_cfa_offset 16",
+    "mov rdi, rax",
+    "call {resume}@PLT",                     // never returns
+    "ud2",
+    ".org 1b + {stride}",                    // fails to assemble if the stub outgrew its stride
     ".cfi_endproc",
     ".set inger_redirect_k, inger_redirect_k + 1",
     ".endr",
+    // The personality routine every stub's unwind information names: a local symbol (the
+    // pc-relative reference from `.eh_frame` must not go through the dynamic linker).
+    ".p2align 4",
+    ".type inger_redirect_personality, @function",
+    "inger_redirect_personality:",
+    "jmp {personality}",
+    ".size inger_redirect_personality, . - inger_redirect_personality",
     ".popsection",
     min_shift = const MIN_SLOT_SHIFT,
     count = const MAX_SLOT_SHIFT - MIN_SLOT_SHIFT + 1,
     g7 = const GUARD_SIZE + 7,
     g8 = const GUARD_SIZE + 8,
+    landing_pad = const LANDING_PAD_OFFSET,
+    stride = const STUB_STRIDE,
+    resume = sym _Unwind_Resume,
+    personality = sym redirect_personality,
 );
+
+/// Offsets, from a stub's start, of its entry (after the `nop`) and of its landing pad.
+const ENTRY_OFFSET: usize = 1;
+const LANDING_PAD_OFFSET: usize = 48;
+
+// `_Unwind_Reason_Code` and `_Unwind_Action` values (Itanium C++ ABI, "Exception Handling").
+const URC_FATAL_PHASE1_ERROR: c_int = 3;
+const URC_INSTALL_CONTEXT: c_int = 7;
+const URC_CONTINUE_UNWIND: c_int = 8;
+const UA_CLEANUP_PHASE: c_int = 2;
+const UA_HANDLER_FRAME: c_int = 4;
+
+/// An unwinder context (`struct _Unwind_Context`), opaque.
+#[repr(C)]
+struct UnwindContext {
+    _private: [u8; 0],
+}
+
+// The system unwinder (libgcc_s, which Rust's panics use too): the Itanium C++ ABI's
+// unwinding interface.
+unsafe extern "C-unwind" {
+    fn _Unwind_Resume(exception: *mut c_void) -> !;
+}
+unsafe extern "C" {
+    fn _Unwind_GetIP(context: *mut UnwindContext) -> usize;
+    fn _Unwind_GetRegionStart(context: *mut UnwindContext) -> usize;
+    fn _Unwind_SetIP(context: *mut UnwindContext, ip: usize);
+    fn _Unwind_SetGR(context: *mut UnwindContext, register: c_int, value: usize);
+}
+
+/// The personality routine of the stubs (see "Unwind information"): lets every unwinding go
+/// through a stub's frame, except in the one case where libgcc's cleanup phase would take
+/// the stub for the handler frame (the stub's frame and the catching frame above it have
+/// the same identity, the redirected frame's CFA). There it installs the stub's landing pad,
+/// which resumes the unwinding from a frame whose identity differs.
+///
+/// # Safety
+/// Called only by the unwinder, with the arguments of a personality routine.
+unsafe extern "C" fn redirect_personality(
+    version: c_int,
+    actions: c_int,
+    _class: u64,
+    exception: *mut c_void,
+    context: *mut UnwindContext,
+) -> c_int {
+    if version != 1 {
+        return URC_FATAL_PHASE1_ERROR;
+    }
+    let handler = UA_CLEANUP_PHASE | UA_HANDLER_FRAME;
+    if actions & handler != handler {
+        return URC_CONTINUE_UNWIND;
+    }
+    // SAFETY: `context` is the unwinder's context of a frame in a stub (only the stubs name
+    // this routine); the register and address set are the ones a landing pad expects.
+    unsafe {
+        let start = _Unwind_GetRegionStart(context);
+        // Only the stub's entry, the redirected frame's return address, can be matched: the
+        // landing pad's own frame (inside `_Unwind_Resume`) lies one frame lower.
+        if _Unwind_GetIP(context) != start + ENTRY_OFFSET {
+            return URC_CONTINUE_UNWIND;
+        }
+        _Unwind_SetGR(context, 0, exception as usize); // DWARF register 0: rax
+        _Unwind_SetIP(context, start + LANDING_PAD_OFFSET);
+    }
+    URC_INSTALL_CONTEXT
+}
 
 const _: () = assert!(TOP_RESERVED == 16 && GUARD_SIZE + 8 < (1 << 31));
 
@@ -224,3 +343,41 @@ global_asm!(
     use_xsave = sym INGER_REDIRECT_USE_XSAVE,
     reached = sym INGER_REDIRECT_REACHED,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes of `len` instructions at `address`, in the stubs' code.
+    fn code(address: usize, len: usize) -> &'static [u8] {
+        // SAFETY: the stubs' code is mapped and readable for as long as the program runs,
+        // and every address asked for lies inside it.
+        unsafe { core::slice::from_raw_parts(address as *const u8, len) }
+    }
+
+    #[test]
+    fn each_stub_has_its_landing_pad_where_the_personality_routine_sends_the_unwinder() {
+        for shift in MIN_SLOT_SHIFT..=MAX_SLOT_SHIFT {
+            let entry = stub_for(shift).expect("a supported size");
+            assert!(is_stub(entry) && !is_in_landing_pad(entry));
+            let start = entry - ENTRY_OFFSET;
+            assert_eq!(
+                code(start, 1),
+                [0x90],
+                "the nop before the entry of stub {shift}"
+            );
+            let pad = start + LANDING_PAD_OFFSET;
+            // sub rsp, 16; mov rdi, rax; call rel32
+            assert_eq!(
+                code(pad, 8),
+                [0x48, 0x83, 0xec, 0x10, 0x48, 0x89, 0xc7, 0xe8]
+            );
+            let after_call = pad + 12;
+            assert!(is_in_landing_pad(after_call), "stub {shift}");
+            assert!(!is_stub(after_call));
+            // Nothing of the stub before the pad counts as one.
+            assert!((start..pad + 1).all(|address| !is_in_landing_pad(address)));
+        }
+        assert!(stub_for(MIN_SLOT_SHIFT - 1).is_none() && stub_for(MAX_SLOT_SHIFT + 1).is_none());
+    }
+}

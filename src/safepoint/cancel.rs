@@ -82,7 +82,7 @@ pub(crate) unsafe fn frames_are_clean(
     let mut key = registers.ip;
     let mut frame = FrameAddress::from_return_address(key as u64)?;
     for _ in 0..MAX_FRAMES {
-        if redirect::is_stub(key) {
+        if redirect::is_stub(key) || redirect::is_in_landing_pad(key) {
             return None;
         }
         let return_address = tables

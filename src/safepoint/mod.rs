@@ -345,6 +345,15 @@ fn walk(tables: &Tables, cache: &mut UnwindCache, stack: &StackToWalk, index: us
                 }
             }
         }
+        // A frame of a stub's landing pad: an exception is being unwound through a
+        // redirected return (libgcc's own code is on the stack above it, never a safe
+        // point). Its return address is a DWARF expression, which framehop does not read.
+        if let FrameAddress::ReturnAddress(return_address) = frame
+            && redirect::is_in_landing_pad(return_address.get() as usize)
+        {
+            walked.unfinished = Some(Reason::Unwind);
+            return walked;
+        }
         let address = frame.address_for_lookup() as usize;
         let class = cache.classify(tables, address);
         let mut critical = false;
