@@ -213,12 +213,15 @@ fn a_function_paused_at_a_section_end_resumes_on_another_thread() {
 #[test]
 fn functions_that_read_their_own_return_address_keep_working() {
     // dladdr and dlsym find their caller's module from their return address; they are never
-    // redirected, and their results stay right under a storm.
+    // redirected, and their results stay right under a storm. Some Rust work between the
+    // calls gives the deferred deadlines a preemptible place to land even in an optimised
+    // build, where the loop is otherwise nearly all loader code.
     let own = functions_that_read_their_own_return_address_keep_working as *const () as usize;
     let work = move || {
         let own = own as *const libc::c_void;
         let mut found = 0u64;
         for round in 0..20_000u64 {
+            std::hint::black_box(common::spin(round, 100));
             // SAFETY: dladdr with a valid out-parameter; dlsym with a NUL-terminated name.
             unsafe {
                 let mut info: libc::Dl_info = core::mem::zeroed();
