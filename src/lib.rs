@@ -162,6 +162,9 @@ pub fn capabilities() -> Capabilities {
 /// inger::mark_non_preemptible("libsqlite3");
 /// ```
 pub fn mark_non_preemptible(name: &str) {
+    // The tables' locks are held with preemption deferred: a function paused while it held
+    // one would block its caller's next call for good.
+    let _section = runtime::RuntimeSection::enter();
     safepoint::tables::init();
     safepoint::tables::mark_non_preemptible(name);
 }
@@ -178,6 +181,8 @@ pub fn mark_non_preemptible(name: &str) {
 /// inger::mark_non_preemptible_symbols(&["parking_lot", "my_crate::cache"]);
 /// ```
 pub fn mark_non_preemptible_symbols(prefixes: &[&str]) {
+    // As in `mark_non_preemptible`: never paused while holding the tables' locks.
+    let _section = runtime::RuntimeSection::enter();
     safepoint::tables::init();
     safepoint::tables::mark_non_preemptible_symbols(prefixes);
 }

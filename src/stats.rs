@@ -107,7 +107,10 @@ pub(crate) fn unregister(counters: &ThreadCounters) {
         .fetch_add(counters.yields.load(Relaxed), Relaxed);
 }
 
+/// The yields counted by live threads. The lock is held with preemption deferred: a function
+/// paused while it held it would block its own caller's next `stats()` for good.
 fn live_yields() -> u64 {
+    let _section = crate::runtime::RuntimeSection::enter();
     let live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     live.iter()
         .map(|&counters| {

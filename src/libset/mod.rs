@@ -388,6 +388,8 @@ impl Libset {
     pub fn stats(&self) -> LibsetStats {
         let counters = &self.shared.counters;
         let (routed_functions, renew_bytes) = {
+            // Never paused holding the lock: its caller on this thread may take it next.
+            let _section = crate::runtime::RuntimeSection::enter();
             let state = self.shared.lock();
             let renew_bytes = state.copies.first().map_or(0, |copy| copy.snapshot_bytes());
             (state.stubs.len() as u64, renew_bytes as u64)
