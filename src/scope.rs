@@ -152,9 +152,36 @@ pub(crate) struct Orphan {
 // from other threads because only the scope's own thread drops it).
 unsafe impl Send for Entry {}
 
+/// The registry's entries, locked with the running function's preemption deferred: a scoped
+/// function may launch into its own scope, and paused while it held the lock it would block
+/// the scope's owner, on the same thread, at its next launch for good.
+struct Locked<'a> {
+    // Declared first, so dropped first: the lock is released before the section ends (which
+    // may pause the function).
+    guard: std::sync::MutexGuard<'a, Entries>,
+    _section: runtime::RuntimeSection,
+}
+
+impl core::ops::Deref for Locked<'_> {
+    type Target = Entries;
+    fn deref(&self) -> &Entries {
+        &self.guard
+    }
+}
+
+impl core::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Entries {
+        &mut self.guard
+    }
+}
+
 impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> Locked<'_> {
+        let section = runtime::RuntimeSection::enter();
+        Locked {
+            guard: self.inner.lock().unwrap_or_else(PoisonError::into_inner),
+            _section: section,
+        }
     }
 
     /// Registers a function of the scope; its id.

@@ -1,6 +1,6 @@
-//! inger's own functions that take a process-wide lock (`stats`, `mark_non_preemptible_symbols`)
-//! called both inside a preemptible function and by its caller on the same thread, between
-//! resumes, under a storm of 20–50 µs slices. A function paused while it held such a lock
+//! inger's own functions that take a lock (`stats`, `mark_non_preemptible_symbols`, a scope's
+//! `launch`) called both inside a preemptible function and by its caller on the same thread,
+//! between resumes, under a storm of 20–50 µs slices. A function paused while it held such a lock
 //! left its caller blocked on it for good (found as an `inger-run` hang: the program's `_exit`
 //! read the statistics inside `main`'s function, and the loop resuming `main` read them too),
 //! the deadlock the README warns users about for their own locks. inger's functions must not
@@ -76,4 +76,41 @@ fn marking_symbols_inside_a_function_and_in_its_caller_never_deadlocks() {
     DONE.store(true, Relaxed);
     assert_eq!(calls, CALLS);
     assert!(stops > 0, "the storm paused the function");
+}
+
+#[test]
+fn a_scope_launched_from_inside_its_function_and_by_its_owner_never_deadlocks() {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    watchdog(
+        &DONE,
+        "Scope::launch inside a scoped function and by the scope's owner",
+    );
+    let (inner, outer, stops) = inger::scope(|s| {
+        let mut linger = s
+            .launch(
+                || {
+                    let mut completed = 0u64;
+                    for call in 0..CALLS {
+                        // Registered with the scope and removed again when it completes.
+                        let inner = s.launch(move || common::spin(call, 20), Duration::MAX);
+                        completed += u64::from(inner.expect("launch").completion().is_some());
+                    }
+                    completed
+                },
+                common::storm_slice(0),
+            )
+            .expect("launch");
+        let (mut outer, mut stops) = (0u64, 0u64);
+        while linger.is_continuation() {
+            stops += 1;
+            let side = s.launch(move || stops, Duration::MAX).expect("launch");
+            outer += u64::from(side.completion() == Some(stops));
+            inger::resume(&mut linger, common::storm_slice(stops)).expect("resume");
+        }
+        (linger.completion().expect("completed"), outer, stops)
+    });
+    DONE.store(true, Relaxed);
+    assert_eq!(inner, CALLS, "every nested launch completed");
+    assert!(stops > 0, "the storm paused the function");
+    assert_eq!(outer, stops, "every launch between resumes completed");
 }

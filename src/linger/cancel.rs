@@ -64,6 +64,8 @@ impl<T> Continuation<'_, T> {
         crate::libset::function_abandoned(this);
         runtime::detach_nested(this);
         let live_low = this.live_stack_pointer();
+        // Deferred before the lookup, as in `launch_in`: the runtime must be this thread's.
+        let _section = runtime::RuntimeSection::enter();
         match runtime::runtime_if_started() {
             Some(rt) => rt.retire(stack, live_low),
             // No runtime on this thread (it is exiting): the TLS block is abandoned.

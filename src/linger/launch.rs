@@ -60,6 +60,10 @@ pub(crate) fn launch_in<'a, F, T>(
 where
     F: FnOnce() -> T + Send + 'a,
 {
+    // Preemption of the running function (for a nested launch) is deferred from before the
+    // runtime is looked up until the continuation exists: paused in between, it could be
+    // resumed on another thread with this thread's runtime (and its stack pool) in hand.
+    let section = runtime::RuntimeSection::enter();
     let rt = runtime::runtime()?;
     let stack = rt.take_stack()?;
     let frame = match place_frame::<F, T>(&stack) {
@@ -92,6 +96,7 @@ where
         }),
         _marker: PhantomData,
     };
+    drop(section);
     if budget.duration().is_zero() {
         return Ok(Linger::Continuation(continuation));
     }
@@ -104,6 +109,8 @@ where
 /// Returns a stack to the pool of the thread running this code (or the process-wide one).
 #[inline]
 pub(crate) fn give_back(stack: Stack) {
+    // Deferred before the lookup, as in `launch_in`: the runtime must be this thread's.
+    let _section = runtime::RuntimeSection::enter();
     match runtime::runtime_if_started() {
         Some(rt) => rt.give_back(stack),
         None => stack::give_back_global(stack),

@@ -6,7 +6,7 @@
 //! function's stack for a nested call) and switches into the function; [`lpf_entry`] runs on
 //! the function's stack (its end is in `exit`). Not the signal handler.
 
-use super::control::{Lpf, NEVER, Runtime, cancel, set_current, state};
+use super::control::{Lpf, NEVER, Runtime, cancel, current_lpf, set_current, state};
 use super::deadlines::effective_deadline;
 use super::ending::release_nopreempt;
 use super::exit::after_run;
@@ -95,6 +95,39 @@ unsafe fn enter(
     budget: Budget,
     out: &mut core::mem::MaybeUninit<Entered>,
 ) -> Result<(), Error> {
+    // Rule 3: no pausing the resumer (the running function, if any) half-way through this
+    // function. It is held from the very start, before the runtime is looked up: paused in
+    // between, it could be resumed on another thread with this thread's runtime in hand, or
+    // be paused by the handler with `busy` set.
+    // SAFETY: a non-null running LPF is live while its code runs, as this code does.
+    let held = unsafe { current_lpf().as_ref() };
+    if let Some(parent) = held {
+        if parent.in_handler.load(Relaxed) {
+            return Err(Error::InSignalHandler);
+        }
+        parent.hold_nopreempt();
+    }
+    // SAFETY: per the contract; the resumer is held.
+    let entered = unsafe { enter_held(lpf, budget, out) };
+    if entered.is_err()
+        && let Some(parent) = held
+    {
+        release_nopreempt(parent);
+    }
+    entered
+}
+
+/// [`enter`] once the resumer (if any) is held, which [`returned`] releases (or `enter` on
+/// an error). Context: caller.
+///
+/// # Safety
+/// As for [`enter`].
+#[inline(always)]
+unsafe fn enter_held(
+    lpf: *mut Lpf,
+    budget: Budget,
+    out: &mut core::mem::MaybeUninit<Entered>,
+) -> Result<(), Error> {
     let rt = runtime()?;
     // SAFETY: per the contract `lpf` is live; all access is on this thread.
     let this = unsafe { &*lpf };
@@ -103,11 +136,12 @@ unsafe fn enter(
         state::RUNNING => return Err(Error::AlreadyRunning),
         _ => return Err(Error::Finished),
     }
-    // SAFETY: a non-null `current` is the live LPF we are running in.
+    // SAFETY: a non-null `current` is the live LPF we are running in (the one `enter` held).
     let parent = unsafe { rt.current.load(Relaxed).as_ref() };
-    if parent.is_some_and(|parent| parent.in_handler.load(Relaxed)) {
-        return Err(Error::InSignalHandler);
-    }
+    debug_assert!(core::ptr::eq(
+        parent.map_or(core::ptr::null(), |p| p as *const Lpf),
+        current_lpf()
+    ));
     // Caller context, before any state changes: the CPU timer a CPU budget may need.
     let cpu_budget = budget.clock() == Clock::Cpu && !budget.is_unlimited() && rt.timer.is_some();
     if cpu_budget {
@@ -115,19 +149,12 @@ unsafe fn enter(
     }
     // Bookkeeping until the function lands (which ends it) and again from when it leaves.
     rt.begin_busy()?;
-    if let Some(parent) = parent {
-        // Rule 3: no pausing the resumer half-way through this function.
-        parent.hold_nopreempt();
-    }
     // SAFETY: the leaf of a paused chain is live (suspended on the chain's stacks).
     let leaf = unsafe { &*this.leaf.get() };
     if !core::ptr::eq(this.runtime.load(Relaxed), rt)
         && let Err(error) = migrate(rt, this)
     {
         rt.end_busy();
-        if let Some(parent) = parent {
-            release_nopreempt(parent);
-        }
         return Err(error);
     }
     let (deadline, cpu_deadline) = deadlines(rt, this, budget, cpu_budget);
@@ -136,9 +163,6 @@ unsafe fn enter(
     {
         // The timer is about to be armed, and an expiry would kill the process.
         rt.end_busy();
-        if let Some(parent) = parent {
-            release_nopreempt(parent);
-        }
         return Err(error);
     }
     this.parent.store(
