@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Wake;
 
-use crate::NoPreempt;
+use crate::runtime::RuntimeSection;
 
 /// Forwards wakes to the waker of the wrapper's latest poll.
 pub(super) struct ProxyWaker {
@@ -21,7 +21,7 @@ impl ProxyWaker {
     pub(super) fn set_target(&self, waker: &Waker) {
         // The lock is also taken by wakes from inside preemptible polls: never pause while
         // holding it (the caller may itself run preemptibly).
-        let _no_preempt = NoPreempt::new();
+        let _no_preempt = RuntimeSection::enter();
         let previous = {
             let mut target = self.target.lock().unwrap_or_else(PoisonError::into_inner);
             if target.as_ref().is_some_and(|t| t.will_wake(waker)) {
@@ -40,8 +40,10 @@ impl Wake for ProxyWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         // The executor's wake takes its scheduler's locks, which its workers take too: a poll
-        // paused in there could deadlock them (see the module docs).
-        let _no_preempt = NoPreempt::new();
+        // paused in there could deadlock them (see the module docs). A runtime section, not
+        // `NoPreempt`: a wake is no cancellation point, since an unwind out of it would
+        // cross the executor's code.
+        let _no_preempt = RuntimeSection::enter();
         self.woken.store(true, Ordering::SeqCst);
         let target = self
             .target

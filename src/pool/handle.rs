@@ -36,7 +36,9 @@ impl<T> Slot<T> {
 
     /// Stores the outcome unless one is there already; whether it did.
     pub(super) fn fill(&self, result: Result<T, JoinError>) -> bool {
-        let _no_preempt = NoPreempt::new();
+        // Deferred without a cancellation point: this runs in `PoolTask::drop` too, where
+        // an unwind would abort.
+        let _no_preempt = crate::runtime::RuntimeSection::enter();
         let mut outcome = self.lock();
         if !matches!(*outcome, Outcome::Pending) {
             return false;
