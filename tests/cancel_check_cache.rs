@@ -85,17 +85,21 @@ fn later_checks_of_the_same_frames_are_answered_from_what_the_first_learned_on_e
         "no cancellation through the owning frame skipped the unwinding"
     );
 
-    // And the clean chain is still known clean after the other was learned.
+    // And the clean chain is still judged clean after the other was learned, from learned
+    // verdicts. The verdicts are direct-mapped by return address, and where the loader put
+    // the code decides whether a frame of the other chain took the slot of one of the clean
+    // chain's (1 run in 5 once a change moved this binary's code): then the first check walks
+    // with libgcc and learns again, and the second is answered from the cache.
+    cancel_paused(through_a_clean_frame);
     cancel_paused(through_a_clean_frame);
     let last = inger::stats();
     assert_eq!(
         last.cancels_without_unwinding,
-        after_owned.cancels_without_unwinding + 1
+        after_owned.cancels_without_unwinding + 2
     );
-    assert_eq!(
-        last.cancel_checks_cached,
-        after_owned.cancel_checks_cached + 1,
-        "the clean chain's check was answered from its learned verdicts"
+    assert!(
+        last.cancel_checks_cached > after_owned.cancel_checks_cached,
+        "the clean chain's check was answered from its learned verdicts: {last:?}"
     );
 
     // A fresh thread has learned nothing: its first check walks, the next ones need not.
