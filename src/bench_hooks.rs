@@ -61,7 +61,9 @@ pub fn tls_context_switch_round_trips(round_trips: u64) -> Result<Option<u64>, E
 }
 
 fn ping_pong(round_trips: u64, tp: usize) -> Result<u64, Error> {
-    let stack = runtime::runtime()?.take_stack()?;
+    let section = runtime::RuntimeSection::enter();
+    let stack = runtime::runtime()?.take_stack(&section)?;
+    drop(section);
     let mut state = PingPong {
         main_sp: null_mut(),
         side_sp: null_mut(),

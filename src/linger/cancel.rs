@@ -65,9 +65,9 @@ impl<T> Continuation<'_, T> {
         runtime::detach_nested(this);
         let live_low = this.live_stack_pointer();
         // Deferred before the lookup, as in `launch_in`: the runtime must be this thread's.
-        let _section = runtime::RuntimeSection::enter();
+        let section = runtime::RuntimeSection::enter();
         match runtime::runtime_if_started() {
-            Some(rt) => rt.retire(stack, live_low),
+            Some(rt) => rt.retire(stack, live_low, &section),
             // No runtime on this thread (it is exiting): the TLS block is abandoned.
             None => stack::retire(stack, live_low),
         }

@@ -65,11 +65,11 @@ where
     // resumed on another thread with this thread's runtime (and its stack pool) in hand.
     let section = runtime::RuntimeSection::enter();
     let rt = runtime::runtime()?;
-    let stack = rt.take_stack()?;
+    let stack = rt.take_stack(&section)?;
     let frame = match place_frame::<F, T>(&stack) {
         Ok(frame) => frame,
         Err(error) => {
-            rt.give_back(stack);
+            rt.give_back(stack, &section);
             return Err(error);
         }
     };
@@ -110,9 +110,9 @@ where
 #[inline]
 pub(crate) fn give_back(stack: Stack) {
     // Deferred before the lookup, as in `launch_in`: the runtime must be this thread's.
-    let _section = runtime::RuntimeSection::enter();
+    let section = runtime::RuntimeSection::enter();
     match runtime::runtime_if_started() {
-        Some(rt) => rt.give_back(stack),
+        Some(rt) => rt.give_back(stack, &section),
         None => stack::give_back_global(stack),
     }
 }

@@ -177,13 +177,19 @@ pub(crate) struct RuntimeSection(*mut Lpf);
 
 impl RuntimeSection {
     /// Enters the section.
+    #[inline]
     pub(crate) fn enter() -> Self {
-        with_running(Lpf::hold_nopreempt);
-        RuntimeSection(current_lpf())
+        let running = current_lpf();
+        // SAFETY: a non-null running LPF is live while its code runs, as this code does.
+        if let Some(this) = unsafe { running.as_ref() } {
+            this.hold_nopreempt();
+        }
+        RuntimeSection(running)
     }
 }
 
 impl Drop for RuntimeSection {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: the section never outlives the function it was entered in, whose control
         // block is live while its code runs.

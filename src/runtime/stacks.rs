@@ -1,5 +1,8 @@
 //! Stacks for functions, taken from and returned to the thread's pools, with preemption of
-//! the calling function (if any) deferred around the bookkeeping.
+//! the calling function (if any) deferred around the bookkeeping: every method takes the
+//! caller's [`RuntimeSection`], which must have been entered before the runtime was looked
+//! up (a function paused in between could be resumed on another thread, with this thread's
+//! runtime and its pools in hand).
 //!
 //! Context: caller or function stack, on the runtime's own thread; never inger's signal
 //! handler. A user's signal handler may get here (a launch from a handler): the fast paths
@@ -20,7 +23,7 @@ impl Runtime {
     /// as an `Option<Stack>`, in registers; everything else is [`take_stack_slow`]
     /// (Self::take_stack_slow), which also reports the errors.
     #[inline]
-    pub(crate) fn take_stack(&self) -> Result<Stack, Error> {
+    pub(crate) fn take_stack(&self, _section: &RuntimeSection) -> Result<Stack, Error> {
         match self.take_pooled_stack() {
             Some(stack) => Ok(stack),
             None => self.take_stack_slow(),
@@ -31,7 +34,6 @@ impl Runtime {
     /// the pool, allocate or free a TLS block, or fail. Async-signal-safe.
     #[inline(never)]
     fn take_pooled_stack(&self) -> Option<Stack> {
-        let _section = RuntimeSection::enter();
         let _busy = self.enter_busy().ok()?;
         let mut pool = self.pool.borrow_mut();
         let glibc = self.glibc;
@@ -54,7 +56,6 @@ impl Runtime {
     #[cold]
     #[inline(never)]
     fn take_stack_slow(&self) -> Result<Stack, Error> {
-        let _section = RuntimeSection::enter();
         let _busy = self.enter_busy()?;
         if self.pool.borrow().take_is_slow(self.glibc.is_some()) {
             refuse_in_signal_handler()?;
@@ -83,8 +84,7 @@ impl Runtime {
 
     /// Returns the stack of a function that finished (or never started).
     /// Context: caller or function stack.
-    pub(crate) fn give_back(&self, stack: Stack) {
-        let _section = RuntimeSection::enter();
+    pub(crate) fn give_back(&self, stack: Stack, _section: &RuntimeSection) {
         let Ok(_busy) = self.enter_busy() else {
             // A handler interrupted the pool's own bookkeeping: leave the stack unused.
             stack.leak();
@@ -100,8 +100,7 @@ impl Runtime {
     /// Retires the stack of a function cancelled while paused (see `stack` for what that
     /// guarantees); its TLS block is reset and kept for reuse. Context: caller or function
     /// stack.
-    pub(crate) fn retire(&self, mut stack: Stack, live_low: usize) {
-        let _section = RuntimeSection::enter();
+    pub(crate) fn retire(&self, mut stack: Stack, live_low: usize, _section: &RuntimeSection) {
         let Ok(_busy) = self.enter_busy() else {
             stack.leak(); // see `give_back`
             return;
