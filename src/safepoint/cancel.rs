@@ -34,20 +34,46 @@ use super::{UnwindCache, read_stack_word, tables};
 use crate::arch::{Registers, redirect};
 use crate::sys::unwind::Learned;
 
-/// Verdicts kept per thread (direct-mapped by return address).
+/// Verdicts kept per thread: sets of [`VERDICT_WAYS`] slots, chosen by return address.
 pub(super) const VERDICT_SLOTS: usize = 256;
+/// Slots per set. Where the loader puts the code moves the bits the set is chosen by, so two
+/// frames of one chain share a set in some runs; with one slot per set each check of that
+/// chain evicted the other frame's verdict and the chain was never answered from the cache
+/// (`tests/cancel_check_cache.rs` caught it in 4 runs of 10 for one layout).
+const VERDICT_WAYS: usize = 2;
+const _: () = assert!(VERDICT_SLOTS.is_multiple_of(VERDICT_WAYS));
 
 /// Deepest chain the fast path walks before leaving the answer to libgcc.
 const MAX_FRAMES: usize = 64;
 
 impl UnwindCache {
-    fn verdict_slot(&mut self, address: usize) -> &mut (usize, bool) {
-        &mut self.verdicts[(address ^ (address >> 8)) % VERDICT_SLOTS]
+    /// The set of slots `address` may be kept in.
+    fn verdict_set(&mut self, address: usize) -> &mut [(usize, bool)] {
+        let sets = VERDICT_SLOTS / VERDICT_WAYS;
+        let first = ((address ^ (address >> 8)) % sets) * VERDICT_WAYS;
+        &mut self.verdicts[first..first + VERDICT_WAYS]
     }
 
     fn verdict(&mut self, address: usize) -> Option<bool> {
-        let slot = *self.verdict_slot(address);
-        (slot.0 == address && address != 0).then_some(slot.1)
+        if address == 0 {
+            return None;
+        }
+        self.verdict_set(address)
+            .iter()
+            .find(|slot| slot.0 == address)
+            .map(|slot| slot.1)
+    }
+
+    /// Keeps `clean` as the verdict for `address`: in its slot if it has one, else first in
+    /// its set, moving the others down (the last one is forgotten).
+    fn keep_verdict(&mut self, address: usize, clean: bool) {
+        let set = self.verdict_set(address);
+        let at = set
+            .iter()
+            .position(|slot| slot.0 == address)
+            .unwrap_or(VERDICT_WAYS - 1);
+        set[..=at].rotate_right(1);
+        set[0] = (address, clean);
     }
 }
 
@@ -126,7 +152,43 @@ pub(crate) fn learn(cache: &mut UnwindCache, registers: Registers, learned: &Lea
             address
         };
         if key != 0 && !redirect::is_stub(key) {
-            *cache.verdict_slot(key) = (key, clean);
+            cache.keep_verdict(key, clean);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An address that falls in the same set as `address` (the set is chosen by the low 16
+    /// bits; a multiple of 64 KiB apart keeps them).
+    fn same_set(address: usize, n: usize) -> usize {
+        address + n * 0x1_0000
+    }
+
+    #[test]
+    fn two_frames_of_one_set_are_both_kept_and_a_third_evicts_the_oldest() {
+        let mut cache = Box::new(UnwindCache::new());
+        let a = 0x5555_1234_5678;
+        let (b, c) = (same_set(a, 1), same_set(a, 2));
+        cache.keep_verdict(a, true);
+        cache.keep_verdict(b, false);
+        assert_eq!(
+            cache.verdict(a),
+            Some(true),
+            "the first survives the second"
+        );
+        assert_eq!(cache.verdict(b), Some(false));
+        cache.keep_verdict(a, false); // an update keeps one slot per address
+        cache.keep_verdict(c, true);
+        assert_eq!(
+            cache.verdict(a),
+            Some(false),
+            "updated, so the newest of the two"
+        );
+        assert_eq!(cache.verdict(c), Some(true));
+        assert_eq!(cache.verdict(b), None, "the oldest was forgotten");
+        assert_eq!(cache.verdict(0), None);
     }
 }
