@@ -300,3 +300,48 @@ fn a_nested_function_made_to_yield_does_not_count_as_overshooting_a_budget() {
         "{stats:?}"
     );
 }
+
+#[test]
+fn a_function_cancelled_on_its_way_to_a_nested_resume_unwinds_there_without_running_it() {
+    // The function is preempted after launching a nested function (unstarted) and before
+    // resuming it; the cancellation request then reaches only the function itself. The
+    // nested resume is a cancellation point before the nested function runs: without that,
+    // the nested one would run for the whole grace budget (it never reaches a cancellation
+    // point of its own) and the cancellation would come back unfinished.
+    static DROPS_5: AtomicUsize = AtomicUsize::new(0);
+    static CANCEL_SENT: AtomicUsize = AtomicUsize::new(0);
+    static NESTED_RAN: AtomicUsize = AtomicUsize::new(0);
+    let drops = &DROPS_5;
+    let linger = inger::launch(
+        move || {
+            let _outer = DropCounter(drops);
+            let nested = inger::launch(
+                || {
+                    NESTED_RAN.fetch_add(1, SeqCst);
+                    let mut x = 0u64;
+                    loop {
+                        x = black_box(x.wrapping_add(1));
+                    }
+                },
+                Duration::ZERO, // created, not run
+            )
+            .expect("nested launch");
+            // Preemptible code without a cancellation point, until the caller has asked.
+            while CANCEL_SENT.load(SeqCst) == 0 {
+                black_box(());
+            }
+            let nested = paused(nested);
+            let _ = nested.resume(Duration::from_secs(3600));
+        },
+        Duration::from_millis(1),
+    )
+    .expect("launch");
+    let continuation = paused(linger);
+    CANCEL_SENT.store(1, SeqCst);
+    let left = continuation
+        .cancel_cooperatively(Duration::from_secs(10))
+        .expect("cancel");
+    assert!(left.is_none(), "the function unwound at the nested resume");
+    assert_eq!(drops.load(SeqCst), 1, "its destructor ran");
+    assert_eq!(NESTED_RAN.load(SeqCst), 0, "the nested function never ran");
+}

@@ -122,8 +122,9 @@ impl<T> core::fmt::Debug for Linger<'_, T> {
 ///    that makes its next cancellation point unwind its stack with a [`Cancelled`] payload, so
 ///    its destructors run and the locks it holds are released (and poisoned, as after any
 ///    panic). Cancellation points: [`pause`](crate::pause), [`checkpoint`](crate::checkpoint),
-///    the end of a [`nopreempt`](crate::nopreempt) section, and returning from a nested
-///    [`resume`] (the nested function yields to the one being cancelled). When no frame
+///    the end of a [`nopreempt`](crate::nopreempt) section, and a nested [`launch`](crate::launch)
+///    or [`resume`], both before the nested function runs and when it returns (the nested
+///    function yields to the one being cancelled). When no frame
 ///    between the cancellation point and the function's start owns anything or catches (the
 ///    exception tables the compiler wrote say so, frame by frame), that unwinding would run
 ///    nothing: the function then ends without raising the panic, at about half the cost,
@@ -340,6 +341,11 @@ impl<'a, T> Continuation<'a, T> {
     #[inline(always)]
     fn run_raw(&mut self, budget: Budget) -> Result<Option<Finished<T>>, Error> {
         runtime::will_check_cancellation();
+        // The call is a cancellation point too: a function cancelled while it was paused on
+        // its way here (inside `launch`, say) would otherwise first run the nested one for
+        // its whole budget, since the request to yield reached only the functions nested
+        // in it at the time.
+        crate::checkpoint();
         let outcome = self.run_unchecked(budget);
         crate::checkpoint();
         outcome
