@@ -86,10 +86,11 @@ fn later_checks_of_the_same_frames_are_answered_from_what_the_first_learned_on_e
     );
 
     // And the clean chain is still judged clean after the other was learned, from learned
-    // verdicts. The verdicts are direct-mapped by return address, and where the loader put
-    // the code decides whether a frame of the other chain took the slot of one of the clean
-    // chain's (1 run in 5 once a change moved this binary's code): then the first check walks
-    // with libgcc and learns again, and the second is answered from the cache.
+    // verdicts. The verdicts are kept in small sets chosen by return address, and where the
+    // loader put the code decides whether the other chain's frames pushed one of the clean
+    // chain's out of its set (1 run in 5 once a change moved this binary's code, when a set
+    // had one slot): then the first check walks with libgcc and learns again, and the second
+    // is answered from the cache.
     cancel_paused(through_a_clean_frame);
     cancel_paused(through_a_clean_frame);
     let last = inger::stats();
