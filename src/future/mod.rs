@@ -228,10 +228,16 @@ pub const MIN_SLICE: Duration = Duration::from_micros(10);
 /// blocks the thread then keeps its slice. See the [module docs](self).
 pub fn preemptible<F: Future>(future: F, slice: impl Into<Budget>) -> Preemptible<F> {
     static EXECUTOR_CODE_MARKED: std::sync::Once = std::sync::Once::new();
-    EXECUTOR_CODE_MARKED.call_once(|| {
-        // Code with locks the executor's workers also take (see the module docs).
-        crate::mark_non_preemptible_symbols(&["tokio::", "parking_lot", "lock_api"]);
-    });
+    if !EXECUTOR_CODE_MARKED.is_completed() {
+        // With preemption deferred: a task paused inside the initialisation would make its
+        // worker wait for it on its own thread (the symbol rule that names `Once` as a
+        // critical section is gone in a stripped executable).
+        let _section = crate::runtime::RuntimeSection::enter();
+        EXECUTOR_CODE_MARKED.call_once(|| {
+            // Code with locks the executor's workers also take (see the module docs).
+            crate::mark_non_preemptible_symbols(&["tokio::", "parking_lot", "lock_api"]);
+        });
+    }
     let proxy = Arc::new(ProxyWaker {
         target: Mutex::new(None),
         woken: AtomicBool::new(false),
@@ -257,6 +263,11 @@ pub fn preemptible<F: Future>(future: F, slice: impl Into<Budget>) -> Preemptibl
 /// (see [`capabilities`](crate::capabilities)), where it polls its future directly.
 pub fn preemption_available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    if let Some(&available) = AVAILABLE.get() {
+        return available;
+    }
+    // As in `preemptible`: never paused inside the initialisation.
+    let _section = crate::runtime::RuntimeSection::enter();
     *AVAILABLE.get_or_init(|| crate::capabilities().private_tls)
 }
 
