@@ -340,11 +340,11 @@ impl<'a, T> Continuation<'a, T> {
     /// function yields to its enclosing one when that one is cancelled).
     #[inline(always)]
     fn run_raw(&mut self, budget: Budget) -> Result<Option<Finished<T>>, Error> {
-        runtime::will_check_cancellation();
         // The call is a cancellation point too: a function cancelled while it was paused on
         // its way here (inside `launch`, say) would otherwise first run the nested one for
         // its whole budget, since the request to yield reached only the functions nested
-        // in it at the time.
+        // in it at the time. The checkpoint also records that the function passes
+        // cancellation points (cancelling it is then worth a grace budget).
         crate::checkpoint();
         let outcome = self.run_unchecked(budget);
         crate::checkpoint();

@@ -87,5 +87,5 @@ pub(crate) use exit::calls_closure_directly;
 pub(crate) use preempt::{check_running_stack, handler_intact, redirects_enabled};
 pub(crate) use process::{in_signal_handler, refuse_in_signal_handler};
 pub use sections::{NoPreempt, checkpoint, in_preemptible, nopreempt, pause};
-pub(crate) use sections::{RuntimeSection, will_check_cancellation, yield_without_unwinding};
+pub(crate) use sections::{RuntimeSection, yield_without_unwinding};
 pub(crate) use startup::{private_tls, runtime, runtime_if_started};

@@ -88,14 +88,6 @@ fn checkpoint_in(this: &Lpf) {
     }
 }
 
-/// Records that the running function (if any) is about to pass a cancellation point (a nested
-/// resume, whose return is one): cancelling it is worth a grace budget. Context: function
-/// stack, or a no-op in the caller's.
-#[inline]
-pub(crate) fn will_check_cancellation() {
-    with_running(|this| this.checks_cancellation.set(true));
-}
-
 /// Pauses the running function as [`pause`] does, but is no cancellation point: it never
 /// unwinds. For runtime code that cannot unwind (a routed library call waiting for a copy of
 /// its library). Outside a function, does nothing.
