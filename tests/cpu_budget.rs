@@ -136,7 +136,11 @@ fn every_slice_of_a_cpu_budget_uses_the_whole_budget_even_when_descheduled() {
         u128::from(slices) <= most,
         "{slices} slices for {WORK:?} of CPU work in {BUDGET:?} slices: some ended early"
     );
-    assert!(slices >= 2, "never paused: the budget did not run out");
+    assert!(
+        slices >= 2,
+        "never paused: the budget did not run out: {:?}",
+        inger::stats()
+    );
 }
 
 #[test]
