@@ -107,22 +107,22 @@ pub(crate) fn stub_for(shift: u32) -> Option<usize> {
 
 /// Whether `address` is the entry of one of the stubs (a redirected return address).
 pub(crate) fn is_stub(address: usize) -> bool {
-    let base = stubs_base();
-    let count = (MAX_SLOT_SHIFT - MIN_SLOT_SHIFT + 1) as usize;
-    address >= base
-        && address < base + count * STUB_STRIDE
-        && (address - base).is_multiple_of(STUB_STRIDE)
+    offset_in_stub(address) == Some(ENTRY_OFFSET)
 }
 
-/// Whether `address` lies inside the stubs but is not an entry: a return address there is
-/// the landing pad's call of `_Unwind_Resume`, an unwinding in progress, whose frame only a
-/// walker that evaluates DWARF expressions can step over.
+/// Whether `address` lies in a stub's landing pad, past its first instruction: a return
+/// address there is the pad's call of `_Unwind_Resume`, an unwinding in progress, whose frame
+/// only a walker that evaluates DWARF expressions can step over.
 pub(crate) fn is_in_landing_pad(address: usize) -> bool {
+    offset_in_stub(address).is_some_and(|offset| offset > LANDING_PAD_OFFSET)
+}
+
+/// Where `address` lies in the stub it lies in (from the stub's start), if it lies in one.
+fn offset_in_stub(address: usize) -> Option<usize> {
     let start = stubs_base() - ENTRY_OFFSET;
     let count = (MAX_SLOT_SHIFT - MIN_SLOT_SHIFT + 1) as usize;
-    address >= start
-        && address < start + count * STUB_STRIDE
-        && (address - start) % STUB_STRIDE > LANDING_PAD_OFFSET
+    let offset = address.checked_sub(start)?;
+    (offset < count * STUB_STRIDE).then_some(offset % STUB_STRIDE)
 }
 
 /// Bytes between consecutive stub entries (each stub is padded to this size).
@@ -164,6 +164,7 @@ global_asm!(
     ".cfi_personality 0x1b, inger_redirect_personality", // pc-relative, 4 bytes
     ".cfi_def_cfa 7, 0",                   // CFA = rsp: the `ret` popped the return address
     ".cfi_escape 0x10, 0x10, 14, 0x08, inger_redirect_k, 0x25, 0x31, 0x22, 0x08, inger_redirect_k, 0x24, 0x0c, ({g8} & 0xff), (({g8} >> 8) & 0xff), (({g8} >> 16) & 0xff), (({g8} >> 24) & 0xff), 0x1c",
+    ".cfi_remember_state",                 // the landing pad starts from these rules
     "nop",                                   // looked up as `entry - 1` by unwinders
     ".if inger_redirect_k == {min_shift}",
     ".globl inger_redirect_stub_first",
@@ -183,10 +184,10 @@ global_asm!(
     // the exception in rax): resumes the unwinding one frame lower, so that the catching
     // frame is identified by this frame's CFA again (see "Unwind information").
     ".org 1b + {landing_pad}",               // fails to assemble if the stub grew past it
-    ".cfi_def_cfa 7, 0",
-    ".cfi_escape 0x10, 0x10, 14, 0x08, inger_redirect_k, 0x25, 0x31, 0x22, 0x08, inger_redirect_k, 0x24, 0x0c, ({g8} & 0xff), (({g8} >> 8) & 0xff), (({g8} >> 16) & 0xff), (({g8} >> 24) & 0xff), 0x1c",
+    ".cfi_restore_state",                  // CFA = rsp, the return address in the top word
     "sub rsp, 16",                           // keeps the call 16-byte aligned
-    ".cfi_adjust_cfa_offset 16",
+    ".cfi_def_cfa_offset 16",              // (not an adjustment: the assembler's running
+                                             // offset does not follow the restored state)
     "mov rdi, rax",
     "call {resume}@PLT",                     // never returns
     "ud2",
